@@ -1,0 +1,65 @@
+# zoneproof: `make e2e` runs the suites on a local multi-zone cluster; `make test` runs
+# the project's own tests. Both install what they need on first use.
+
+UV_VERSION := 0.13.9
+CACHE_DIR  ?= $(or $(ZONEPROOF_CACHE_DIR),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/zoneproof)
+UV_HOME    := $(CACHE_DIR)/uv-$(UV_VERSION)
+UV         := $(UV_HOME)/bin/uv
+VENV       := .venv
+PY         := $(VENV)/bin/python
+ZP         := $(VENV)/bin/zoneproof
+PYTEST_ARGS ?=
+
+# A pytest run that collected nothing (exit 5) is a failure, never a silent pass.
+define run_pytest
+	$(PY) -m pytest $(1) $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests in $(1)" >&2; exit 1; fi; exit $$rc
+endef
+
+.PHONY: help setup tools test unit e2e cluster-up cluster-down cluster-status bench clean
+
+help:
+	@echo "make e2e          local cluster + suites + report (reports/)"
+	@echo "make test         the project's own tests (unit + real local clusters)"
+	@echo "make unit         fast unit tests only"
+	@echo "make tools        build the Go tools into $(CACHE_DIR)/tools (no-op when cached)"
+	@echo "make cluster-up   start the default local cluster; cluster-down stops it"
+	@echo "make bench        bring-up and failure-detection benchmark"
+
+$(UV):
+	python3 -m venv $(UV_HOME)
+	$(UV_HOME)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --quiet
+	@touch $@
+
+setup: $(VENV)/.synced
+
+tools: setup
+	$(ZP) tools build
+
+unit: setup
+	@$(call run_pytest,tests -m "not cluster")
+
+test: tools
+	@$(call run_pytest,tests)
+
+e2e: tools
+	@mkdir -p reports
+	@$(call run_pytest,suites --alluredir=reports/allure-results --junitxml=reports/junit.xml)
+
+cluster-up: tools
+	$(ZP) cluster up
+
+cluster-down: setup
+	$(ZP) cluster down
+
+cluster-status: setup
+	$(ZP) cluster status
+
+bench: tools
+	$(PY) bench/cluster_bench.py
+
+clean:
+	rm -rf $(VENV) reports/allure-results reports/junit.xml .pytest_cache

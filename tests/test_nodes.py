@@ -1,0 +1,35 @@
+"""Simulated nodes look like Alibaba ACK workers and map to stable ECS instance ids."""
+
+import re
+
+from zoneproof import labels
+from zoneproof.cluster.nodes import instance_id, node_manifest, plan_nodes
+from zoneproof.cluster.spec import ClusterSpec
+
+
+def test_plan_covers_every_zone_with_the_requested_count():
+    spec = ClusterSpec(zones=("z1", "z2", "z3", "z4"), nodes_per_zone=1)
+    nodes = plan_nodes(spec)
+    assert [n.zone for n in nodes] == ["z1", "z2", "z3", "z4"]
+    assert len({n.name for n in nodes}) == 4
+    assert len({n.instance_id for n in nodes}) == 4
+
+
+def test_instance_ids_are_ecs_shaped_and_stable():
+    a = instance_id("c", "cn-beijing", "n1")
+    assert re.fullmatch(r"i-[0-9a-z]{20}", a)
+    assert a == instance_id("c", "cn-beijing", "n1")
+    assert a != instance_id("c", "cn-beijing", "n2")
+    assert a != instance_id("other", "cn-beijing", "n1")
+
+
+def test_node_manifest_has_every_ack_label_and_the_provider_id():
+    node = plan_nodes(ClusterSpec(region="cn-hangzhou", zones=("cn-hangzhou-h",), nodes_per_zone=1))[0]
+    m = node_manifest(node)
+    lab = m["metadata"]["labels"]
+    assert lab[labels.ZONE] == lab[labels.ZONE_DEPRECATED] == lab[labels.DISK_ZONE] == "cn-hangzhou-h"
+    assert lab[labels.REGION] == lab[labels.REGION_DEPRECATED] == "cn-hangzhou"
+    assert lab[labels.INSTANCE_ID] == node.instance_id
+    assert lab[labels.POWER] == labels.POWER_ON
+    assert m["spec"]["providerID"] == f"alicloud://cn-hangzhou.{node.instance_id}"
+    assert m["metadata"]["annotations"][labels.CONTROLLER_MANAGED_ATTACH_DETACH] == "true"

@@ -1,0 +1,1 @@
+"""zoneproof: conformance and chaos tests for zonal block storage."""

@@ -1,0 +1,183 @@
+"""The ``zoneproof`` command."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from dataclasses import fields
+
+import click
+
+from zoneproof import toolchain
+from zoneproof.cluster import ClusterError, LocalProvider, SpecError
+from zoneproof.cluster.spec import (
+    DEFAULT_CLUSTER_NAME,
+    DEFAULT_NODES_PER_ZONE,
+    DEFAULT_REGION,
+    DEFAULT_ZONES,
+    ClusterSpec,
+    Timings,
+    parse_zones,
+)
+from zoneproof.waiting import WaitTimeout
+
+TIMING_HELP = {
+    "node_monitor_grace_period": "seconds without a heartbeat before a node is NotReady",
+    "node_monitor_period": "seconds between node-controller health checks",
+    "node_lease_duration": "node Lease duration in seconds (renewed every quarter of it)",
+    "node_status_update_frequency": "seconds between node status refreshes",
+    "heartbeat_factor": "multiplies every heartbeat timing above",
+    "not_ready_toleration": "seconds pods tolerate a NotReady node before eviction",
+    "unreachable_toleration": "seconds pods tolerate an unreachable node before eviction",
+    "node_eviction_rate": "nodes per second the node controller may taint for eviction",
+}
+
+
+def _handle_sigterm(signum, frame):  # noqa: ARG001
+    # Turn SIGTERM into KeyboardInterrupt so that clean-up code runs the same way as on Ctrl-C.
+    raise KeyboardInterrupt
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log debug detail.")
+def main(verbose: bool) -> None:
+    """Conformance and chaos tests for zonal block storage in multi-zone Kubernetes."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    signal.signal(signal.SIGTERM, _handle_sigterm)
+
+
+def _fail(err: Exception, code: int = 1) -> None:
+    click.echo(f"error: {err}", err=True)
+    sys.exit(code)
+
+
+# ----------------------------------------------------------------- cluster
+@main.group()
+def cluster() -> None:
+    """Bring a multi-zone cluster up or down, inspect it, print its environment."""
+
+
+name_option = click.option("--name", default=DEFAULT_CLUSTER_NAME, show_default=True, help="Cluster name.")
+
+
+def timing_options(func):
+    defaults = Timings()
+    for f in reversed(fields(Timings)):
+        func = click.option(
+            f"--{f.name.replace('_', '-')}",
+            type=float if isinstance(getattr(defaults, f.name), float) else int,
+            default=getattr(defaults, f.name),
+            show_default=True,
+            help=TIMING_HELP[f.name],
+        )(func)
+    return func
+
+
+@cluster.command("up")
+@name_option
+@click.option("--zones", default=",".join(DEFAULT_ZONES), show_default=True, help="Comma-separated zone names.")
+@click.option("--region", default=DEFAULT_REGION, show_default=True)
+@click.option("--nodes-per-zone", type=int, default=DEFAULT_NODES_PER_ZONE, show_default=True)
+@timing_options
+def cluster_up(name: str, zones: str, region: str, nodes_per_zone: int, **timings) -> None:
+    """Start a local cluster (real control plane, kwok nodes) with Ready nodes in every zone."""
+    try:
+        spec = ClusterSpec(name=name, region=region, zones=parse_zones(zones), nodes_per_zone=nodes_per_zone,
+                           timings=Timings(**timings)).validate()
+    except SpecError as err:
+        _fail(err, code=2)
+    provider = LocalProvider(spec)
+    try:
+        provider.up()
+    except (ClusterError, toolchain.ToolchainError, WaitTimeout) as err:
+        _fail(err)
+    except KeyboardInterrupt:
+        _fail(RuntimeError("interrupted; everything started was torn down"), code=130)
+    click.echo(f"export KUBECONFIG={provider.kubeconfig}")
+
+
+@cluster.command("down")
+@name_option
+def cluster_down(name: str) -> None:
+    """Stop a local cluster and remove its processes and files."""
+    try:
+        LocalProvider.attach(name).down()
+    except ClusterError:
+        # Nothing recorded: still clean any half-made leftovers under that name.
+        LocalProvider(ClusterSpec(name=name)).down()
+    click.echo(f"cluster {name!r} is down")
+
+
+@cluster.command("status")
+@name_option
+def cluster_status(name: str) -> None:
+    """Show each zone's nodes: power, readiness and taints. Exits 1 if the cluster is not up."""
+    try:
+        provider = LocalProvider.attach(name)
+    except ClusterError as err:
+        _fail(err)
+    if not provider.is_up():
+        _fail(ClusterError(f"cluster {name!r} exists but its API does not answer"))
+    spec = provider.spec
+    click.echo(f"cluster {name!r}  region {spec.region}  kubeconfig {provider.kubeconfig}")
+    for zone in provider.zones():
+        click.echo(f"  zone {zone}")
+        for s in (s for s in provider.node_states() if s.zone == zone):
+            power = "on " if s.powered else "off"
+            ready = {"True": "Ready", "False": "NotReady", "Unknown": "NotReady(Unknown)"}[s.ready]
+            taints = f"  taints: {', '.join(s.taints)}" if s.taints else ""
+            click.echo(f"    {s.name:<32} power {power}  {ready}{taints}")
+
+
+@cluster.command("env")
+@name_option
+def cluster_env(name: str) -> None:
+    """Print shell exports for a running cluster: eval "$(zoneproof cluster env)"."""
+    try:
+        provider = LocalProvider.attach(name)
+    except ClusterError as err:
+        _fail(err)
+    click.echo(f"export KUBECONFIG={provider.kubeconfig}")
+    click.echo(f"export PATH={toolchain.binary('kubectl').parent}:$PATH")
+
+
+# ----------------------------------------------------------------- tools
+@main.group()
+def tools() -> None:
+    """Build and locate the Go tools (Kubernetes, etcd, kwok)."""
+
+
+@tools.command("build")
+@click.option("--force", is_flag=True, help="Rebuild even if an identical build is cached.")
+@click.argument("names", nargs=-1)
+def tools_build(force: bool, names: tuple[str, ...]) -> None:
+    """Build every tool set (or the named ones) unless cached."""
+    unknown = set(names) - toolchain.TOOL_SETS.keys()
+    if unknown:
+        _fail(toolchain.ToolchainError(
+            f"unknown tool set(s) {', '.join(sorted(unknown))}; known: {', '.join(toolchain.TOOL_SETS)}"), code=2)
+    try:
+        for name in names or toolchain.TOOL_SETS:
+            path = toolchain.build(toolchain.TOOL_SETS[name], force=force)
+            click.echo(f"{name} {toolchain.TOOL_SETS[name].version}: {path}")
+    except toolchain.ToolchainError as err:
+        _fail(err)
+
+
+@tools.command("path")
+@click.argument("binary")
+def tools_path(binary: str) -> None:
+    """Print the path of a built binary (building it if needed)."""
+    try:
+        click.echo(toolchain.binary(binary))
+    except toolchain.ToolchainError as err:
+        _fail(err)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,10 @@
+"""Cluster providers behind one interface (see :class:`ClusterProvider`)."""
+
+from zoneproof.cluster.base import ClusterError, ClusterProvider, NodeState
+from zoneproof.cluster.local import LocalProvider
+from zoneproof.cluster.spec import ClusterSpec, SpecError, Timings
+
+PROVIDERS = {"local": LocalProvider}
+
+__all__ = ["ClusterError", "ClusterProvider", "ClusterSpec", "LocalProvider", "NodeState", "PROVIDERS",
+           "SpecError", "Timings"]

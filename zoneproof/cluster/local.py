@@ -1,0 +1,217 @@
+"""The local provider: real etcd, kube-apiserver, kube-controller-manager and
+kube-scheduler processes run by ``kwokctl --runtime binary``, with worker nodes
+simulated by kwok. No containers, no network beyond loopback.
+
+Power is modelled with the node label ``zoneproof.dev/power``: the kwok controller
+is told to manage only nodes labelled ``on``. Turning a node ``off`` makes kwok drop
+it: its Lease stops being renewed, its status goes stale and its pods are neither
+started nor finalized. That is what a powered-off machine looks like to Kubernetes:
+the node controller marks it NotReady (Unknown), taints it unreachable and evicts its
+pods, which then stay Terminating until the node returns or is declared
+out of service.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+from kubernetes.client.exceptions import ApiException
+
+from zoneproof import labels, toolchain
+from zoneproof.cluster.base import ClusterError, ClusterProvider
+from zoneproof.cluster.nodes import node_manifest, plan_nodes
+from zoneproof.cluster.spec import ClusterSpec
+
+log = logging.getLogger(__name__)
+
+SPEC_FILE = "zoneproof-cluster.json"
+
+
+def state_root() -> Path:
+    """Where running clusters keep their files: $ZONEPROOF_STATE_DIR, else the user state dir."""
+    explicit = os.environ.get("ZONEPROOF_STATE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "zoneproof"
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}s"
+
+
+def kwokctl_config(spec: ClusterSpec, binaries: dict[str, Path]) -> dict:
+    """The KwokctlConfiguration for a cluster: local binaries, timings, and a kwok
+    controller that manages only powered nodes."""
+    t = spec.timings.scaled()
+
+    def args(component: str, pairs: dict[str, str], override: tuple[str, ...] = ()) -> dict:
+        return {
+            "name": component,
+            "extraArgs": [{"key": k, "value": v, "override": k in override} for k, v in pairs.items()],
+        }
+
+    return {
+        "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
+        "kind": "KwokctlConfiguration",
+        "options": {
+            "runtime": "binary",
+            "kubeVersion": toolchain.KUBERNETES_VERSION.lstrip("v"),
+            "kubeApiserverBinary": str(binaries["kube-apiserver"]),
+            "kubeControllerManagerBinary": str(binaries["kube-controller-manager"]),
+            "kubeSchedulerBinary": str(binaries["kube-scheduler"]),
+            "kubectlBinary": str(binaries["kubectl"]),
+            "etcdBinary": str(binaries["etcd"]),
+            "kwokControllerBinary": str(binaries["kwok"]),
+            # Admission must be on: DefaultTolerationSeconds, StorageObjectInUseProtection and
+            # friends are part of the behaviour under test.
+            "kubeAuthorization": True,
+            "kubeAdmission": True,
+            "heartbeatFactor": 1,  # already applied by Timings.scaled()
+            "nodeLeaseDurationSeconds": t.node_lease_duration,
+            "nodeStatusUpdateFrequencyMilliseconds": round(t.node_status_update_frequency * 1000),
+            "kubeControllerManagerNodeMonitorPeriodMilliseconds": round(t.node_monitor_period * 1000),
+            "kubeControllerManagerNodeMonitorGracePeriodMilliseconds": round(t.node_monitor_grace_period * 1000),
+        },
+        "componentsPatches": [
+            args(
+                "kwok-controller",
+                {
+                    "manage-all-nodes": "false",
+                    "manage-nodes-with-label-selector": f"{labels.POWER}={labels.POWER_ON}",
+                },
+                override=("manage-all-nodes",),
+            ),
+            args(
+                "kube-apiserver",
+                {
+                    "default-not-ready-toleration-seconds": str(t.not_ready_toleration),
+                    "default-unreachable-toleration-seconds": str(t.unreachable_toleration),
+                },
+            ),
+            args("kube-controller-manager", {"node-eviction-rate": f"{t.node_eviction_rate:g}"}),
+        ],
+    }
+
+
+class LocalProvider(ClusterProvider):
+    def __init__(self, spec: ClusterSpec, *, workdir: Path | None = None):
+        self.spec = spec
+        self.workdir = workdir or state_root() / "kwok"
+
+    # --- paths and state ---
+    @property
+    def cluster_dir(self) -> Path:
+        return self.workdir / "clusters" / self.spec.name
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.cluster_dir / "kubeconfig.yaml"
+
+    @classmethod
+    def attach(cls, name: str, *, workdir: Path | None = None) -> "LocalProvider":
+        """The provider of an existing local cluster, with the spec it was created with."""
+        probe = cls(ClusterSpec(name=name), workdir=workdir)
+        spec_path = probe.cluster_dir / SPEC_FILE
+        if not spec_path.is_file():
+            raise ClusterError(f"no local cluster named {name!r} (looked in {probe.cluster_dir})")
+        return cls(ClusterSpec.from_dict(json.loads(spec_path.read_text())), workdir=workdir)
+
+    def exists(self) -> bool:
+        return self.cluster_dir.exists()
+
+    def is_up(self) -> bool:
+        if not self.kubeconfig.is_file():
+            return False
+        try:
+            self.core.list_namespace(limit=1, _request_timeout=5)
+        except Exception:  # noqa: BLE001 - any failure to answer means "not up"
+            return False
+        return True
+
+    def _kwokctl(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        kube_bin = toolchain.binary("kubectl").parent
+        env = dict(os.environ, KWOK_WORKDIR=str(self.workdir))
+        env["PATH"] = f"{kube_bin}{os.pathsep}{env.get('PATH', '')}"
+        cmd = [str(toolchain.binary("kwokctl")), *args, "--name", self.spec.name]
+        log.debug("running %s", " ".join(cmd))
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+        if proc.returncode != 0:
+            raise ClusterError(f"`kwokctl {' '.join(args)}` failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+        return proc
+
+    # --- lifecycle ---
+    def up(self) -> None:
+        self.spec.validate()
+        if self.exists():
+            state = "is already running" if self.is_up() else "exists but does not answer"
+            raise ClusterError(
+                f"local cluster {self.spec.name!r} {state} (kubeconfig {self.kubeconfig}); "
+                f"run `zoneproof cluster down --name {self.spec.name}` first, or pick another --name"
+            )
+        binaries = {b: toolchain.binary(b) for b in
+                    ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "etcd", "kwok")}
+        started = time.monotonic()
+        log.info("starting local cluster %r: %d zones × %d nodes in %s",
+                 self.spec.name, len(self.spec.zones), self.spec.nodes_per_zone, self.spec.region)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            with tempfile.NamedTemporaryFile("w", suffix=".yaml", dir=self.workdir, delete=False) as cfg:
+                yaml.safe_dump(kwokctl_config(self.spec, binaries), cfg)
+            try:
+                self._kwokctl("create", "cluster", "--config", cfg.name, "--kubeconfig=", "--wait=60s")
+            finally:
+                os.unlink(cfg.name)
+            (self.cluster_dir / SPEC_FILE).write_text(json.dumps(self.spec.to_dict(), indent=2))
+            log.info("control plane up after %.1fs; registering %d nodes",
+                     time.monotonic() - started, len(self.spec.zones) * self.spec.nodes_per_zone)
+            planned = plan_nodes(self.spec)
+            for node in planned:
+                self.core.create_node(node_manifest(node))
+            self.wait_nodes_ready([n.name for n in planned], timeout=60)
+        except BaseException:
+            log.warning("bring-up of %r failed; tearing down what was started", self.spec.name)
+            self.down()
+            raise
+        log.info("local cluster %r ready in %.1fs; kubeconfig: %s",
+                 self.spec.name, time.monotonic() - started, self.kubeconfig)
+
+    def down(self) -> None:
+        if self.exists():
+            log.info("deleting local cluster %r", self.spec.name)
+            try:
+                self._kwokctl("delete", "cluster", "--kubeconfig=", timeout=120)
+            finally:
+                shutil.rmtree(self.cluster_dir, ignore_errors=True)
+        # Leave no empty state directories behind either.
+        for path in (self.workdir / "clusters", self.workdir):
+            try:
+                path.rmdir()
+            except OSError:
+                pass
+        self.__dict__.pop("api_client", None)
+        self.__dict__.pop("core", None)
+
+    # --- power ---
+    def _set_power(self, name: str, state: str) -> None:
+        try:
+            self.core.patch_node(name, {"metadata": {"labels": {labels.POWER: state}}})
+        except ApiException as err:
+            if err.status == 404:
+                raise ClusterError(f"no node named {name!r} in cluster {self.spec.name!r}") from err
+            raise
+        log.info("node %s powered %s", name, state)
+
+    def stop_node(self, name: str) -> None:
+        self._set_power(name, labels.POWER_OFF)
+
+    def start_node(self, name: str) -> None:
+        self._set_power(name, labels.POWER_ON)

@@ -1,0 +1,85 @@
+"""The simulated worker nodes: names, ECS instance ids and Node objects shaped like
+Alibaba Cloud ACK workers."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from zoneproof import labels
+from zoneproof.cluster.spec import ClusterSpec
+
+_INSTANCE_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+@dataclass(frozen=True)
+class PlannedNode:
+    name: str
+    zone: str
+    region: str
+    instance_id: str
+
+    @property
+    def provider_id(self) -> str:
+        return f"alicloud://{self.region}.{self.instance_id}"
+
+
+def instance_id(cluster: str, region: str, node_name: str) -> str:
+    """A stable ECS-style instance id ("i-" + 20 lowercase alphanumerics) for a node,
+    derived from the cluster and node so that re-creating a cluster reuses the same ids."""
+    digest = int.from_bytes(hashlib.sha256(f"{cluster}/{region}/{node_name}".encode()).digest(), "big")
+    chars = []
+    for _ in range(20):
+        digest, rem = divmod(digest, len(_INSTANCE_ALPHABET))
+        chars.append(_INSTANCE_ALPHABET[rem])
+    return "i-" + "".join(chars)
+
+
+def plan_nodes(spec: ClusterSpec) -> list[PlannedNode]:
+    return [
+        PlannedNode(
+            name=f"{zone}-node-{i}",
+            zone=zone,
+            region=spec.region,
+            instance_id=instance_id(spec.name, spec.region, f"{zone}-node-{i}"),
+        )
+        for zone in spec.zones
+        for i in range(spec.nodes_per_zone)
+    ]
+
+
+def node_manifest(node: PlannedNode) -> dict:
+    """A Node object as an ACK worker presents it; kwok fills in status and heartbeats."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": node.name,
+            "labels": {
+                "kubernetes.io/hostname": node.name,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "node-role.kubernetes.io/worker": "",
+                "type": "kwok",
+                labels.ZONE: node.zone,
+                labels.REGION: node.region,
+                labels.ZONE_DEPRECATED: node.zone,
+                labels.REGION_DEPRECATED: node.region,
+                labels.DISK_ZONE: node.zone,
+                labels.INSTANCE_ID: node.instance_id,
+                labels.POWER: labels.POWER_ON,
+            },
+            "annotations": {
+                labels.CONTROLLER_MANAGED_ATTACH_DETACH: "true",
+                "node.alpha.kubernetes.io/ttl": "0",
+                "kwok.x-k8s.io/node": "fake",
+            },
+        },
+        "spec": {"providerID": node.provider_id},
+        "status": {
+            "allocatable": {"cpu": "16", "memory": "64Gi", "pods": "110"},
+            "capacity": {"cpu": "16", "memory": "64Gi", "pods": "110"},
+            "nodeInfo": {"architecture": "amd64", "operatingSystem": "linux",
+                         "kubeletVersion": "fake", "kubeProxyVersion": "fake"},
+        },
+    }
