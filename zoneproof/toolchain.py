@@ -141,7 +141,7 @@ def build(tool_set: GoToolSet, *, force: bool = False) -> Path:
         if found and not force:
             log.debug("%s %s is cached at %s", tool_set.name, tool_set.version, found)
             return found
-        log.info("building %s %s with %s into %s (a cold build of kubernetes takes many minutes)",
+        log.info("building %s %s with %s into %s; a cold build takes minutes",
                  tool_set.name, tool_set.version, go_ver, target)
         started = time.monotonic()
         staging = Path(tempfile.mkdtemp(prefix=f".{tool_set.name}-", dir=target.parent))

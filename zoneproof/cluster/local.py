@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -102,6 +103,42 @@ def kwokctl_config(spec: ClusterSpec, binaries: dict[str, Path]) -> dict:
     }
 
 
+def _processes_under(directory: Path) -> list[int]:
+    """Pids of processes whose command line names a path inside ``directory``."""
+    needle = str(directory).rstrip("/") + "/"
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if needle in cmdline:
+            pids.append(int(proc.name))
+    return pids
+
+
+def _kill_processes_under(directory: Path, grace: float = 5.0) -> None:
+    """Stop whatever kwokctl left running for a cluster (it normally leaves nothing;
+    this keeps the promise of no leaked process when it fails half-way)."""
+    pids = _processes_under(directory)
+    if not pids:
+        return
+    log.warning("stopping %d leftover process(es) of %s", len(pids), directory)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and (pids := _processes_under(directory)):
+            time.sleep(0.1)
+        if not pids:
+            return
+
+
 class LocalProvider(ClusterProvider):
     def __init__(self, spec: ClusterSpec, *, workdir: Path | None = None):
         self.spec = spec
@@ -177,9 +214,12 @@ class LocalProvider(ClusterProvider):
             for node in planned:
                 self.core.create_node(node_manifest(node))
             self.wait_nodes_ready([n.name for n in planned], timeout=60)
-        except BaseException:
-            log.warning("bring-up of %r failed; tearing down what was started", self.spec.name)
-            self.down()
+        except BaseException as err:
+            log.warning("bring-up of %r failed (%s); tearing down what was started", self.spec.name, err)
+            try:
+                self.down()
+            except Exception as cleanup_err:  # noqa: BLE001 - report, but keep the original error
+                log.error("clean-up after the failed bring-up also failed: %s", cleanup_err)
             raise
         log.info("local cluster %r ready in %.1fs; kubeconfig: %s",
                  self.spec.name, time.monotonic() - started, self.kubeconfig)
@@ -188,11 +228,14 @@ class LocalProvider(ClusterProvider):
         if self.exists():
             log.info("deleting local cluster %r", self.spec.name)
             try:
-                self._kwokctl("delete", "cluster", "--kubeconfig=", timeout=120)
+                # kwokctl edits the kubeconfig it is given; give it the cluster's own
+                # (deleted next) so the user's ~/.kube/config is never touched.
+                self._kwokctl("delete", "cluster", f"--kubeconfig={self.kubeconfig}", timeout=120)
             finally:
+                _kill_processes_under(self.cluster_dir)
                 shutil.rmtree(self.cluster_dir, ignore_errors=True)
         # Leave no empty state directories behind either.
-        for path in (self.workdir / "clusters", self.workdir):
+        for path in (self.workdir / "clusters", self.workdir, state_root()):
             try:
                 path.rmdir()
             except OSError:
