@@ -9,10 +9,12 @@ VENV       := .venv
 PY         := $(VENV)/bin/python
 ZP         := $(VENV)/bin/zoneproof
 PYTEST_ARGS ?=
+# Live log lines show what a test is waiting for while it waits.
+PYTEST_LOG  := -o log_cli=true --log-cli-level=INFO
 
 # A pytest run that collected nothing (exit 5) is a failure, never a silent pass.
 define run_pytest
-	$(PY) -m pytest $(1) $(PYTEST_ARGS); rc=$$?; \
+	$(PY) -m pytest $(PYTEST_LOG) $(1) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests in $(1)" >&2; exit 1; fi; exit $$rc
 endef
 

@@ -14,4 +14,4 @@ def cluster():
     """The default three-zone, two-nodes-per-zone cluster, under its own name so that a
     user's running cluster is left alone."""
     spec = ClusterSpec(name="zp-selftest", timings=TEST_TIMINGS).validate()
-    yield from provide_cluster(spec)
+    yield from provide_cluster(spec, fresh=True)

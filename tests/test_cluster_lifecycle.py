@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -71,3 +72,23 @@ def test_cli_refuses_bad_options_before_starting_anything(tmp_path, args, messag
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr
     assert not (tmp_path / "state").exists()
+
+
+@pytest.mark.cluster
+def test_interrupted_bring_up_leaves_nothing(tmp_path):
+    """Ctrl-C while the control plane is up but nodes are still registering."""
+    state = tmp_path / "state"
+    env = dict(os.environ, ZONEPROOF_STATE_DIR=str(state))
+    proc = subprocess.Popen([*ZONEPROOF, "cluster", "up", "--name", "zp-interrupted"],
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if "control plane up" in line:
+            proc.send_signal(signal.SIGINT)
+            break
+    rest, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, "".join(seen) + (rest or "")
+    cluster_dir = state / "kwok" / "clusters" / "zp-interrupted"
+    assert not _processes_under(cluster_dir)
+    assert not state.exists()

@@ -11,53 +11,19 @@ from kubernetes import client
 from zoneproof import labels, toolchain
 from zoneproof.cluster import ClusterError, LocalProvider
 from zoneproof.waiting import hold_for, wait_for
+from zoneproof.workloads import deploy_spread_statefulset, wait_running
 
 pytestmark = pytest.mark.cluster
 
 REPLICAS = 3
 
 
-def statefulset(name: str, replicas: int) -> dict:
-    """A volume-less StatefulSet spread one pod per zone, so every zone holds a pod."""
-    match = {"app": name}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "StatefulSet",
-        "metadata": {"name": name},
-        "spec": {
-            "serviceName": name,
-            "replicas": replicas,
-            "selector": {"matchLabels": match},
-            "template": {
-                "metadata": {"labels": match},
-                "spec": {
-                    "topologySpreadConstraints": [{
-                        "maxSkew": 1, "topologyKey": labels.ZONE, "whenUnsatisfiable": "DoNotSchedule",
-                        "labelSelector": {"matchLabels": match},
-                    }],
-                    "containers": [{"name": "nginx", "image": "nginx"}],
-                },
-            },
-        },
-    }
-
-
 def pods(cluster, namespace) -> list[client.V1Pod]:
     return cluster.core.list_namespaced_pod(namespace).items
 
 
-def running_summary(cluster, namespace, replicas: int):
-    current = pods(cluster, namespace)
-    running = [p for p in current if p.status.phase == "Running" and not p.metadata.deletion_timestamp]
-    text = ", ".join(f"{p.metadata.name}@{p.spec.node_name}:{p.status.phase}"
-                     f"{'(terminating)' if p.metadata.deletion_timestamp else ''}" for p in current)
-    return len(running) == replicas, text or "no pods"
-
-
-def deploy(cluster, namespace, replicas: int = REPLICAS) -> None:
-    client.AppsV1Api(cluster.api_client).create_namespaced_stateful_set(namespace, statefulset("web", replicas))
-    wait_for(lambda: running_summary(cluster, namespace, replicas),
-             what=f"{replicas} Running pods of StatefulSet web", timeout=60)
+def deploy(cluster, namespace) -> None:
+    deploy_spread_statefulset(cluster.api_client, namespace, "web", REPLICAS)
 
 
 def zone_of_node(cluster, node: str) -> str:
@@ -150,8 +116,7 @@ def test_stop_zone_is_an_outage_and_start_zone_ends_it(cluster, namespace):
 
     cluster.start_zone(zone)
     cluster.wait_nodes_ready(sorted(in_zone), timeout=30)
-    wait_for(lambda: running_summary(cluster, namespace, REPLICAS),
-             what="the StatefulSet to be whole again", timeout=60)
+    wait_running(cluster.core, namespace, REPLICAS)
     replaced = cluster.core.read_namespaced_pod(victim.metadata.name, namespace)
     assert replaced.metadata.uid != victim.metadata.uid
 

@@ -115,8 +115,9 @@ def go_version() -> str:
 
 def _go_env() -> dict[str, str]:
     env = dict(os.environ)
-    # go.sum is the lock: never let a build rewrite it.
-    env["GOFLAGS"] = (env.get("GOFLAGS", "") + " -mod=readonly").strip()
+    # go.sum is the lock: never let a build rewrite it. No VCS stamping: the same
+    # sources give the same binary whether or not the checkout is clean.
+    env["GOFLAGS"] = (env.get("GOFLAGS", "") + " -mod=readonly -buildvcs=false").strip()
     env.setdefault("GOTOOLCHAIN", "local")
     return env
 

@@ -1,0 +1,63 @@
+"""Small workloads and readiness checks shared by suites, tests and benchmarks."""
+
+from __future__ import annotations
+
+from kubernetes import client
+
+from zoneproof import labels
+from zoneproof.waiting import wait_for
+
+
+def spread_statefulset(name: str, replicas: int) -> dict:
+    """A volume-less StatefulSet whose pods spread evenly over zones (at most one more
+    pod in any zone than in another)."""
+    match = {"app": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": name},
+        "spec": {
+            "serviceName": name,
+            "replicas": replicas,
+            "selector": {"matchLabels": match},
+            "template": {
+                "metadata": {"labels": match},
+                "spec": {
+                    "topologySpreadConstraints": [{
+                        "maxSkew": 1, "topologyKey": labels.ZONE, "whenUnsatisfiable": "DoNotSchedule",
+                        "labelSelector": {"matchLabels": match},
+                    }],
+                    "containers": [{"name": "nginx", "image": "nginx"}],
+                },
+            },
+        },
+    }
+
+
+def describe_pods(pods: list[client.V1Pod]) -> str:
+    return ", ".join(
+        f"{p.metadata.name}@{p.spec.node_name or '-'}:{p.status.phase}"
+        f"{'(terminating)' if p.metadata.deletion_timestamp else ''}" for p in pods
+    ) or "no pods"
+
+
+def running_pods(core: client.CoreV1Api, namespace: str) -> list[client.V1Pod]:
+    return [p for p in core.list_namespaced_pod(namespace).items
+            if p.status.phase == "Running" and not p.metadata.deletion_timestamp]
+
+
+def wait_running(core: client.CoreV1Api, namespace: str, count: int, *, timeout: float = 60) -> list[client.V1Pod]:
+    """Wait until exactly ``count`` pods of the namespace are Running (and not terminating)."""
+
+    def check():
+        pods = core.list_namespaced_pod(namespace).items
+        running = [p for p in pods if p.status.phase == "Running" and not p.metadata.deletion_timestamp]
+        return len(running) == count, describe_pods(pods)
+
+    wait_for(check, what=f"{count} Running pods in {namespace}", timeout=timeout)
+    return running_pods(core, namespace)
+
+
+def deploy_spread_statefulset(api: client.ApiClient, namespace: str, name: str, replicas: int) -> list[client.V1Pod]:
+    client.AppsV1Api(api).create_namespaced_stateful_set(namespace, spread_statefulset(name, replicas))
+    return wait_running(client.CoreV1Api(api), namespace, replicas)
