@@ -179,5 +179,80 @@ def tools_path(binary: str) -> None:
         _fail(err)
 
 
+# ----------------------------------------------------------------- fake ECS
+@main.group()
+def ecs() -> None:
+    """The fake Alibaba Cloud ECS (disks and instances with real zone rules)."""
+
+
+def _parse_access_keys(values: tuple[str, ...]) -> dict[str, str]:
+    keys = {}
+    for value in values:
+        key_id, sep, secret = value.partition(":")
+        if not sep or not key_id or not secret:
+            raise click.BadParameter(f"{value!r} is not ACCESS_KEY_ID:SECRET", param_hint="--access-key")
+        keys[key_id] = secret
+    return keys
+
+
+def _parse_zone_categories(zones: tuple[str, ...], values: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    from zoneproof.ecs.catalog import DEFAULT_CATEGORIES
+
+    offered = {z: DEFAULT_CATEGORIES for z in zones}
+    for value in values:
+        zone, sep, cats = value.partition("=")
+        if not sep or zone not in offered:
+            raise click.BadParameter(f"{value!r} must be ZONE=CATEGORY,... with ZONE one of {', '.join(zones)}",
+                                     param_hint="--categories")
+        offered[zone] = tuple(c for c in cats.split(",") if c)
+    return offered
+
+
+@ecs.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback).")
+@click.option("--port", type=int, default=0, show_default=True, help="Port; 0 picks a free one.")
+@click.option("--port-file", type=click.Path(dir_okay=False), help="Write the chosen port here once listening.")
+@click.option("--db", default=":memory:", show_default=True, help="SQLite file holding the state.")
+@click.option("--region", default=DEFAULT_REGION, show_default=True)
+@click.option("--zones", default=",".join(DEFAULT_ZONES), show_default=True, help="Comma-separated zones.")
+@click.option("--categories", multiple=True, metavar="ZONE=CAT,...",
+              help="Disk categories offered in a zone (default: all). Repeatable.")
+@click.option("--access-key", multiple=True, metavar="ID:SECRET",
+              help="Accepted credentials (repeatable); default ZPTESTACCESSKEYID:zoneproof-test-secret.")
+@click.option("--create-latency", type=float, default=0.0, show_default=True, help="Seconds a disk stays Creating.")
+@click.option("--attach-latency", type=float, default=0.0, show_default=True, help="Seconds in Attaching.")
+@click.option("--detach-latency", type=float, default=0.0, show_default=True, help="Seconds in Detaching.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for throttling draws.")
+def ecs_serve(host, port, port_file, db, region, zones, categories, access_key, create_latency, attach_latency,
+              detach_latency, seed) -> None:
+    """Serve the ECS API (both signature styles) and the /_admin/ API until stopped."""
+    from pathlib import Path
+
+    from zoneproof.ecs.backend import EcsConfig, Latencies
+    from zoneproof.ecs.server import EcsServer
+
+    zone_list = parse_zones(zones)
+    if not zone_list or "" in zone_list or len(set(zone_list)) != len(zone_list):
+        _fail(click.BadParameter(f"{zones!r}: give distinct, non-empty zone names", param_hint="--zones"), 2)
+    try:
+        config = EcsConfig(region=region, zones=_parse_zone_categories(zone_list, categories),
+                           latencies=Latencies(create_latency, attach_latency, detach_latency)).validate()
+        server = EcsServer(config, db_path=db, host=host, port=port,
+                           credentials=_parse_access_keys(access_key) or None, seed=seed)
+    except (ValueError, click.BadParameter, OSError) as err:
+        _fail(err, 2)
+    if port_file:
+        Path(port_file).write_text(str(server.httpd.server_address[1]))
+    logging.getLogger(__name__).info("fake ECS for %s (%s) listening on http://%s", region, ", ".join(zone_list),
+                                     server.endpoint)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.httpd.server_close()
+        server.store.close()
+
+
 if __name__ == "__main__":
     main()

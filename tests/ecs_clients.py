@@ -1,0 +1,91 @@
+"""The two official Alibaba Cloud Python SDKs as clients of a fake ECS, behind one small
+interface, so every scenario runs through both signature styles."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+from aliyunsdkcore.acs_exception.exceptions import ClientException as V1ClientException
+from aliyunsdkcore.acs_exception.exceptions import ServerException as V1ServerException
+from aliyunsdkcore.client import AcsClient
+from aliyunsdkcore.request import CommonRequest
+from alibabacloud_ecs20140526 import models as v3_models
+from alibabacloud_ecs20140526.client import Client as V3Client
+from alibabacloud_tea_openapi import utils_models as open_api_models
+from darabonba.exceptions import ResponseException
+from darabonba.runtime import RuntimeOptions
+
+
+@dataclass
+class ApiError(Exception):
+    code: str
+    status: int | None
+    message: str = ""
+
+
+def snake(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+
+
+class RpcSdk:
+    """aliyun-python-sdk-core / aliyun-python-sdk-ecs: RPC style, HMAC-SHA1."""
+
+    name = "aliyun-python-sdk-ecs"
+
+    def __init__(self, endpoint: str, key_id: str, secret: str, region: str):
+        # No automatic retries: a test must see each fault the service injects.
+        self.client = AcsClient(key_id, secret, region, auto_retry=False, timeout=30)
+        self.endpoint, self.region = endpoint, region
+
+    def call(self, action: str, **params) -> dict:
+        req = CommonRequest(domain=self.endpoint, version="2014-05-26", action_name=action)
+        req.set_protocol_type("http")
+        req.set_method("POST")
+        for key, value in params.items():
+            if key == "Tag":
+                for i, tag in enumerate(value, 1):
+                    req.add_query_param(f"Tag.{i}.Key", tag["Key"])
+                    if "Value" in tag:
+                        req.add_query_param(f"Tag.{i}.Value", tag["Value"])
+            else:
+                req.add_query_param(key, json.dumps(value) if isinstance(value, list) else
+                                    str(value).lower() if isinstance(value, bool) else str(value))
+        try:
+            return json.loads(self.client.do_action_with_exception(req))
+        except V1ServerException as err:
+            raise ApiError(err.get_error_code(), err.get_http_status(), err.get_error_msg()) from None
+        except V1ClientException as err:
+            raise ApiError(err.get_error_code(), None, err.get_error_msg()) from None
+
+
+class V3Sdk:
+    """alibabacloud-ecs20140526 on alibabacloud-tea-openapi: ACS3-HMAC-SHA256."""
+
+    name = "alibabacloud-ecs20140526"
+
+    def __init__(self, endpoint: str, key_id: str, secret: str, region: str):
+        config = open_api_models.Config(access_key_id=key_id, access_key_secret=secret, endpoint=endpoint,
+                                        protocol="http", region_id=region, read_timeout=30000)
+        self.client = V3Client(config)
+        self.runtime = RuntimeOptions(autoretry=False)
+
+    def call(self, action: str, **params) -> dict:
+        kwargs = {}
+        for key, value in params.items():
+            if key == "Tag":
+                tag_cls = getattr(v3_models, f"{action}RequestTag")
+                value = [tag_cls(key=t["Key"], value=t.get("Value")) for t in value]
+            elif isinstance(value, list):
+                value = json.dumps(value)
+            kwargs[snake(key)] = value
+        request = getattr(v3_models, f"{action}Request")(**kwargs)
+        try:
+            response = getattr(self.client, f"{snake(action)}_with_options")(request, self.runtime)
+        except ResponseException as err:
+            raise ApiError(err.code, err.status_code, str(err)) from None
+        return response.body.to_map()
+
+
+SDKS = (RpcSdk, V3Sdk)

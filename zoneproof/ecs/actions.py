@@ -1,0 +1,234 @@
+"""ECS API actions: request parameters in, response documents out.
+
+Parses the string parameters of each action (as both SDK generations send them) into the
+backend's typed arguments, answers with the real response shapes, pages lists, and writes
+every call, refused or not, to the audit log in the same transaction as its effect.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from typing import Callable
+
+from zoneproof.ecs.backend import CreateDiskArgs, DiskFilter, EcsBackend
+from zoneproof.ecs.errors import EcsError
+
+API_VERSION = "2014-05-26"
+
+# Parameters every request may carry that are about the request, not the action.
+COMMON = {"Action", "Version", "Format", "AccessKeyId", "Signature", "SignatureMethod", "SignatureVersion",
+          "SignatureNonce", "SignatureType", "Timestamp", "SecurityToken", "OwnerId", "ResourceOwnerAccount",
+          "ResourceOwnerId", "OwnerAccount"}
+
+
+class Params:
+    """Typed access to string parameters, with the real error codes for bad ones."""
+
+    def __init__(self, raw: dict[str, str]):
+        self.raw = raw
+
+    def str(self, name: str, *, required: bool = False, default: str | None = None) -> str | None:
+        value = self.raw.get(name)
+        if value in (None, ""):
+            if required:
+                raise EcsError("MissingParameter", f'The input parameter "{name}" that is mandatory for '
+                               "processing this request is not supplied.")
+            return default
+        return value
+
+    def int(self, name: str, *, required: bool = False, default: int | None = None,
+            low: int | None = None, high: int | None = None) -> int | None:
+        text = self.str(name, required=required)
+        if text is None:
+            return default
+        try:
+            value = int(text)
+        except ValueError:
+            raise EcsError("InvalidParameter", f"The specified parameter {name!r} is not an integer: {text!r}.")
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise EcsError("InvalidParameter", f"The specified parameter {name!r} must be in "
+                           f"[{low}, {high}], got {value}.")
+        return value
+
+    def bool(self, name: str, default: bool = False) -> bool:
+        text = self.str(name)
+        if text is None:
+            return default
+        if text.lower() in ("true", "false"):
+            return text.lower() == "true"
+        raise EcsError("InvalidParameter", f"The specified parameter {name!r} must be true or false, got {text!r}.")
+
+    def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
+        text = self.str(name, default=default)
+        if text not in choices:
+            raise EcsError("InvalidParameter", f"The specified parameter {name!r} must be one of "
+                           f"{', '.join(choices)}, got {text!r}.")
+        return text
+
+    def json_list(self, name: str, *, limit: int = 100) -> tuple[str, ...] | None:
+        text = self.str(name)
+        if text is None:
+            return None
+        try:
+            value = json.loads(text)
+        except ValueError:
+            raise EcsError("InvalidParameter", f"The specified parameter {name!r} is not a JSON array: {text!r}.")
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise EcsError("InvalidParameter", f"The specified parameter {name!r} must be a JSON array of strings.")
+        if len(value) > limit:
+            raise EcsError("InvalidParameter", f"The specified parameter {name!r} holds more than {limit} items.")
+        return tuple(value)
+
+    def tags(self) -> tuple[tuple[str, str | None], ...]:
+        """``Tag.N.Key``/``Tag.N.Value`` pairs, in N order (N from 1 to 20)."""
+        found = {}
+        for key, value in self.raw.items():
+            parts = key.split(".")
+            if len(parts) == 3 and parts[0] == "Tag" and parts[2] in ("Key", "Value"):
+                if not parts[1].isdigit() or not 1 <= int(parts[1]) <= 20:
+                    raise EcsError("InvalidParameter", f"The tag index in {key!r} must be between 1 and 20.")
+                found.setdefault(int(parts[1]), {})[parts[2]] = value
+        tags = []
+        for n in sorted(found):
+            if not found[n].get("Key"):
+                raise EcsError("InvalidParameter", f"Tag.{n}.Value is given without Tag.{n}.Key.")
+            tags.append((found[n]["Key"], found[n].get("Value")))
+        return tuple(tags)
+
+
+def _page(items: list, p: Params, key: str, inner: str) -> dict:
+    """Page a list by NextToken/MaxResults when either is given, else by PageNumber/PageSize."""
+    if p.str("NextToken") is not None or p.str("MaxResults") is not None:
+        size = p.int("MaxResults", default=10, low=1, high=500)
+        start = 0
+        token = p.str("NextToken")
+        if token:
+            try:
+                start = int(base64.urlsafe_b64decode(token.encode()).decode().removeprefix("o:"))
+            except (ValueError, UnicodeDecodeError):
+                raise EcsError("InvalidParameter", f"The specified NextToken {token!r} is not valid.")
+        chunk = items[start:start + size]
+        more = start + size < len(items)
+        return {key: {inner: chunk}, "TotalCount": len(items), "MaxResults": size,
+                "NextToken": base64.urlsafe_b64encode(f"o:{start + size}".encode()).decode() if more else ""}
+    number = p.int("PageNumber", default=1, low=1, high=10**6)
+    size = p.int("PageSize", default=10, low=1, high=100)
+    start = (number - 1) * size
+    return {key: {inner: items[start:start + size]}, "TotalCount": len(items), "PageNumber": number,
+            "PageSize": size}
+
+
+def create_disk(b: EcsBackend, db, p: Params) -> dict:
+    multi = p.choice("MultiAttach", ("Enabled", "Disabled"), "Disabled")
+    args = CreateDiskArgs(
+        region=p.str("RegionId", required=True), zone=p.str("ZoneId", required=True),
+        category=p.str("DiskCategory", default="cloud_efficiency"), size=p.int("Size", required=True),
+        performance_level=p.str("PerformanceLevel"), name=p.str("DiskName", default=""),
+        description=p.str("Description", default=""), encrypted=p.bool("Encrypted"),
+        kms_key_id=p.str("KMSKeyId"), multi_attach=multi == "Enabled",
+        tags=tuple((k, v or "") for k, v in p.tags()), client_token=p.str("ClientToken"))
+    return b.create_disk(db, args)
+
+
+def describe_disks(b: EcsBackend, db, p: Params) -> dict:
+    disks = b.describe_disks(db, DiskFilter(
+        region=p.str("RegionId", required=True), zone=p.str("ZoneId"), disk_ids=p.json_list("DiskIds"),
+        instance_id=p.str("InstanceId"), category=p.str("Category"), status=p.str("Status"),
+        name=p.str("DiskName"), tags=p.tags()))
+    return _page(disks, p, "Disks", "Disk")
+
+
+def describe_instances(b: EcsBackend, db, p: Params) -> dict:
+    instances = b.describe_instances(db, p.str("RegionId", required=True), p.str("ZoneId"),
+                                     p.json_list("InstanceIds"))
+    return _page(instances, p, "Instances", "Instance")
+
+
+def resize_disk(b: EcsBackend, db, p: Params) -> dict:
+    online = p.choice("Type", ("offline", "online"), "offline") == "online"
+    return b.resize_disk(db, p.str("DiskId", required=True), p.int("NewSize", required=True), online)
+
+
+ACTIONS: dict[str, Callable[[EcsBackend, object, Params], dict]] = {
+    "CreateDisk": create_disk,
+    "DeleteDisk": lambda b, db, p: b.delete_disk(db, p.str("DiskId", required=True)),
+    "AttachDisk": lambda b, db, p: b.attach_disk(db, p.str("DiskId", required=True),
+                                                 p.str("InstanceId", required=True)),
+    "DetachDisk": lambda b, db, p: b.detach_disk(db, p.str("DiskId", required=True),
+                                                 p.str("InstanceId", required=True)),
+    "DescribeDisks": describe_disks,
+    "ResizeDisk": resize_disk,
+    "DescribeInstances": describe_instances,
+    "DescribeAvailableResource": lambda b, db, p: b.describe_available_resource(
+        p.str("RegionId", required=True), p.str("ZoneId"),
+        p.choice("DestinationResource", ("Zone", "DataDisk", "SystemDisk", "InstanceType"), "DataDisk")),
+    "DescribeRegions": lambda b, db, p: b.describe_regions(),
+    "DescribeZones": lambda b, db, p: b.describe_zones(p.str("RegionId", required=True)),
+}
+
+
+def new_request_id() -> str:
+    return str(uuid.uuid4()).upper()
+
+
+class Dispatcher:
+    """Runs one API call against the backend and records it in the audit log."""
+
+    def __init__(self, backend: EcsBackend):
+        self.backend = backend
+
+    def call(self, action: str, raw: dict[str, str], *, style: str, request_id: str) -> dict:
+        """Return the response document (with RequestId) or raise EcsError."""
+        params = {k: v for k, v in raw.items() if k not in COMMON}
+        handler = ACTIONS.get(action)
+        try:
+            if handler is None:
+                raise EcsError("InvalidAction.NotFound", f"Specified api {action!r} is not found.")
+            version = raw.get("Version", API_VERSION)
+            if version != API_VERSION:
+                raise EcsError("InvalidVersion", f"Version {version!r} is not served; use {API_VERSION}.")
+            delay = self.backend.faults.before_call(action)
+            if delay:
+                time.sleep(delay)
+        except EcsError as err:
+            self.record(action, params, err, style, request_id)
+            raise
+        store = self.backend.store
+        with store.transaction() as db:
+            self.backend.settle(db, self.backend.clock())
+            disk_id, instance_id = params.get("DiskId"), params.get("InstanceId")
+            # Zones are looked up before the call, so a deleted disk's zone is still recorded.
+            disk_zone, instance_zone = self.backend.zones_of(db, disk_id, instance_id)
+            failure = None
+            try:
+                with store.savepoint():
+                    result = handler(self.backend, db, Params(params))
+            except EcsError as err:
+                failure = err  # the action is undone; its audit row is still committed below
+            if failure is None and action == "CreateDisk":
+                disk_id, disk_zone = result["DiskId"], self.backend.zones_of(db, result["DiskId"], None)[0]
+            self._audit(db, action, params, failure, style, request_id, disk_id, disk_zone, instance_id,
+                        instance_zone)
+        if failure is not None:
+            raise failure
+        return {"RequestId": request_id, **result}
+
+    def record(self, action: str, params: dict, err: EcsError, style: str, request_id: str) -> None:
+        """Audit a call refused before it reached the backend (signature, throttling, …)."""
+        with self.backend.store.transaction() as db:
+            disk_id, instance_id = params.get("DiskId"), params.get("InstanceId")
+            disk_zone, instance_zone = self.backend.zones_of(db, disk_id, instance_id)
+            self._audit(db, action, params, err, style, request_id, disk_id, disk_zone, instance_id, instance_zone)
+
+    def _audit(self, db, action, params, err, style, request_id, disk_id, disk_zone, instance_id,
+               instance_zone) -> None:
+        if action == "CreateDisk" and disk_zone is None:
+            disk_zone = params.get("ZoneId")  # a refused create still names the zone it asked for
+        db.execute("INSERT INTO audit (at, request_id, action, params, code, status, disk_id, disk_zone,"
+                   " instance_id, instance_zone, style) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   (self.backend.clock(), request_id, action or "", json.dumps(params, sort_keys=True),
+                    err.code if err else "OK", err.status if err else 200, disk_id, disk_zone, instance_id,
+                    instance_zone, style))

@@ -1,0 +1,417 @@
+"""The fake ECS state model and its rules, apart from any wire protocol.
+
+Rules kept: a disk attaches only to an instance in its own zone; a disk without
+MultiAttach attaches to one instance at a time; sizes respect each category's limits;
+categories are offered per zone; statuses move Creating → Available → Attaching →
+In_use → Detaching → Available after configurable delays.
+
+Statuses are derived, not stored: a disk is Creating until its ``ready_at``, and an
+attachment is ``attaching``/``detaching`` until its ``settle_at``. Each transaction first
+settles what is due, so the stored state is always the state an observer saw.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable
+
+from zoneproof.ecs import catalog
+from zoneproof.ecs.errors import EcsError
+from zoneproof.ecs.faults import Faults
+from zoneproof.ecs.store import Store
+
+
+@dataclass
+class Latencies:
+    """Seconds each transition takes (0: immediate)."""
+
+    create: float = 0.0
+    attach: float = 0.0
+    detach: float = 0.0
+
+
+@dataclass
+class EcsConfig:
+    region: str = "cn-beijing"
+    # zone -> disk categories offered there
+    zones: dict[str, tuple[str, ...]] = field(
+        default_factory=lambda: {z: catalog.DEFAULT_CATEGORIES for z in ("cn-beijing-a", "cn-beijing-b", "cn-beijing-c")})
+    latencies: Latencies = field(default_factory=Latencies)
+
+    def validate(self) -> "EcsConfig":
+        if not self.region:
+            raise ValueError("region must not be empty")
+        if not self.zones:
+            raise ValueError("at least one zone is needed")
+        for zone, cats in self.zones.items():
+            unknown = set(cats) - catalog.CATEGORIES.keys()
+            if unknown:
+                raise ValueError(f"zone {zone}: unknown disk categories {sorted(unknown)}; "
+                                 f"known: {', '.join(catalog.CATEGORIES)}")
+        return self
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%MZ")
+
+
+def _new_id(prefix: str) -> str:
+    alphabet = "0123456789abcdefghijklmnopqrstuvwxyz"
+    return prefix + "".join(secrets.choice(alphabet) for _ in range(20))
+
+
+@dataclass(frozen=True)
+class CreateDiskArgs:
+    region: str
+    zone: str
+    category: str
+    size: int
+    performance_level: str | None = None
+    name: str = ""
+    description: str = ""
+    encrypted: bool = False
+    kms_key_id: str | None = None
+    multi_attach: bool = False
+    tags: tuple[tuple[str, str], ...] = ()
+    client_token: str | None = None
+
+    def fingerprint(self) -> str:
+        data = {k: v for k, v in self.__dict__.items() if k != "client_token"}
+        return hashlib.sha256(json.dumps(data, sort_keys=True, default=list).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class DiskFilter:
+    region: str
+    zone: str | None = None
+    disk_ids: tuple[str, ...] | None = None
+    instance_id: str | None = None
+    category: str | None = None
+    status: str | None = None
+    name: str | None = None
+    tags: tuple[tuple[str, str | None], ...] = ()
+
+
+class EcsBackend:
+    def __init__(self, config: EcsConfig, store: Store, faults: Faults | None = None,
+                 clock: Callable[[], float] = time.time):
+        self.config = config.validate()
+        self.store = store
+        self.faults = faults or Faults()
+        self.clock = clock
+
+    # ------------------------------------------------------------ helpers
+    def settle(self, db: sqlite3.Connection, now: float) -> None:
+        db.execute("UPDATE attachments SET state = 'attached' WHERE state = 'attaching' AND settle_at <= ?", (now,))
+        db.execute("DELETE FROM attachments WHERE state = 'detaching' AND settle_at <= ?", (now,))
+
+    def _region(self, region: str) -> None:
+        if region != self.config.region:
+            raise EcsError("InvalidRegionId.NotFound", f"The specified RegionId {region!r} does not exist.")
+
+    def _zone(self, zone: str) -> None:
+        if zone not in self.config.zones:
+            raise EcsError("InvalidZoneId.NotFound", f"The specified zone {zone!r} does not exist in "
+                           f"region {self.config.region}.")
+
+    def _disk(self, db, disk_id: str) -> sqlite3.Row:
+        row = db.execute("SELECT * FROM disks WHERE disk_id = ?", (disk_id,)).fetchone()
+        if row is None:
+            raise EcsError("InvalidDiskId.NotFound", f"The specified disk {disk_id!r} does not exist.")
+        return row
+
+    def _instance(self, db, instance_id: str) -> sqlite3.Row:
+        row = db.execute("SELECT * FROM instances WHERE instance_id = ?", (instance_id,)).fetchone()
+        if row is None:
+            raise EcsError("InvalidInstanceId.NotFound", f"The specified instance {instance_id!r} does not exist.")
+        return row
+
+    def _attachments(self, db, disk_id: str) -> list[sqlite3.Row]:
+        return db.execute("SELECT * FROM attachments WHERE disk_id = ? ORDER BY attached_at", (disk_id,)).fetchall()
+
+    def disk_status(self, disk: sqlite3.Row, attachments: list[sqlite3.Row], now: float) -> str:
+        if now < disk["ready_at"]:
+            return "Creating"
+        states = {a["state"] for a in attachments}
+        if "attaching" in states:
+            return "Attaching"
+        if "detaching" in states:
+            return "Detaching"
+        return "In_use" if states else "Available"
+
+    def zones_of(self, db, disk_id: str | None, instance_id: str | None) -> tuple[str | None, str | None]:
+        """Zones of a disk and an instance by id, None where unknown (for the audit log)."""
+        disk_zone = instance_zone = None
+        if disk_id:
+            row = db.execute("SELECT zone FROM disks WHERE disk_id = ?", (disk_id,)).fetchone()
+            disk_zone = row["zone"] if row else None
+        if instance_id:
+            row = db.execute("SELECT zone FROM instances WHERE instance_id = ?", (instance_id,)).fetchone()
+            instance_zone = row["zone"] if row else None
+        return disk_zone, instance_zone
+
+    # ------------------------------------------------------------ instances (admin)
+    def register_instance(self, db, instance_id: str, zone: str, name: str = "") -> dict:
+        if not instance_id.startswith("i-") or len(instance_id) < 3:
+            raise EcsError("InvalidParameter", f"instance id {instance_id!r} must start with 'i-'")
+        self._zone(zone)
+        existing = db.execute("SELECT * FROM instances WHERE instance_id = ?", (instance_id,)).fetchone()
+        if existing is not None:
+            if existing["zone"] != zone:
+                raise EcsError("InvalidParameter", f"instance {instance_id} is already registered in zone "
+                               f"{existing['zone']}, not {zone}")
+            return self._render_instance(existing)
+        db.execute("INSERT INTO instances VALUES (?, ?, ?, 'Running', ?)",
+                   (instance_id, zone, name or instance_id, self.clock()))
+        return self._render_instance(self._instance(db, instance_id))
+
+    def deregister_instance(self, db, instance_id: str) -> None:
+        self._instance(db, instance_id)
+        if db.execute("SELECT 1 FROM attachments WHERE instance_id = ?", (instance_id,)).fetchone():
+            raise EcsError("IncorrectInstanceStatus", f"instance {instance_id} still has disks attached")
+        db.execute("DELETE FROM instances WHERE instance_id = ?", (instance_id,))
+
+    def _render_instance(self, row: sqlite3.Row) -> dict:
+        return {
+            "InstanceId": row["instance_id"], "InstanceName": row["name"], "RegionId": self.config.region,
+            "ZoneId": row["zone"], "Status": row["status"], "InstanceType": "ecs.g7.xlarge",
+            "CreationTime": iso(row["created"]),
+        }
+
+    # ------------------------------------------------------------ disks
+    def create_disk(self, db, args: CreateDiskArgs) -> dict:
+        self._region(args.region)
+        if args.client_token:
+            prior = db.execute("SELECT * FROM client_tokens WHERE token = ?", (args.client_token,)).fetchone()
+            if prior is not None:
+                if prior["action"] != "CreateDisk" or prior["fingerprint"] != args.fingerprint():
+                    raise EcsError("IdempotentParameterMismatch")
+                return json.loads(prior["result"])
+        self._zone(args.zone)
+        self.faults.check_zones([args.zone])
+        category = catalog.CATEGORIES.get(args.category)
+        if category is None or args.category not in self.config.zones[args.zone]:
+            raise EcsError("InvalidDataDiskCategory.NotSupported",
+                           f"The disk category {args.category!r} is not supported in zone {args.zone}.")
+        level = args.performance_level
+        if category.performance_levels:
+            level = level or "PL1"
+            if level not in category.performance_levels:
+                raise EcsError("InvalidPerformanceLevel.Malformed",
+                               f"PerformanceLevel {level!r} is not one of {', '.join(category.performance_levels)}.")
+        elif level:
+            raise EcsError("InvalidPerformanceLevel.Malformed",
+                           f"PerformanceLevel applies to cloud_essd only, not {args.category}.")
+        low, high = category.min_size_for(level), category.max_size
+        if not low <= args.size <= high:
+            raise EcsError("InvalidDataDiskSize.ValueNotSupported",
+                           f"Size {args.size} GiB is outside [{low}, {high}] for {args.category}"
+                           f"{' ' + level if level else ''}.")
+        if args.multi_attach and not category.multi_attach:
+            raise EcsError("InvalidParameter", f"MultiAttach is not supported for {args.category}.")
+        if args.kms_key_id and not args.encrypted:
+            raise EcsError("InvalidParameter", "KMSKeyId requires Encrypted=true.")
+        if self.faults.sold_out(args.zone, args.category):
+            raise EcsError("OperationDenied.NoStock")
+        now = self.clock()
+        disk_id = _new_id("d-")
+        db.execute(
+            "INSERT INTO disks (disk_id, zone, name, description, category, performance_level, size, encrypted,"
+            " kms_key_id, multi_attach, created, ready_at, tags) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (disk_id, args.zone, args.name, args.description, args.category, level, args.size,
+             int(args.encrypted), args.kms_key_id, int(args.multi_attach), now,
+             now + self.config.latencies.create, json.dumps([list(t) for t in args.tags])))
+        result = {"DiskId": disk_id, "OrderId": ""}
+        if args.client_token:
+            db.execute("INSERT INTO client_tokens VALUES (?, 'CreateDisk', ?, ?)",
+                       (args.client_token, args.fingerprint(), json.dumps(result)))
+        return result
+
+    def delete_disk(self, db, disk_id: str) -> dict:
+        now = self.clock()
+        disk = self._disk(db, disk_id)
+        self.faults.check_zones([disk["zone"]])
+        status = self.disk_status(disk, self._attachments(db, disk_id), now)
+        if status == "Creating":
+            raise EcsError("IncorrectDiskStatus.Initializing")
+        if status != "Available":
+            raise EcsError("IncorrectDiskStatus", f"Disk {disk_id} is {status}; only an Available disk can be deleted.")
+        db.execute("DELETE FROM disks WHERE disk_id = ?", (disk_id,))
+        return {}
+
+    def attach_disk(self, db, disk_id: str, instance_id: str) -> dict:
+        now = self.clock()
+        disk = self._disk(db, disk_id)
+        instance = self._instance(db, instance_id)
+        self.faults.check_zones([disk["zone"], instance["zone"]])
+        if disk["zone"] != instance["zone"]:
+            raise EcsError("OperationDenied.ZoneMismatch",
+                           f"Disk {disk_id} is in zone {disk['zone']} but instance {instance_id} is in zone "
+                           f"{instance['zone']}; a disk attaches only to an instance in its own zone.")
+        attachments = self._attachments(db, disk_id)
+        status = self.disk_status(disk, attachments, now)
+        if status == "Creating":
+            raise EcsError("IncorrectDiskStatus", f"Disk {disk_id} is still Creating.")
+        holders = [a["instance_id"] for a in attachments]
+        if instance_id in holders:
+            raise EcsError("IncorrectDiskStatus", f"Disk {disk_id} is already attached to {instance_id}.")
+        if holders and not disk["multi_attach"]:
+            raise EcsError("IncorrectDiskStatus",
+                           f"Disk {disk_id} is {status} on {holders[0]} and does not have MultiAttach enabled.")
+        if len(holders) >= catalog.MAX_ATTACHMENTS_MULTI:
+            raise EcsError("InvalidOperation.MultiAttachLimitExceeded")
+        held = db.execute("SELECT device FROM attachments WHERE instance_id = ?", (instance_id,)).fetchall()
+        if len(held) >= catalog.MAX_DISKS_PER_INSTANCE:
+            raise EcsError("InstanceDiskLimitExceeded")
+        used = {r["device"] for r in held}
+        device = next(f"/dev/vd{c}" for c in "bcdefghijklmnopqrstuvwxyz" if f"/dev/vd{c}" not in used)
+        latency = self.config.latencies.attach
+        db.execute("INSERT INTO attachments VALUES (?, ?, ?, ?, ?, ?)",
+                   (disk_id, instance_id, "attaching" if latency > 0 else "attached", now + latency, now, device))
+        return {}
+
+    def detach_disk(self, db, disk_id: str, instance_id: str) -> dict:
+        disk = self._disk(db, disk_id)
+        instance = self._instance(db, instance_id)
+        self.faults.check_zones([disk["zone"], instance["zone"]])
+        row = db.execute("SELECT * FROM attachments WHERE disk_id = ? AND instance_id = ?",
+                         (disk_id, instance_id)).fetchone()
+        if row is None:
+            raise EcsError("IncorrectDiskStatus", f"Disk {disk_id} is not attached to instance {instance_id}.")
+        if row["state"] != "attached":
+            raise EcsError("IncorrectDiskStatus", f"Disk {disk_id} is {row['state']} on {instance_id}.")
+        latency = self.config.latencies.detach
+        if latency > 0:
+            db.execute("UPDATE attachments SET state = 'detaching', settle_at = ? WHERE disk_id = ? AND instance_id = ?",
+                       (self.clock() + latency, disk_id, instance_id))
+        else:
+            db.execute("DELETE FROM attachments WHERE disk_id = ? AND instance_id = ?", (disk_id, instance_id))
+        return {}
+
+    def resize_disk(self, db, disk_id: str, new_size: int, online: bool) -> dict:
+        now = self.clock()
+        disk = self._disk(db, disk_id)
+        self.faults.check_zones([disk["zone"]])
+        status = self.disk_status(disk, self._attachments(db, disk_id), now)
+        if status not in ("Available", "In_use") or (status == "In_use" and not online):
+            raise EcsError("IncorrectDiskStatus", f"Disk {disk_id} is {status}; "
+                           f"{'an In_use disk needs Type=online' if status == 'In_use' else 'wait until it settles'}.")
+        if new_size <= disk["size"]:
+            raise EcsError("InvalidDiskSize.TooSmall", f"NewSize {new_size} must exceed the current {disk['size']} GiB.")
+        if new_size > catalog.CATEGORIES[disk["category"]].max_size:
+            raise EcsError("InvalidDataDiskSize.ValueNotSupported", f"NewSize {new_size} GiB is over the maximum.")
+        db.execute("UPDATE disks SET size = ? WHERE disk_id = ?", (new_size, disk_id))
+        return {}
+
+    def render_disk(self, db, disk: sqlite3.Row, now: float) -> dict:
+        attachments = self._attachments(db, disk["disk_id"])
+        status = self.disk_status(disk, attachments, now)
+        holders = [a for a in attachments if a["state"] != "detaching"] or attachments
+        return {
+            "DiskId": disk["disk_id"], "DiskName": disk["name"], "Description": disk["description"],
+            "RegionId": self.config.region, "ZoneId": disk["zone"], "Status": status, "Type": "data",
+            "Category": disk["category"], "PerformanceLevel": disk["performance_level"] or "",
+            "Size": disk["size"], "Encrypted": bool(disk["encrypted"]), "KMSKeyId": disk["kms_key_id"] or "",
+            # The serial number the guest sees is the disk id without its "d-" prefix.
+            "SerialNumber": disk["disk_id"][2:],
+            "MultiAttach": "Enabled" if disk["multi_attach"] else "Disabled",
+            "InstanceId": "" if disk["multi_attach"] or not holders else holders[0]["instance_id"],
+            "Device": "" if disk["multi_attach"] or not holders else holders[0]["device"],
+            "Attachments": {"Attachment": [
+                {"InstanceId": a["instance_id"], "Device": a["device"], "AttachedTime": iso(a["attached_at"])}
+                for a in holders]},
+            "Tags": {"Tag": [{"TagKey": k, "TagValue": v} for k, v in json.loads(disk["tags"])]},
+            "Portable": True, "DeleteWithInstance": False, "CreationTime": iso(disk["created"]),
+        }
+
+    def describe_disks(self, db, f: DiskFilter) -> list[dict]:
+        self._region(f.region)
+        if f.zone:
+            self._zone(f.zone)
+            self.faults.check_zones([f.zone])
+        now = self.clock()
+        sql, args = "SELECT * FROM disks WHERE 1=1", []
+        if f.zone:
+            sql, args = sql + " AND zone = ?", args + [f.zone]
+        if f.disk_ids is not None:
+            sql += f" AND disk_id IN ({','.join('?' * len(f.disk_ids))})"
+            args += list(f.disk_ids)
+        if f.category:
+            sql, args = sql + " AND category = ?", args + [f.category]
+        if f.name:
+            sql, args = sql + " AND name = ?", args + [f.name]
+        if f.instance_id:
+            sql += " AND disk_id IN (SELECT disk_id FROM attachments WHERE instance_id = ?)"
+            args.append(f.instance_id)
+        rows = db.execute(sql + " ORDER BY seq", args).fetchall()
+        if f.disk_ids:
+            self.faults.check_zones({r["zone"] for r in rows})
+        disks = [self.render_disk(db, r, now) for r in rows]
+        if f.status:
+            disks = [d for d in disks if d["Status"] == f.status]
+        for key, value in f.tags:
+            disks = [d for d in disks if any(t["TagKey"] == key and (value is None or t["TagValue"] == value)
+                                             for t in d["Tags"]["Tag"])]
+        return disks
+
+    def describe_instances(self, db, region: str, zone: str | None, instance_ids: tuple[str, ...] | None) -> list[dict]:
+        self._region(region)
+        if zone:
+            self._zone(zone)
+            self.faults.check_zones([zone])
+        sql, args = "SELECT * FROM instances WHERE 1=1", []
+        if zone:
+            sql, args = sql + " AND zone = ?", args + [zone]
+        if instance_ids is not None:
+            sql += f" AND instance_id IN ({','.join('?' * len(instance_ids))})"
+            args += list(instance_ids)
+        return [self._render_instance(r) for r in db.execute(sql + " ORDER BY created, instance_id", args)]
+
+    def describe_available_resource(self, region: str, zone: str | None, destination: str) -> dict:
+        self._region(region)
+        if zone:
+            self._zone(zone)
+        zones = [zone] if zone else list(self.config.zones)
+        out = []
+        for z in zones:
+            supported = []
+            for cat in self.config.zones[z]:
+                sold_out = self.faults.sold_out(z, cat)
+                c = catalog.CATEGORIES[cat]
+                supported.append({"Value": cat, "Status": "SoldOut" if sold_out else "Available",
+                                  "StatusCategory": "WithoutStock" if sold_out else "WithStock",
+                                  "Min": c.min_size, "Max": c.max_size, "Unit": "GiB"})
+            resource = {"Type": "DataDisk", "SupportedResources": {"SupportedResource": supported}}
+            out.append({"ZoneId": z, "RegionId": region, "Status": "Available", "StatusCategory": "WithStock",
+                        "AvailableResources": {"AvailableResource":
+                                               [resource] if destination in ("DataDisk", "Zone") else []}})
+        return {"AvailableZones": {"AvailableZone": out}}
+
+    def describe_regions(self) -> dict:
+        r = self.config.region
+        return {"Regions": {"Region": [{"RegionId": r, "LocalName": r, "Status": "available",
+                                        "RegionEndpoint": f"ecs.{r}.aliyuncs.com"}]}}
+
+    def describe_zones(self, region: str) -> dict:
+        self._region(region)
+        return {"Zones": {"Zone": [
+            {"ZoneId": z, "LocalName": z,
+             "AvailableDiskCategories": {"DiskCategories": list(cats)},
+             "AvailableResourceCreation": {"ResourceTypes": ["Instance", "Disk"]}}
+            for z, cats in self.config.zones.items()]}}
+
+    # ------------------------------------------------------------ state for oracles and tests
+    def snapshot(self, db) -> dict:
+        now = self.clock()
+        return {
+            "region": self.config.region,
+            "zones": {z: list(c) for z, c in self.config.zones.items()},
+            "instances": [self._render_instance(r) for r in db.execute("SELECT * FROM instances ORDER BY instance_id")],
+            "disks": [self.render_disk(db, r, now) for r in db.execute("SELECT * FROM disks ORDER BY seq")],
+        }

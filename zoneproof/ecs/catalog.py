@@ -1,0 +1,37 @@
+"""Disk categories and their size rules, as ECS publishes them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PERFORMANCE_LEVELS = ("PL0", "PL1", "PL2", "PL3")
+MAX_DISK_SIZE = 32768  # GiB, the data-disk maximum
+MAX_ATTACHMENTS_MULTI = 16  # instances a MultiAttach disk may be attached to
+MAX_DISKS_PER_INSTANCE = 16  # data disks one instance may hold
+
+
+@dataclass(frozen=True)
+class Category:
+    name: str
+    min_size: int  # GiB
+    max_size: int = MAX_DISK_SIZE
+    performance_levels: tuple[str, ...] = ()  # empty: PerformanceLevel does not apply
+    multi_attach: bool = False
+
+    def min_size_for(self, performance_level: str | None) -> int:
+        if self.performance_levels and performance_level:
+            return ESSD_PL_MIN_SIZE[performance_level]
+        return self.min_size
+
+
+ESSD_PL_MIN_SIZE = {"PL0": 1, "PL1": 20, "PL2": 461, "PL3": 1261}
+
+CATEGORIES: dict[str, Category] = {c.name: c for c in (
+    Category("cloud_efficiency", 20),
+    Category("cloud_ssd", 20),
+    Category("cloud_essd", 20, performance_levels=PERFORMANCE_LEVELS, multi_attach=True),
+    Category("cloud_auto", 1),
+    Category("cloud_essd_entry", 10),
+)}
+
+DEFAULT_CATEGORIES = tuple(CATEGORIES)

@@ -1,0 +1,59 @@
+"""ECS error codes the fake returns, with their HTTP status and message.
+
+Codes are the real ECS ones where a real one exists. One is ours, because ECS documents
+no code for it: ``OperationDenied.ZoneMismatch`` (HTTP 403), returned by AttachDisk when
+the disk and the instance are in different zones.
+"""
+
+from __future__ import annotations
+
+
+class EcsError(Exception):
+    """An ECS API error: rendered as ``{RequestId, HostId, Code, Message, Recommend}``."""
+
+    def __init__(self, code: str, message: str | None = None, status: int | None = None):
+        known_status, known_message = CATALOG.get(code, (400, code))
+        self.code = code
+        self.message = message or known_message
+        self.status = status or known_status
+        super().__init__(f"{self.code}: {self.message}")
+
+
+CATALOG: dict[str, tuple[int, str]] = {
+    # request and signature
+    "MissingParameter": (400, "A mandatory parameter is not supplied."),
+    "InvalidParameter": (400, "The specified parameter is not valid."),
+    "InvalidAction.NotFound": (404, "Specified api is not found, please check your url and method."),
+    "InvalidVersion": (400, "Specified parameter Version is not valid."),
+    "UnsupportedHTTPMethod": (400, "This http method is not supported."),
+    "MissingAccessKeyId": (400, "AccessKeyId is mandatory for this action."),
+    "InvalidAccessKeyId.NotFound": (404, "Specified access key is not found."),
+    "IncompleteSignature": (400, "The request signature does not conform to Aliyun standards."),
+    "SignatureDoesNotMatch": (400, "Specified signature is not matched with our calculation."),
+    "InvalidTimeStamp.Format": (400, "Specified time stamp or date value is not well formatted."),
+    "InvalidTimeStamp.Expired": (400, "Specified time stamp or date value is expired."),
+    "SignatureNonceUsed": (400, "Specified signature nonce was used already."),
+    "Throttling": (400, "Request was denied due to request throttling."),
+    # region and zone
+    "InvalidRegionId.NotFound": (404, "The specified RegionId does not exist."),
+    "InvalidZoneId.NotFound": (404, "The specified zone does not exist."),
+    # disks
+    "InvalidDiskId.NotFound": (404, "The specified disk does not exist."),
+    "InvalidDataDiskCategory.NotSupported": (403, "The specified disk category is not supported in this zone."),
+    "InvalidDataDiskSize.ValueNotSupported": (400, "The specified disk size is not supported for this category."),
+    "InvalidPerformanceLevel.Malformed": (400, "The specified PerformanceLevel is not valid."),
+    "InvalidDiskSize.TooSmall": (400, "The new size must be larger than the current size."),
+    "IdempotentParameterMismatch": (400, "The specified parameter has changed while using an already used clientToken."),
+    "IncorrectDiskStatus": (403, "The current status of the disk does not support this operation."),
+    "IncorrectDiskStatus.Initializing": (403, "The disk is still being created."),
+    "OperationDenied.NoStock": (403, "The requested resource is sold out in the specified zone; try other types of resources or other regions and zones."),
+    "OperationDenied.ZoneMismatch": (403, "The specified disk and instance are not in the same zone."),
+    "InvalidOperation.MultiAttachLimitExceeded": (403, "The disk is attached to the maximum number of instances."),
+    "InstanceDiskLimitExceeded": (403, "The instance has reached its limit of attached disks."),
+    # instances
+    "InvalidInstanceId.NotFound": (404, "The specified instance does not exist."),
+    "IncorrectInstanceStatus": (403, "The current status of the instance does not support this operation."),
+    # the service itself
+    "ServiceUnavailable": (503, "The request has failed due to a temporary failure of the server."),
+    "InternalError": (500, "The request processing has failed due to some unknown error."),
+}
