@@ -47,6 +47,16 @@ def test_four_custom_zones_one_node_each_then_nothing_left(tmp_path):
         assert _port_open(port)
         assert _processes_under(provider.cluster_dir), "no cluster processes found while up"
         cluster_dir = provider.cluster_dir
+        # Power a node off the moment the cluster is up (kwok may still be adopting it) and
+        # on again at once: each must still take effect.
+        first = provider.nodes(zones[0])[0]
+        provider.stop_node(first)
+        provider.wait_nodes_ready([first], ready=False, timeout=provider.spec.timings.not_ready_bound)
+        provider.start_node(first)
+        provider.stop_node(first)
+        provider.start_node(first)
+        provider.wait_nodes_ready([first], timeout=30)
+        assert all(s.is_ready for s in provider.node_states())
     finally:
         provider.down()
     assert not _processes_under(cluster_dir)

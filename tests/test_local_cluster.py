@@ -142,3 +142,20 @@ def test_out_of_service_taint_releases_a_dead_nodes_pods(cluster, namespace):
     cluster.wait_nodes_ready([node], timeout=30)
     taints = next(s.taints for s in cluster.node_states() if s.name == node)
     assert not any(t.startswith(labels.TAINT_OUT_OF_SERVICE) for t in taints)
+
+
+def test_every_node_becomes_an_instance_of_the_fake_ecs(cluster):
+    from zoneproof.ecs.admin import EcsAdmin
+    from zoneproof.ecs.backend import EcsConfig
+    from zoneproof.ecs.server import EcsServer
+
+    config = EcsConfig(region=cluster.spec.region, zones={z: ("cloud_ssd",) for z in cluster.spec.zones})
+    with EcsServer(config) as ecs:
+        instances = cluster.instances()
+        assert len(instances) == len(cluster.nodes())
+        EcsAdmin(ecs.endpoint).register_instances(instances)
+        held = {i["InstanceId"]: i["ZoneId"] for i in EcsAdmin(ecs.endpoint).state()["instances"]}
+    assert held == instances
+    for name in cluster.nodes():
+        lab = cluster.core.read_node(name).metadata.labels
+        assert held[lab[labels.INSTANCE_ID]] == lab[labels.ZONE]

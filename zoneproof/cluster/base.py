@@ -23,7 +23,7 @@ from zoneproof.waiting import wait_for
 log = logging.getLogger(__name__)
 
 
-def _is_conflict(err: BaseException) -> bool:
+def is_conflict(err: BaseException) -> bool:
     return isinstance(err, ApiException) and err.status == 409
 
 
@@ -125,6 +125,15 @@ class ClusterProvider(abc.ABC):
             states = [s for s in states if s.zone == zone]
         return [s.name for s in states]
 
+    def instances(self) -> dict[str, str]:
+        """ECS instance id -> zone of every node (what the fake ECS must hold)."""
+        out = {}
+        for node in self.core.list_node().items:
+            node_labels = node.metadata.labels or {}
+            if labels.INSTANCE_ID in node_labels:
+                out[node_labels[labels.INSTANCE_ID]] = node_labels.get(labels.ZONE, "")
+        return out
+
     def wait_nodes_ready(self, names: list[str], *, ready: bool = True, timeout: float = 60.0) -> None:
         """Wait until every named node's Ready condition is True (or, with ready=False, not True)."""
         wanted = set(names)
@@ -142,7 +151,7 @@ class ClusterProvider(abc.ABC):
 
         wait_for(check, what=f"nodes to become {'Ready' if ready else 'NotReady'}", timeout=timeout)
 
-    @retry(retry=retry_if_exception(_is_conflict), stop=stop_after_attempt(10), wait=wait_fixed(0.2), reraise=True)
+    @retry(retry=retry_if_exception(is_conflict), stop=stop_after_attempt(10), wait=wait_fixed(0.2), reraise=True)
     def set_out_of_service(self, name: str, on: bool = True) -> None:
         """Add or remove the non-graceful-shutdown taint
         ``node.kubernetes.io/out-of-service=nodeshutdown:NoExecute`` on a node.

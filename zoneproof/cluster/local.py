@@ -23,17 +23,24 @@ import tempfile
 import time
 from pathlib import Path
 
+from datetime import datetime, timezone
+from functools import cached_property
+
 import yaml
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_fixed
 
 from zoneproof import labels, toolchain
-from zoneproof.cluster.base import ClusterError, ClusterProvider
+from zoneproof.cluster.base import ClusterError, ClusterProvider, is_conflict
 from zoneproof.cluster.nodes import node_manifest, plan_nodes
 from zoneproof.cluster.spec import ClusterSpec
 
 log = logging.getLogger(__name__)
 
 SPEC_FILE = "zoneproof-cluster.json"
+LEASE_NAMESPACE = "kube-node-lease"
+POWER_OFF_LEASE_SECONDS = 10 * 365 * 24 * 3600
 
 
 def state_root() -> Path:
@@ -240,10 +247,24 @@ class LocalProvider(ClusterProvider):
                 path.rmdir()
             except OSError:
                 pass
-        self.__dict__.pop("api_client", None)
-        self.__dict__.pop("core", None)
+        for cached in ("api_client", "core", "_leases"):
+            self.__dict__.pop(cached, None)
 
     # --- power ---
+    # A powered-off node must never heartbeat again until powered on. Dropping it from kwok's
+    # label selector is not enough on its own: a node whose first lease sync is still in
+    # flight when it is dropped gets re-adopted by kwok (a race in kwok's lease controller).
+    # So power-off also takes the node's Lease over, under our holder name and a duration
+    # kwok cannot wait out. The take-over renews the Lease once, as a last heartbeat at the
+    # moment of power-off: the node controller (1.37, NodeControllerLeaseCircuitBreaker)
+    # treats a Lease that changed without a newer renewTime as a stale cache and would
+    # never mark the node NotReady. Power-on deletes that Lease; kwok creates a fresh one.
+    POWER_OFF_HOLDER = "zoneproof.dev/powered-off"
+
+    @cached_property
+    def _leases(self) -> client.CoordinationV1Api:
+        return client.CoordinationV1Api(self.api_client)
+
     def _set_power(self, name: str, state: str) -> None:
         try:
             self.core.patch_node(name, {"metadata": {"labels": {labels.POWER: state}}})
@@ -253,8 +274,38 @@ class LocalProvider(ClusterProvider):
             raise
         log.info("node %s powered %s", name, state)
 
+    @retry(retry=retry_if_exception(is_conflict), stop=stop_after_attempt(20), wait=wait_fixed(0.1), reraise=True)
+    def _seize_lease(self, name: str) -> None:
+        try:
+            lease = self._leases.read_namespaced_lease(name, LEASE_NAMESPACE)
+        except ApiException as err:
+            if err.status != 404:
+                raise
+            # No heartbeat yet: hold the name so that kwok cannot start one.
+            self._leases.create_namespaced_lease(LEASE_NAMESPACE, client.V1Lease(
+                metadata=client.V1ObjectMeta(name=name),
+                spec=client.V1LeaseSpec(holder_identity=self.POWER_OFF_HOLDER,
+                                        lease_duration_seconds=POWER_OFF_LEASE_SECONDS,
+                                        renew_time=datetime.now(timezone.utc))))
+            return
+        lease.spec.holder_identity = self.POWER_OFF_HOLDER
+        lease.spec.lease_duration_seconds = POWER_OFF_LEASE_SECONDS
+        lease.spec.renew_time = datetime.now(timezone.utc)
+        self._leases.replace_namespaced_lease(name, LEASE_NAMESPACE, lease)
+
+    def _release_lease(self, name: str) -> None:
+        try:
+            lease = self._leases.read_namespaced_lease(name, LEASE_NAMESPACE)
+            if lease.spec.holder_identity == self.POWER_OFF_HOLDER:
+                self._leases.delete_namespaced_lease(name, LEASE_NAMESPACE)
+        except ApiException as err:
+            if err.status != 404:
+                raise
+
     def stop_node(self, name: str) -> None:
         self._set_power(name, labels.POWER_OFF)
+        self._seize_lease(name)
 
     def start_node(self, name: str) -> None:
+        self._release_lease(name)
         self._set_power(name, labels.POWER_ON)

@@ -55,6 +55,11 @@ class EcsAdmin:
     def register_instance(self, instance_id: str, zone: str, name: str = "") -> dict:
         return self._call("POST", "instances", {"instance_id": instance_id, "zone": zone, "name": name})
 
+    def register_instances(self, instances: dict[str, str]) -> None:
+        """Register instance id -> zone pairs (e.g. a cluster provider's ``instances()``)."""
+        for instance_id, zone in sorted(instances.items()):
+            self.register_instance(instance_id, zone)
+
     def deregister_instance(self, instance_id: str) -> None:
         self._call("DELETE", f"instances/{instance_id}")
 
