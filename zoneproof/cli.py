@@ -254,5 +254,45 @@ def ecs_serve(host, port, port_file, db, region, zones, categories, access_key, 
         server.store.close()
 
 
+# ----------------------------------------------------------------- CSI driver
+@main.group("csi")
+def csi_group() -> None:
+    """The reference disk CSI driver (diskplugin.csi.alibabacloud.com) on the fake ECS."""
+
+
+@csi_group.command("serve")
+@click.option("--endpoint", required=True, help="unix:///path/to/csi.sock")
+@click.option("--ecs-endpoint", envvar="ECS_ENDPOINT", required=True, help="host:port of ECS (env ECS_ENDPOINT).")
+@click.option("--region", envvar="REGION_ID", default=DEFAULT_REGION, show_default=True, help="(env REGION_ID)")
+@click.option("--zone-policy", type=click.Choice(["topology", "round-robin"]),
+              help="Serve the controller, choosing zones by this policy.")
+@click.option("--node-id", help="Serve a node endpoint for this ECS instance id.")
+@click.option("--node-zone", help="The node's zone (with --node-id).")
+def csi_serve(endpoint, ecs_endpoint, region, zone_policy, node_id, node_zone) -> None:
+    """Serve the CSI Identity plus Controller and/or Node services on a unix socket.
+    Credentials come from ALIBABA_CLOUD_ACCESS_KEY_ID / ALIBABA_CLOUD_ACCESS_KEY_SECRET."""
+    import os
+
+    from zoneproof.csi.cloud import EcsCloud, EcsSettings
+    from zoneproof.csi.server import build_server
+    from zoneproof.ecs.server import DEFAULT_CREDENTIALS
+
+    default_id, default_secret = next(iter(DEFAULT_CREDENTIALS.items()))
+    cloud = EcsCloud(EcsSettings(endpoint=ecs_endpoint, region=region,
+                                 access_key_id=os.environ.get("ALIBABA_CLOUD_ACCESS_KEY_ID", default_id),
+                                 access_key_secret=os.environ.get("ALIBABA_CLOUD_ACCESS_KEY_SECRET", default_secret)))
+    try:
+        server = build_server(endpoint, cloud, zone_policy=zone_policy, instance_id=node_id, zone=node_zone)
+    except ValueError as err:
+        _fail(err, 2)
+    server.start()
+    roles = " + ".join(r for r, on in (("controller", zone_policy), ("node " + str(node_id), node_id)) if on)
+    logging.getLogger(__name__).info("CSI %s serving on %s (ECS %s)", roles, endpoint, ecs_endpoint)
+    try:
+        server.wait_for_termination()
+    except KeyboardInterrupt:
+        server.stop(grace=2).wait()
+
+
 if __name__ == "__main__":
     main()

@@ -100,6 +100,10 @@ TOOL_SETS: dict[str, GoToolSet] = {
     ),
     "etcd": GoToolSet(name="etcd", main_module="go.etcd.io/etcd/server/v3", package=".", binaries=("etcd",)),
     "kwok": GoToolSet(name="kwok", main_module="sigs.k8s.io/kwok", package="tool", binaries=("kwok", "kwokctl")),
+    # The CSI sidecars and csi-sanity; named after the provisioner's version, the digest
+    # covers the attacher's and csi-test's pins too.
+    "csi": GoToolSet(name="csi", main_module="github.com/kubernetes-csi/external-provisioner/v6", package="tool",
+                     binaries=("csi-provisioner", "csi-attacher", "csi-sanity")),
 }
 
 
