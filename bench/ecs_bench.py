@@ -239,7 +239,8 @@ def main() -> int:
             used = {z: 0 for z in ZONES}
             attaches = []
             for disk_id, zone in disks:
-                attaches.append({"DiskId": disk_id, "InstanceId": instances[zone][used[zone] // MAX_DISKS_PER_INSTANCE]})
+                instance_id = instances[zone][used[zone] // MAX_DISKS_PER_INSTANCE]
+                attaches.append({"DiskId": disk_id, "InstanceId": instance_id})
                 used[zone] += 1
             record("AttachDisk", run_phase(clients, "AttachDisk", attaches, args.time_limit))
 

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from zoneproof.cluster import ClusterSpec, LocalProvider
-from zoneproof.cluster.local import _processes_under
+from zoneproof.processes import processes_under
 from zoneproof.cluster.spec import Timings
 from zoneproof.waiting import wait_for
 
@@ -45,7 +45,7 @@ def test_four_custom_zones_one_node_each_then_nothing_left(tmp_path):
         assert all(s.is_ready for s in provider.node_states())
         port = _api_port(provider.kubeconfig)
         assert _port_open(port)
-        assert _processes_under(provider.cluster_dir), "no cluster processes found while up"
+        assert processes_under(provider.cluster_dir), "no cluster processes found while up"
         cluster_dir = provider.cluster_dir
         # Power a node off the moment the cluster is up (kwok may still be adopting it) and
         # on again at once: each must still take effect.
@@ -59,7 +59,7 @@ def test_four_custom_zones_one_node_each_then_nothing_left(tmp_path):
         assert all(s.is_ready for s in provider.node_states())
     finally:
         provider.down()
-    assert not _processes_under(cluster_dir)
+    assert not processes_under(cluster_dir)
     # A process that has just exited may hold its socket for a moment longer.
     wait_for(lambda: (not _port_open(port), f"port {port} still open"), what="the API port to close", timeout=10)
     assert not (tmp_path / "state").exists()
@@ -100,5 +100,5 @@ def test_interrupted_bring_up_leaves_nothing(tmp_path):
     rest, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, "".join(seen) + (rest or "")
     cluster_dir = state / "kwok" / "clusters" / "zp-interrupted"
-    assert not _processes_under(cluster_dir)
+    assert not processes_under(cluster_dir)
     assert not state.exists()

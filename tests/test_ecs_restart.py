@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from tests.ecs_clients import ApiError, RpcSdk, V3Sdk
+from tests.ecs_clients import RpcSdk, V3Sdk
 from zoneproof.ecs.admin import EcsAdmin, EcsProcess
 from zoneproof.ecs.server import DEFAULT_CREDENTIALS
 
@@ -23,11 +23,13 @@ def test_kill_9_loses_no_acknowledged_disk_or_attachment(tmp_path):
 
     acknowledged_disks: dict[str, str] = {}  # disk -> zone
     acknowledged_attachments: dict[str, str] = {}  # disk -> instance
+    acknowledged_detaches: set[str] = set()
     lock, stop = threading.Lock(), threading.Event()
 
     def worker(n: int) -> None:
         sdk = (RpcSdk if n % 2 else V3Sdk)(first.endpoint, KEY_ID, SECRET, REGION)
         instance_id = f"i-worker{n}"
+        mine: list[str] = []
         while not stop.is_set():
             try:
                 disk_id = sdk.call("CreateDisk", RegionId=REGION, ZoneId=instances[instance_id],
@@ -37,8 +39,16 @@ def test_kill_9_loses_no_acknowledged_disk_or_attachment(tmp_path):
                 sdk.call("AttachDisk", DiskId=disk_id, InstanceId=instance_id)
                 with lock:
                     acknowledged_attachments[disk_id] = instance_id
-            except (ApiError, OSError, Exception):  # the service dies under us: stop quietly
-                if stop.is_set() or first.proc.poll() is not None:
+                mine.append(disk_id)
+                if len(mine) > 8:  # stay under the instance's disk limit
+                    oldest = mine.pop(0)
+                    with lock:  # in doubt until the detach is acknowledged
+                        del acknowledged_attachments[oldest]
+                    sdk.call("DetachDisk", DiskId=oldest, InstanceId=instance_id)
+                    with lock:
+                        acknowledged_detaches.add(oldest)
+            except Exception:  # noqa: BLE001 - the service dies under us: stop quietly
+                if stop.is_set():
                     return
                 raise
 
@@ -46,8 +56,8 @@ def test_kill_9_loses_no_acknowledged_disk_or_attachment(tmp_path):
     for t in threads:
         t.start()
     time.sleep(1.5)
+    stop.set()  # first, so that a worker whose call dies with the service knows why
     first.kill()
-    stop.set()
     for t in threads:
         t.join(timeout=60)
     assert len(acknowledged_attachments) >= 4, "the load did not get going before the kill"
@@ -62,6 +72,8 @@ def test_kill_9_loses_no_acknowledged_disk_or_attachment(tmp_path):
         for disk_id, instance_id in acknowledged_attachments.items():
             holders = [a["InstanceId"] for a in disks[disk_id]["Attachments"]["Attachment"]]
             assert holders == [instance_id], f"{disk_id}: attachment lost ({holders})"
+        for disk_id in acknowledged_detaches:
+            assert disks[disk_id]["Attachments"]["Attachment"] == [], f"{disk_id}: detach lost"
         assert sorted(i["InstanceId"] for i in state["instances"]) == sorted(instances)
         audited = {e["disk_id"] for e in EcsAdmin(second.endpoint).audit() if e["action"] == "CreateDisk"
                    and e["code"] == "OK"}

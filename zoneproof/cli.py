@@ -268,7 +268,8 @@ def csi_group() -> None:
               help="Serve the controller, choosing zones by this policy.")
 @click.option("--node-id", help="Serve a node endpoint for this ECS instance id.")
 @click.option("--node-zone", help="The node's zone (with --node-id).")
-def csi_serve(endpoint, ecs_endpoint, region, zone_policy, node_id, node_zone) -> None:
+@click.option("--controller-zone", help="The controller's own zone: the last resort when a request names none.")
+def csi_serve(endpoint, ecs_endpoint, region, zone_policy, node_id, node_zone, controller_zone) -> None:
     """Serve the CSI Identity plus Controller and/or Node services on a unix socket.
     Credentials come from ALIBABA_CLOUD_ACCESS_KEY_ID / ALIBABA_CLOUD_ACCESS_KEY_SECRET."""
     import os
@@ -282,7 +283,8 @@ def csi_serve(endpoint, ecs_endpoint, region, zone_policy, node_id, node_zone) -
                                  access_key_id=os.environ.get("ALIBABA_CLOUD_ACCESS_KEY_ID", default_id),
                                  access_key_secret=os.environ.get("ALIBABA_CLOUD_ACCESS_KEY_SECRET", default_secret)))
     try:
-        server = build_server(endpoint, cloud, zone_policy=zone_policy, instance_id=node_id, zone=node_zone)
+        server = build_server(endpoint, cloud, zone_policy=zone_policy, instance_id=node_id, zone=node_zone,
+                              controller_zone=controller_zone)
     except ValueError as err:
         _fail(err, 2)
     server.start()

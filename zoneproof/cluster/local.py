@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -35,6 +34,7 @@ from zoneproof import labels, toolchain
 from zoneproof.cluster.base import ClusterError, ClusterProvider, is_conflict
 from zoneproof.cluster.nodes import node_manifest, plan_nodes
 from zoneproof.cluster.spec import ClusterSpec
+from zoneproof.processes import kill_processes_under
 
 log = logging.getLogger(__name__)
 
@@ -108,42 +108,6 @@ def kwokctl_config(spec: ClusterSpec, binaries: dict[str, Path]) -> dict:
             args("kube-controller-manager", {"node-eviction-rate": f"{t.node_eviction_rate:g}"}),
         ],
     }
-
-
-def _processes_under(directory: Path) -> list[int]:
-    """Pids of processes whose command line names a path inside ``directory``."""
-    needle = str(directory).rstrip("/") + "/"
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if needle in cmdline:
-            pids.append(int(proc.name))
-    return pids
-
-
-def _kill_processes_under(directory: Path, grace: float = 5.0) -> None:
-    """Stop whatever kwokctl left running for a cluster (it normally leaves nothing;
-    this keeps the promise of no leaked process when it fails half-way)."""
-    pids = _processes_under(directory)
-    if not pids:
-        return
-    log.warning("stopping %d leftover process(es) of %s", len(pids), directory)
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in pids:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and (pids := _processes_under(directory)):
-            time.sleep(0.1)
-        if not pids:
-            return
 
 
 class LocalProvider(ClusterProvider):
@@ -239,7 +203,7 @@ class LocalProvider(ClusterProvider):
                 # (deleted next) so the user's ~/.kube/config is never touched.
                 self._kwokctl("delete", "cluster", f"--kubeconfig={self.kubeconfig}", timeout=120)
             finally:
-                _kill_processes_under(self.cluster_dir)
+                kill_processes_under(self.cluster_dir)
                 shutil.rmtree(self.cluster_dir, ignore_errors=True)
         # Leave no empty state directories behind either.
         for path in (self.workdir / "clusters", self.workdir, state_root()):

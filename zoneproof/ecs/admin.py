@@ -79,23 +79,29 @@ class EcsAdmin:
 class EcsProcess:
     """``zoneproof ecs serve`` as a child process, with its state in ``db_path``."""
 
-    def __init__(self, db_path: Path, *, args: tuple[str, ...] = ()):
+    def __init__(self, db_path: Path, *, args: tuple[str, ...] = (), log_path: Path | None = None):
         self.db_path = Path(db_path)
         self.args = args
+        self.log_path = log_path  # where its log goes; by default kept for the start-up error only
         self.proc: subprocess.Popen | None = None
+        self._stderr = None
         self.endpoint = ""
 
     def start(self, timeout: float = 30) -> "EcsProcess":
         port_file = Path(tempfile.mkstemp(prefix="zp-ecs-port-")[1])
         port_file.unlink()
+        if self.log_path:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        stderr = open(self.log_path, "ab") if self.log_path else tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "zoneproof.cli", "ecs", "serve", "--db", str(self.db_path),
              "--port-file", str(port_file), *self.args],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
+        self._stderr = stderr
 
         def port_written():
             if self.proc.poll() is not None:
-                raise RuntimeError(f"fake ECS exited with {self.proc.returncode}: {self.proc.stderr.read()}")
+                raise RuntimeError(f"fake ECS exited with {self.proc.returncode}: {self._log_tail()}")
             return port_file.exists() and port_file.read_text().strip() != "", "no port yet"
 
         try:
@@ -105,11 +111,18 @@ class EcsProcess:
             port_file.unlink(missing_ok=True)
         return self
 
+    def _log_tail(self) -> str:
+        if self.log_path:
+            return self.log_path.read_text(errors="replace")[-2000:]
+        self._stderr.seek(0)
+        return self._stderr.read().decode(errors="replace")[-2000:]
+
     def kill(self) -> None:
         """``kill -9``: no clean-up, no flush; what a crash looks like."""
         if self.proc and self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
+        self._close_log()
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -118,8 +131,12 @@ class EcsProcess:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.kill()
-        if self.proc and self.proc.stderr:
-            self.proc.stderr.close()
+        self._close_log()
+
+    def _close_log(self) -> None:
+        if self._stderr:
+            self._stderr.close()
+            self._stderr = None
 
     def __enter__(self) -> "EcsProcess":
         return self.start()

@@ -1,0 +1,64 @@
+"""Stands in for kubelet plus node-driver-registrar on kwok nodes: asks each node
+endpoint for NodeGetInfo and writes what kubelet would, the node's CSINode driver entry
+(node id, topology keys, allocatable volume count), the node-id annotation, and the
+topology segments as node labels."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import grpc
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_fixed
+
+from zoneproof.cluster.base import is_conflict
+from zoneproof.csi.proto import load
+
+log = logging.getLogger(__name__)
+csi, csi_grpc = load()
+
+NODE_ID_ANNOTATION = "csi.volume.kubernetes.io/nodeid"
+
+
+def node_info(endpoint: str, timeout: float = 30) -> "csi.NodeGetInfoResponse":
+    with grpc.insecure_channel(endpoint) as channel:
+        grpc.channel_ready_future(channel).result(timeout=timeout)
+        return csi_grpc.NodeStub(channel).NodeGetInfo(csi.NodeGetInfoRequest(), timeout=timeout)
+
+
+@retry(retry=retry_if_exception(is_conflict), stop=stop_after_attempt(10), wait=wait_fixed(0.2), reraise=True)
+def register(api: client.ApiClient, node_name: str, driver: str, info) -> None:
+    core, storage = client.CoreV1Api(api), client.StorageV1Api(api)
+    node = core.read_node(node_name)
+    segments = dict(info.accessible_topology.segments)
+    entry = client.V1CSINodeDriver(name=driver, node_id=info.node_id, topology_keys=sorted(segments),
+                                   allocatable=client.V1VolumeNodeResources(count=info.max_volumes_per_node or None))
+    try:
+        csinode = storage.read_csi_node(node_name)
+        csinode.spec.drivers = [d for d in (csinode.spec.drivers or []) if d.name != driver] + [entry]
+        storage.replace_csi_node(node_name, csinode)
+    except ApiException as err:
+        if err.status != 404:
+            raise
+        storage.create_csi_node(client.V1CSINode(
+            metadata=client.V1ObjectMeta(name=node_name, owner_references=[client.V1OwnerReference(
+                api_version="v1", kind="Node", name=node_name, uid=node.metadata.uid)]),
+            spec=client.V1CSINodeSpec(drivers=[entry])))
+    ids = json.loads((node.metadata.annotations or {}).get(NODE_ID_ANNOTATION, "{}"))
+    ids[driver] = info.node_id
+    core.patch_node(node_name, {"metadata": {"labels": segments, "annotations": {NODE_ID_ANNOTATION: json.dumps(ids)}}})
+    log.debug("registered %s on %s as %s with %s", driver, node_name, info.node_id, segments)
+
+
+def unregister(api: client.ApiClient, node_name: str, driver: str) -> None:
+    storage = client.StorageV1Api(api)
+    try:
+        csinode = storage.read_csi_node(node_name)
+    except ApiException as err:
+        if err.status == 404:
+            return
+        raise
+    csinode.spec.drivers = [d for d in (csinode.spec.drivers or []) if d.name != driver]
+    storage.replace_csi_node(node_name, csinode)
