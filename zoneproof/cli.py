@@ -296,5 +296,42 @@ def csi_serve(endpoint, ecs_endpoint, region, zone_policy, node_id, node_zone, c
         server.stop(grace=2).wait()
 
 
+# ----------------------------------------------------------------- driver deployment
+@main.group()
+def driver() -> None:
+    """Deploy the reference driver (with the fake ECS and the real CSI sidecars) into a local cluster."""
+
+
+@driver.command("up")
+@name_option
+@click.option("--zone-policy", type=click.Choice(["topology", "round-robin"]), default="topology", show_default=True,
+              help="topology: current upstream; round-robin: the article's era (zoneId overrides topology).")
+def driver_up(name: str, zone_policy: str) -> None:
+    """Start the fake ECS, the driver's endpoints and the sidecars; register every node."""
+    from zoneproof.csi.deploy import DriverError, LocalDriver
+
+    try:
+        deployment = LocalDriver(LocalProvider.attach(name), zone_policy=zone_policy)
+        deployment.up()
+    except (ClusterError, DriverError, toolchain.ToolchainError, WaitTimeout) as err:
+        _fail(err)
+    except KeyboardInterrupt:
+        _fail(RuntimeError("interrupted; everything started was stopped"), code=130)
+    click.echo(f"driver up; fake ECS at {deployment.ecs_endpoint}; logs in {deployment.workdir / 'logs'}")
+
+
+@driver.command("down")
+@name_option
+def driver_down(name: str) -> None:
+    """Stop the driver, its sidecars and the fake ECS; unregister the driver."""
+    from zoneproof.csi.deploy import LocalDriver
+
+    try:
+        LocalDriver(LocalProvider.attach(name)).down()
+    except ClusterError as err:
+        _fail(err)
+    click.echo("driver down")
+
+
 if __name__ == "__main__":
     main()

@@ -61,3 +61,28 @@ def wait_running(core: client.CoreV1Api, namespace: str, count: int, *, timeout:
 def deploy_spread_statefulset(api: client.ApiClient, namespace: str, name: str, replicas: int) -> list[client.V1Pod]:
     client.AppsV1Api(api).create_namespaced_stateful_set(namespace, spread_statefulset(name, replicas))
     return wait_running(client.CoreV1Api(api), namespace, replicas)
+
+
+def storage_class(name: str, provisioner: str, parameters: dict[str, str], *, binding: str = "Immediate",
+                  allowed_zones: tuple[str, ...] = (), zone_key: str = labels.DISK_ZONE) -> dict:
+    body = {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": name},
+            "provisioner": provisioner, "parameters": parameters, "reclaimPolicy": "Delete",
+            "volumeBindingMode": binding}
+    if allowed_zones:
+        body["allowedTopologies"] = [{"matchLabelExpressions": [{"key": zone_key, "values": list(allowed_zones)}]}]
+    return body
+
+
+def claim(name: str, storage_class_name: str, size: str = "20Gi") -> dict:
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name},
+            "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": storage_class_name,
+                     "resources": {"requests": {"storage": size}}}}
+
+
+def pod_with_claims(name: str, claims: list[str], node_selector: dict[str, str] | None = None) -> dict:
+    spec = {"containers": [{"name": "app", "image": "nginx", "volumeMounts": [
+                {"name": c, "mountPath": f"/data/{c}"} for c in claims]}],
+            "volumes": [{"name": c, "persistentVolumeClaim": {"claimName": c}} for c in claims]}
+    if node_selector:
+        spec["nodeSelector"] = node_selector
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}

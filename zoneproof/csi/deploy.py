@@ -41,9 +41,11 @@ class DriverError(RuntimeError):
 
 
 class LocalDriver:
-    def __init__(self, provider: LocalProvider, *, zone_policy: str = "topology"):
+    def __init__(self, provider: LocalProvider, *, zone_policy: str = "topology",
+                 zone_categories: dict[str, tuple[str, ...]] | None = None):
         self.provider = provider
         self.zone_policy = zone_policy
+        self.zone_categories = zone_categories or {}  # zones selling fewer disk categories than all
         self.workdir = provider.cluster_dir / "driver"
         self.ecs: EcsProcess | None = None
 
@@ -70,8 +72,9 @@ class LocalDriver:
         logs = self.workdir / "logs"
         try:
             spec = self.provider.spec
+            categories = [f"--categories={zone}={','.join(cats)}" for zone, cats in self.zone_categories.items()]
             self.ecs = EcsProcess(self.workdir / "ecs.sqlite", log_path=logs / "fake-ecs.log", args=(
-                "--region", spec.region, "--zones", ",".join(spec.zones))).start()
+                "--region", spec.region, "--zones", ",".join(spec.zones), *categories)).start()
             EcsAdmin(self.ecs.endpoint).register_instances(self.provider.instances())
             env = dict(os.environ)
             key_id, secret = next(iter(DEFAULT_CREDENTIALS.items()))
@@ -136,16 +139,21 @@ class LocalDriver:
         wait_for(check, what="the CSI sidecars to connect to the driver", timeout=60)
 
     def down(self) -> None:
-        if self.provider.is_up():
-            for name in self.provider.nodes():
-                try:
-                    registrar.unregister(self.provider.api_client, name, DRIVER_NAME)
-                except ApiException as err:
-                    log.warning("could not unregister %s from %s: %s", DRIVER_NAME, name, err.reason)
+        try:
+            if self.provider.is_up():
+                self._unregister()
+        finally:
+            kill_processes_under(self.workdir)
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _unregister(self) -> None:
+        for name in self.provider.nodes():
             try:
-                client.StorageV1Api(self.provider.api_client).delete_csi_driver(DRIVER_NAME)
+                registrar.unregister(self.provider.api_client, name, DRIVER_NAME)
             except ApiException as err:
-                if err.status != 404:
-                    raise
-        kill_processes_under(self.workdir)
-        shutil.rmtree(self.workdir, ignore_errors=True)
+                log.warning("could not unregister %s from %s: %s", DRIVER_NAME, name, err.reason)
+        try:
+            client.StorageV1Api(self.provider.api_client).delete_csi_driver(DRIVER_NAME)
+        except ApiException as err:
+            if err.status != 404:
+                raise

@@ -60,5 +60,9 @@ def unregister(api: client.ApiClient, node_name: str, driver: str) -> None:
         if err.status == 404:
             return
         raise
-    csinode.spec.drivers = [d for d in (csinode.spec.drivers or []) if d.name != driver]
-    storage.replace_csi_node(node_name, csinode)
+    remaining = [d for d in (csinode.spec.drivers or []) if d.name != driver]
+    if remaining:
+        csinode.spec.drivers = remaining
+        storage.replace_csi_node(node_name, csinode)
+    else:
+        storage.delete_csi_node(node_name)  # an empty driver list does not round-trip through the client
