@@ -74,7 +74,7 @@ class Params:
             return None
         try:
             value = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: absurdly nested input
             raise EcsError("InvalidParameter", f"The specified parameter {name!r} is not a JSON array: {text!r}.")
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise EcsError("InvalidParameter", f"The specified parameter {name!r} must be a JSON array of strings.")
@@ -88,7 +88,7 @@ class Params:
         for key, value in self.raw.items():
             parts = key.split(".")
             if len(parts) == 3 and parts[0] == "Tag" and parts[2] in ("Key", "Value"):
-                if not parts[1].isdigit() or not 1 <= int(parts[1]) <= 20:
+                if not (parts[1].isascii() and parts[1].isdigit()) or not 1 <= int(parts[1]) <= 20:
                     raise EcsError("InvalidParameter", f"The tag index in {key!r} must be between 1 and 20.")
                 found.setdefault(int(parts[1]), {})[parts[2]] = value
         tags = []

@@ -165,6 +165,15 @@ def _make_handler(server: EcsServer):
         def log_message(self, fmt, *args):  # route the per-request log to logging, quietly
             log.debug("%s " + fmt, self.address_string(), *args)
 
+        def send_error(self, code, message=None, explain=None):
+            # The base class answers unparseable requests (bad request line, bad headers,
+            # unknown method) with an HTML page; ECS clients expect the JSON error shape.
+            self.close_connection = True
+            status = code if 400 <= code < 500 else 400
+            self._send(status, {"RequestId": new_request_id(), "HostId": HOST_ID, "Code": "InvalidParameter",
+                                "Message": f"The request is malformed: {message or explain or code}.",
+                                "Recommend": ""})
+
         def _send(self, status: int, document: object) -> None:
             body = json.dumps(document).encode()
             self.send_response(status)
@@ -184,8 +193,11 @@ def _make_handler(server: EcsServer):
                                         "Message": f"Content-Length must be between 0 and {MAX_BODY}.",
                                         "Recommend": ""})
             body = self.rfile.read(length) if length else b""
-            split = urlsplit(self.path)
             try:
+                try:
+                    split = urlsplit(self.path)
+                except ValueError:
+                    return self.send_error(400, f"the request target {self.path[:100]!r} is not a valid URL")
                 if split.path.startswith("/_admin/"):
                     try:
                         status, doc = server.handle_admin(self.command, split.path, dict(parse_qsl(split.query)), body)
