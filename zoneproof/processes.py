@@ -29,13 +29,17 @@ def processes_under(directory: Path) -> list[int]:
     return pids
 
 
-def kill_processes_under(directory: Path, grace: float = 5.0) -> None:
+def kill_processes_under(directory: Path, grace: float = 5.0, *, leftovers: bool = True) -> None:
     """Stop every process whose command line names a path inside ``directory``: the
-    safety net that keeps "no leaked process" true when a tool fails half-way."""
+    normal stop of processes we started there (``leftovers=False``), and the safety net
+    that keeps "no leaked process" true when a tool fails half-way."""
     pids = processes_under(directory)
     if not pids:
         return
-    log.warning("stopping %d leftover process(es) of %s", len(pids), directory)
+    if leftovers:
+        log.warning("stopping %d leftover process(es) of %s", len(pids), directory)
+    else:
+        log.info("stopping %d process(es) of %s", len(pids), directory)
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in pids:
             try:

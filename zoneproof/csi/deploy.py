@@ -143,7 +143,7 @@ class LocalDriver:
             if self.provider.is_up():
                 self._unregister()
         finally:
-            kill_processes_under(self.workdir)
+            kill_processes_under(self.workdir, leftovers=False)
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     def _unregister(self) -> None:
