@@ -55,6 +55,7 @@ class PinnedEcs:
     def __init__(self, workdir: Path, core: int | None):
         self.workdir, self.core = workdir, core
         self.proc: subprocess.Popen | None = None
+        self.log = None
         self.endpoint = ""
         self.pinned_by = "none"
 
@@ -93,7 +94,7 @@ class PinnedEcs:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        if self.proc:
+        if self.log:
             self.log.close()
 
 

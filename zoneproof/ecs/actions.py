@@ -99,8 +99,9 @@ class Params:
         return tuple(tags)
 
 
-def _page(items: list, p: Params, key: str, inner: str) -> dict:
-    """Page a list by NextToken/MaxResults when either is given, else by PageNumber/PageSize."""
+def _page(items: list, p: Params, key: str, inner: str, render=lambda chunk: chunk) -> dict:
+    """Page a list by NextToken/MaxResults when either is given, else by PageNumber/PageSize;
+    ``render`` turns just the page's items into their response form."""
     if p.str("NextToken") is not None or p.str("MaxResults") is not None:
         size = p.int("MaxResults", default=10, low=1, high=500)
         start = 0
@@ -110,14 +111,14 @@ def _page(items: list, p: Params, key: str, inner: str) -> dict:
                 start = int(base64.urlsafe_b64decode(token.encode()).decode().removeprefix("o:"))
             except (ValueError, UnicodeDecodeError):
                 raise EcsError("InvalidParameter", f"The specified NextToken {token!r} is not valid.")
-        chunk = items[start:start + size]
+        chunk = render(items[start:start + size])
         more = start + size < len(items)
         return {key: {inner: chunk}, "TotalCount": len(items), "MaxResults": size,
                 "NextToken": base64.urlsafe_b64encode(f"o:{start + size}".encode()).decode() if more else ""}
     number = p.int("PageNumber", default=1, low=1, high=10**6)
     size = p.int("PageSize", default=10, low=1, high=100)
     start = (number - 1) * size
-    return {key: {inner: items[start:start + size]}, "TotalCount": len(items), "PageNumber": number,
+    return {key: {inner: render(items[start:start + size])}, "TotalCount": len(items), "PageNumber": number,
             "PageSize": size}
 
 
@@ -134,11 +135,11 @@ def create_disk(b: EcsBackend, db, p: Params) -> dict:
 
 
 def describe_disks(b: EcsBackend, db, p: Params) -> dict:
-    disks = b.describe_disks(db, DiskFilter(
+    rows = b.describe_disks(db, DiskFilter(
         region=p.str("RegionId", required=True), zone=p.str("ZoneId"), disk_ids=p.json_list("DiskIds"),
         instance_id=p.str("InstanceId"), category=p.str("Category"), status=p.str("Status"),
         name=p.str("DiskName"), tags=p.tags()))
-    return _page(disks, p, "Disks", "Disk")
+    return _page(rows, p, "Disks", "Disk", lambda chunk: b.render_disks(db, chunk))
 
 
 def describe_instances(b: EcsBackend, db, p: Params) -> dict:

@@ -309,8 +309,18 @@ class EcsBackend:
         db.execute("UPDATE disks SET size = ? WHERE disk_id = ?", (new_size, disk_id))
         return {}
 
-    def render_disk(self, db, disk: sqlite3.Row, now: float) -> dict:
-        attachments = self._attachments(db, disk["disk_id"])
+    def _attachments_of(self, db, disk_ids: list[str]) -> dict[str, list[sqlite3.Row]]:
+        """Attachments of many disks in one query (a query per disk makes listings slow)."""
+        out: dict[str, list[sqlite3.Row]] = {d: [] for d in disk_ids}
+        for start in range(0, len(disk_ids), 500):  # stay under SQLite's bound-parameter limit
+            chunk = disk_ids[start:start + 500]
+            rows = db.execute(f"SELECT * FROM attachments WHERE disk_id IN ({','.join('?' * len(chunk))})"
+                              " ORDER BY attached_at", chunk)
+            for row in rows:
+                out[row["disk_id"]].append(row)
+        return out
+
+    def render_disk(self, disk: sqlite3.Row, attachments: list[sqlite3.Row], now: float) -> dict:
         status = self.disk_status(disk, attachments, now)
         holders = [a for a in attachments if a["state"] != "detaching"] or attachments
         return {
@@ -330,12 +340,17 @@ class EcsBackend:
             "Portable": True, "DeleteWithInstance": False, "CreationTime": iso(disk["created"]),
         }
 
-    def describe_disks(self, db, f: DiskFilter) -> list[dict]:
+    def render_disks(self, db, rows: list[sqlite3.Row]) -> list[dict]:
+        now = self.clock()
+        attachments = self._attachments_of(db, [r["disk_id"] for r in rows])
+        return [self.render_disk(r, attachments[r["disk_id"]], now) for r in rows]
+
+    def describe_disks(self, db, f: DiskFilter) -> list[sqlite3.Row]:
+        """The disks matching a filter, as rows; render only the page you answer with."""
         self._region(f.region)
         if f.zone:
             self._zone(f.zone)
             self.faults.check_zones([f.zone])
-        now = self.clock()
         sql, args = "SELECT * FROM disks WHERE 1=1", []
         if f.zone:
             sql, args = sql + " AND zone = ?", args + [f.zone]
@@ -352,13 +367,14 @@ class EcsBackend:
         rows = db.execute(sql + " ORDER BY seq", args).fetchall()
         if f.disk_ids:
             self.faults.check_zones({r["zone"] for r in rows})
-        disks = [self.render_disk(db, r, now) for r in rows]
-        if f.status:
-            disks = [d for d in disks if d["Status"] == f.status]
         for key, value in f.tags:
-            disks = [d for d in disks if any(t["TagKey"] == key and (value is None or t["TagValue"] == value)
-                                             for t in d["Tags"]["Tag"])]
-        return disks
+            rows = [r for r in rows if any(k == key and (value is None or v == value)
+                                           for k, v in json.loads(r["tags"]))]
+        if f.status:
+            now = self.clock()
+            attachments = self._attachments_of(db, [r["disk_id"] for r in rows])
+            rows = [r for r in rows if self.disk_status(r, attachments[r["disk_id"]], now) == f.status]
+        return rows
 
     def describe_instances(self, db, region: str, zone: str | None, instance_ids: tuple[str, ...] | None) -> list[dict]:
         self._region(region)
@@ -413,5 +429,5 @@ class EcsBackend:
             "region": self.config.region,
             "zones": {z: list(c) for z, c in self.config.zones.items()},
             "instances": [self._render_instance(r) for r in db.execute("SELECT * FROM instances ORDER BY instance_id")],
-            "disks": [self.render_disk(db, r, now) for r in db.execute("SELECT * FROM disks ORDER BY seq")],
+            "disks": self.render_disks(db, db.execute("SELECT * FROM disks ORDER BY seq").fetchall()),
         }

@@ -161,6 +161,9 @@ def _make_handler(server: EcsServer):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "zoneproof-fake-ecs"
+        # Headers and body go out in two writes; with Nagle on, a keep-alive client's
+        # delayed ACK holds the body back ~40 ms per request.
+        disable_nagle_algorithm = True
 
         def log_message(self, fmt, *args):  # route the per-request log to logging, quietly
             log.debug("%s " + fmt, self.address_string(), *args)
@@ -169,7 +172,7 @@ def _make_handler(server: EcsServer):
             # The base class answers unparseable requests (bad request line, bad headers,
             # unknown method) with an HTML page; ECS clients expect the JSON error shape.
             self.close_connection = True
-            status = code if 400 <= code < 500 else 400
+            status = 400  # InvalidParameter's status, whatever the stdlib's own code (414, 431, ...)
             self._send(status, {"RequestId": new_request_id(), "HostId": HOST_ID, "Code": "InvalidParameter",
                                 "Message": f"The request is malformed: {message or explain or code}.",
                                 "Recommend": ""})
