@@ -4,6 +4,9 @@ printed with csi-sanity's reason."""
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import pytest
 
 from zoneproof.csi.cloud import EcsCloud, EcsSettings
@@ -12,6 +15,8 @@ from zoneproof.csi.server import build_server
 from zoneproof.ecs.backend import EcsConfig
 from zoneproof.ecs.server import DEFAULT_CREDENTIALS, EcsServer
 
+log = logging.getLogger(__name__)
+REPORT = Path(__file__).resolve().parent.parent / "reports" / "csi-sanity.txt"
 REGION = "cn-beijing"
 NODE_ZONE = "cn-beijing-b"
 
@@ -36,7 +41,9 @@ def driver_endpoint(tmp_path):
 def test_csi_sanity_passes(driver_endpoint):
     endpoint, ecs = driver_endpoint
     result = run_sanity(endpoint)
-    print(result.summary())
+    log.info("%s", result.summary())
+    REPORT.parent.mkdir(exist_ok=True)
+    REPORT.write_text(result.summary() + "\n")
     assert result.returncode == 0 and not result.failed, result.summary() + "\n" + result.output[-4000:]
     assert result.passed >= 40, result.summary()
     # Every volume sanity created landed where the node is, and none is left behind.
