@@ -24,8 +24,6 @@ import json
 import os
 import platform
 import random
-import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -37,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from aliyunsdkcore.auth.composer.rpc_signature_composer import get_signed_url  # noqa: E402
 
 from zoneproof.ecs.actions import API_VERSION  # noqa: E402
-from zoneproof.ecs.admin import EcsAdmin  # noqa: E402
+from zoneproof.ecs.admin import EcsAdmin, EcsProcess  # noqa: E402
 from zoneproof.ecs.catalog import MAX_DISKS_PER_INSTANCE  # noqa: E402
 from zoneproof.ecs.server import DEFAULT_CREDENTIALS  # noqa: E402
 
@@ -46,56 +44,6 @@ REPORT = REPO / "reports" / "bench-ecs.json"
 REGION = "cn-beijing"
 ZONES = ("cn-beijing-a", "cn-beijing-b", "cn-beijing-c")  # the server's defaults
 KEY_ID, SECRET = next(iter(DEFAULT_CREDENTIALS.items()))
-
-
-# ---------------------------------------------------------------- the server, pinned
-class PinnedEcs:
-    """``zoneproof ecs serve`` as a child process confined to one CPU core."""
-
-    def __init__(self, workdir: Path, core: int | None):
-        self.workdir, self.core = workdir, core
-        self.proc: subprocess.Popen | None = None
-        self.log = None
-        self.endpoint = ""
-        self.pinned_by = "none"
-
-    def start(self, timeout: float = 30) -> "PinnedEcs":
-        port_file = self.workdir / "port"
-        cmd = [sys.executable, "-m", "zoneproof.cli", "ecs", "serve", "--db", str(self.workdir / "ecs.sqlite"),
-               "--port-file", str(port_file), "--region", REGION, "--zones", ",".join(ZONES)]
-        preexec = None
-        if self.core is not None and shutil.which("taskset"):
-            cmd, self.pinned_by = ["taskset", "-c", str(self.core), *cmd], "taskset"
-        elif self.core is not None and hasattr(os, "sched_setaffinity"):
-            core = self.core
-            preexec, self.pinned_by = (lambda: os.sched_setaffinity(0, {core})), "sched_setaffinity"
-        self.log = open(self.workdir / "server.log", "w")
-        # The server's stderr goes to a file: a pipe nobody reads would stall it once full.
-        self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=self.log,
-                                     preexec_fn=preexec)
-        deadline = time.monotonic() + timeout
-        while not (port_file.exists() and port_file.read_text().strip()):
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"fake ECS exited with {self.proc.returncode}: {self.log_tail()}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"fake ECS did not listen within {timeout}s: {self.log_tail()}")
-            time.sleep(0.05)
-        self.endpoint = f"127.0.0.1:{port_file.read_text().strip()}"
-        return self
-
-    def log_tail(self) -> str:
-        return (self.workdir / "server.log").read_text()[-2000:]
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.log:
-            self.log.close()
 
 
 def choose_cores() -> tuple[int | None, int | None]:
@@ -205,11 +153,11 @@ def main() -> int:
                     "time_limit_seconds": args.time_limit, "actions": {}}
 
     with tempfile.TemporaryDirectory(prefix="zp-ecs-bench-") as tmp:
-        server = PinnedEcs(Path(tmp), server_core)
+        server = EcsProcess(Path(tmp) / "ecs.sqlite", cpu=server_core, log_path=Path(tmp) / "server.log",
+                            args=("--region", REGION, "--zones", ",".join(ZONES)))
         clients: list[Client] = []
         try:
             server.start()
-            result["server_pinned_by"] = server.pinned_by
             admin = EcsAdmin(server.endpoint)
 
             # Enough instances per zone that every disk made below can be attached once.

@@ -4,18 +4,14 @@ interface, so every scenario runs through both signature styles."""
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 
 from aliyunsdkcore.acs_exception.exceptions import ClientException as V1ClientException
 from aliyunsdkcore.acs_exception.exceptions import ServerException as V1ServerException
 from aliyunsdkcore.client import AcsClient
 from aliyunsdkcore.request import CommonRequest
-from alibabacloud_ecs20140526 import models as v3_models
-from alibabacloud_ecs20140526.client import Client as V3Client
-from alibabacloud_tea_openapi import utils_models as open_api_models
-from darabonba.exceptions import ResponseException
-from darabonba.runtime import RuntimeOptions
+
+from zoneproof.csi.cloud import CloudError, EcsCloud, EcsSettings
 
 
 @dataclass
@@ -23,10 +19,6 @@ class ApiError(Exception):
     code: str
     status: int | None
     message: str = ""
-
-
-def snake(name: str) -> str:
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
 
 
 class RpcSdk:
@@ -61,31 +53,19 @@ class RpcSdk:
 
 
 class V3Sdk:
-    """alibabacloud-ecs20140526 on alibabacloud-tea-openapi: ACS3-HMAC-SHA256."""
+    """alibabacloud-ecs20140526 on alibabacloud-tea-openapi: ACS3-HMAC-SHA256. This is the
+    reference driver's own client, with its throttling retries turned off."""
 
     name = "alibabacloud-ecs20140526"
 
     def __init__(self, endpoint: str, key_id: str, secret: str, region: str):
-        config = open_api_models.Config(access_key_id=key_id, access_key_secret=secret, endpoint=endpoint,
-                                        protocol="http", region_id=region, read_timeout=30000)
-        self.client = V3Client(config)
-        self.runtime = RuntimeOptions(autoretry=False)
+        self.cloud = EcsCloud(EcsSettings(endpoint, key_id, secret, region), throttle_attempts=1)
 
     def call(self, action: str, **params) -> dict:
-        kwargs = {}
-        for key, value in params.items():
-            if key == "Tag":
-                tag_cls = getattr(v3_models, f"{action}RequestTag")
-                value = [tag_cls(key=t["Key"], value=t.get("Value")) for t in value]
-            elif isinstance(value, list):
-                value = json.dumps(value)
-            kwargs[snake(key)] = value
-        request = getattr(v3_models, f"{action}Request")(**kwargs)
         try:
-            response = getattr(self.client, f"{snake(action)}_with_options")(request, self.runtime)
-        except ResponseException as err:
-            raise ApiError(err.code, err.status_code, str(err)) from None
-        return response.body.to_map()
+            return self.cloud.call(action, **params)
+        except CloudError as err:
+            raise ApiError(err.code, err.status, err.message) from None
 
 
 SDKS = (RpcSdk, V3Sdk)

@@ -56,6 +56,16 @@ def _fail(err: Exception, code: int = 1) -> None:
     sys.exit(code)
 
 
+def _start_or_fail(start) -> None:
+    """Run a bring-up; report its failure, or an interrupt (after which it has cleaned up)."""
+    try:
+        start()
+    except (ClusterError, toolchain.ToolchainError, WaitTimeout) as err:
+        _fail(err)
+    except KeyboardInterrupt:
+        _fail(RuntimeError("interrupted; everything started was stopped"), code=130)
+
+
 # ----------------------------------------------------------------- cluster
 @main.group()
 def cluster() -> None:
@@ -92,12 +102,7 @@ def cluster_up(name: str, zones: str, region: str, nodes_per_zone: int, **timing
     except SpecError as err:
         _fail(err, code=2)
     provider = LocalProvider(spec)
-    try:
-        provider.up()
-    except (ClusterError, toolchain.ToolchainError, WaitTimeout) as err:
-        _fail(err)
-    except KeyboardInterrupt:
-        _fail(RuntimeError("interrupted; everything started was torn down"), code=130)
+    _start_or_fail(provider.up)
     click.echo(f"export KUBECONFIG={provider.kubeconfig}")
 
 
@@ -308,15 +313,13 @@ def driver() -> None:
               help="topology: current upstream; round-robin: the article's era (zoneId overrides topology).")
 def driver_up(name: str, zone_policy: str) -> None:
     """Start the fake ECS, the driver's endpoints and the sidecars; register every node."""
-    from zoneproof.csi.deploy import DriverError, LocalDriver
+    from zoneproof.csi.deploy import LocalDriver
 
     try:
         deployment = LocalDriver(LocalProvider.attach(name), zone_policy=zone_policy)
-        deployment.up()
-    except (ClusterError, DriverError, toolchain.ToolchainError, WaitTimeout) as err:
+    except ClusterError as err:
         _fail(err)
-    except KeyboardInterrupt:
-        _fail(RuntimeError("interrupted; everything started was stopped"), code=130)
+    _start_or_fail(deployment.up)
     click.echo(f"driver up; fake ECS at {deployment.ecs_endpoint}; logs in {deployment.workdir / 'logs'}")
 
 

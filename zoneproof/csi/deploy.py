@@ -23,6 +23,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from zoneproof import labels, toolchain
+from zoneproof.cluster.base import ClusterError
 from zoneproof.cluster.local import LocalProvider
 from zoneproof.csi import registrar
 from zoneproof.csi.identity import DRIVER_NAME
@@ -36,8 +37,8 @@ log = logging.getLogger(__name__)
 STATE_FILE = "deployment.json"
 
 
-class DriverError(RuntimeError):
-    pass
+class DriverError(ClusterError):
+    """The driver cannot be deployed or is in the way; the message says why."""
 
 
 class LocalDriver:

@@ -79,9 +79,11 @@ class EcsAdmin:
 class EcsProcess:
     """``zoneproof ecs serve`` as a child process, with its state in ``db_path``."""
 
-    def __init__(self, db_path: Path, *, args: tuple[str, ...] = (), log_path: Path | None = None):
+    def __init__(self, db_path: Path, *, args: tuple[str, ...] = (), log_path: Path | None = None,
+                 cpu: int | None = None):
         self.db_path = Path(db_path)
         self.args = args
+        self.cpu = cpu  # confine the service to this CPU core (benchmarks)
         self.log_path = log_path  # where its log goes; by default kept for the start-up error only
         self.proc: subprocess.Popen | None = None
         self._stderr = None
@@ -96,7 +98,8 @@ class EcsProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "zoneproof.cli", "ecs", "serve", "--db", str(self.db_path),
              "--port-file", str(port_file), *self.args],
-            stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
+            stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True,
+            preexec_fn=(lambda: os.sched_setaffinity(0, {self.cpu})) if self.cpu is not None else None)
         self._stderr = stderr
 
         def port_written():
