@@ -56,6 +56,14 @@ def _fail(err: Exception, code: int = 1) -> None:
     sys.exit(code)
 
 
+def _attached(name: str) -> LocalProvider:
+    """The running local cluster of that name, or exit saying there is none."""
+    try:
+        return LocalProvider.attach(name)
+    except ClusterError as err:
+        _fail(err)
+
+
 def _start_or_fail(start) -> None:
     """Run a bring-up; report its failure, or an interrupt (after which it has cleaned up)."""
     try:
@@ -122,10 +130,7 @@ def cluster_down(name: str) -> None:
 @name_option
 def cluster_status(name: str) -> None:
     """Show each zone's nodes: power, readiness and taints. Exits 1 if the cluster is not up."""
-    try:
-        provider = LocalProvider.attach(name)
-    except ClusterError as err:
-        _fail(err)
+    provider = _attached(name)
     if not provider.is_up():
         _fail(ClusterError(f"cluster {name!r} exists but its API does not answer"))
     spec = provider.spec
@@ -143,10 +148,7 @@ def cluster_status(name: str) -> None:
 @name_option
 def cluster_env(name: str) -> None:
     """Print shell exports for a running cluster: eval "$(zoneproof cluster env)"."""
-    try:
-        provider = LocalProvider.attach(name)
-    except ClusterError as err:
-        _fail(err)
+    provider = _attached(name)
     click.echo(f"export KUBECONFIG={provider.kubeconfig}")
     click.echo(f"export PATH={toolchain.binary('kubectl').parent}:$PATH")
 
@@ -315,10 +317,7 @@ def driver_up(name: str, zone_policy: str) -> None:
     """Start the fake ECS, the driver's endpoints and the sidecars; register every node."""
     from zoneproof.csi.deploy import LocalDriver
 
-    try:
-        deployment = LocalDriver(LocalProvider.attach(name), zone_policy=zone_policy)
-    except ClusterError as err:
-        _fail(err)
+    deployment = LocalDriver(_attached(name), zone_policy=zone_policy)
     _start_or_fail(deployment.up)
     click.echo(f"driver up; fake ECS at {deployment.ecs_endpoint}; logs in {deployment.workdir / 'logs'}")
 
@@ -329,10 +328,7 @@ def driver_down(name: str) -> None:
     """Stop the driver, its sidecars and the fake ECS; unregister the driver."""
     from zoneproof.csi.deploy import LocalDriver
 
-    try:
-        LocalDriver(LocalProvider.attach(name)).down()
-    except ClusterError as err:
-        _fail(err)
+    LocalDriver(_attached(name)).down()
     click.echo("driver down")
 
 
