@@ -332,5 +332,29 @@ def driver_down(name: str) -> None:
     click.echo("driver down")
 
 
+# ----------------------------------------------------------------- placement oracle
+@main.command("check")
+@name_option
+@click.option("--namespace", "-n", help="Only this namespace's pods (default: all).")
+def check_placement(name: str, namespace: str | None) -> None:
+    """Judge every pod with zonal volumes: node zone == PV zone == disk zone, attached only
+    to its node, waiting with the conflict when its zone is gone. Exits 1 on a violation."""
+    from zoneproof.csi.deploy import LocalDriver
+    from zoneproof.csi.identity import DRIVER_NAME
+    from zoneproof.ecs.admin import EcsAdmin
+    from zoneproof.oracle import check, take_snapshot
+
+    provider = _attached(name)
+    deployment = LocalDriver(provider)
+    if not deployment.is_up():
+        _fail(ClusterError(f"the driver is not deployed in {name!r}: run `zoneproof driver up --name {name}`"))
+    verdict = check(take_snapshot(provider.api_client, EcsAdmin(deployment.ecs_endpoint).state(), namespace),
+                    driver=DRIVER_NAME)
+    click.echo(verdict.table())
+    click.echo(f"{len(verdict.pods)} pods checked, {len(verdict.violations)} violations")
+    if not verdict.ok:
+        sys.exit(1)
+
+
 if __name__ == "__main__":
     main()

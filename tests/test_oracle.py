@@ -1,0 +1,140 @@
+"""Each placement check fails on a crafted mismatch, and passes on a correct placement."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from zoneproof import labels
+from zoneproof.oracle import Snapshot, check
+
+DRIVER = "diskplugin.csi.alibabacloud.com"
+
+
+def node(name, zone, instance, ready=True, taints=()):
+    return {"metadata": {"name": name, "labels": {labels.ZONE: zone, labels.ZONE_DEPRECATED: zone,
+                                                  labels.DISK_ZONE: zone, labels.INSTANCE_ID: instance}},
+            "spec": {"taints": [{"key": t, "effect": "NoExecute"} for t in taints]},
+            "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "Unknown"}]}}
+
+
+def good() -> Snapshot:
+    pod = {"metadata": {"name": "web-0", "namespace": "ns", "ownerReferences": [{"kind": "StatefulSet",
+                                                                                 "name": "web"}]},
+           "spec": {"nodeName": "a-0", "volumes": [{"name": "disk-ssd",
+                                                    "persistentVolumeClaim": {"claimName": "disk-ssd-web-0"}}]},
+           "status": {"phase": "Running"}}
+    pvc = {"metadata": {"name": "disk-ssd-web-0", "namespace": "ns"}, "spec": {"volumeName": "pv-0"}}
+    pv = {"metadata": {"name": "pv-0", "labels": {labels.ZONE_DEPRECATED: "a"}},
+          "spec": {"csi": {"driver": DRIVER, "volumeHandle": "d-0"},
+                   "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                       {"key": labels.DISK_ZONE, "operator": "In", "values": ["a"]}]}]}}}}
+    disk = {"DiskId": "d-0", "ZoneId": "a", "Attachments": {"Attachment": [{"InstanceId": "i-a0"}]}}
+    va = {"metadata": {"name": "csi-1"}, "spec": {"attacher": DRIVER, "nodeName": "a-0",
+                                                  "source": {"persistentVolumeName": "pv-0"}},
+          "status": {"attached": True}}
+    return Snapshot(pods=[pod], pvcs={("ns", "disk-ssd-web-0"): pvc}, pvs={"pv-0": pv},
+                    nodes={"a-0": node("a-0", "a", "i-a0"), "b-0": node("b-0", "b", "i-b0")},
+                    volume_attachments=[va], disks={"d-0": disk}, instance_zones={"i-a0": "a", "i-b0": "b"})
+
+
+def test_a_correct_placement_passes():
+    verdict = check(good(), driver=DRIVER)
+    assert verdict.ok, verdict.violations
+    assert [(p.pod, p.node_zone, p.volumes[0].pv_zone, p.volumes[0].disk_zone) for p in verdict.pods] == \
+        [("web-0", "a", "a", "a")]
+    assert "web-0" in verdict.table() and "ok" in verdict.table()
+
+
+def mutated(change) -> list[str]:
+    snap = copy.deepcopy(good())
+    change(snap)
+    verdict = check(snap, driver=DRIVER)
+    assert not verdict.ok
+    return verdict.violations
+
+
+def test_wrong_node_zone():
+    def change(s):
+        s.pods[0]["spec"]["nodeName"] = "b-0"
+        s.disks["d-0"]["Attachments"]["Attachment"] = [{"InstanceId": "i-b0"}]
+        s.volume_attachments[0]["spec"]["nodeName"] = "b-0"
+    assert any("pod runs on b-0 in b but disk d-0 is in a" in v for v in mutated(change))
+
+
+def test_node_zone_labels_that_disagree():
+    def change(s):
+        s.nodes["a-0"]["metadata"]["labels"][labels.ZONE_DEPRECATED] = "b"
+    assert any("zone labels disagree" in v for v in mutated(change))
+
+
+def test_pv_label_and_affinity_disagree():
+    def change(s):
+        s.pvs["pv-0"]["metadata"]["labels"][labels.ZONE_DEPRECATED] = "b"
+    assert any("zone statements disagree" in v for v in mutated(change))
+
+
+def test_pv_without_any_zone():
+    def change(s):
+        s.pvs["pv-0"]["metadata"]["labels"] = {}
+        del s.pvs["pv-0"]["spec"]["nodeAffinity"]
+    assert any("states no zone" in v for v in mutated(change))
+
+
+def test_ecs_zone_different():
+    def change(s):
+        s.disks["d-0"]["ZoneId"] = "b"
+    violations = mutated(change)
+    assert any("PV pv-0 says zone a but disk d-0 is in b" in v for v in violations)
+
+
+def test_attachment_on_another_instance():
+    def change(s):
+        s.disks["d-0"]["Attachments"]["Attachment"].append({"InstanceId": "i-b0"})
+    assert any("attached to i-b0 (zone b)" in v for v in mutated(change))
+
+
+def test_volume_attachment_to_another_node():
+    def change(s):
+        s.volume_attachments[0]["spec"]["nodeName"] = "b-0"
+    assert any("VolumeAttachment csi-1 attaches PV pv-0 to b-0" in v for v in mutated(change))
+
+
+def test_claim_name_must_follow_the_template():
+    def change(s):
+        s.pods[0]["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"] = "data-0"
+        s.pvcs[("ns", "data-0")] = s.pvcs.pop(("ns", "disk-ssd-web-0"))
+    assert any("is not named disk-ssd-web-0" in v for v in mutated(change))
+
+
+@pytest.mark.parametrize("conflict", [True, False])
+def test_pending_pod_whose_zone_is_gone(conflict):
+    snap = copy.deepcopy(good())
+    snap.nodes["a-0"] = node("a-0", "a", "i-a0", ready=False, taints=(labels.TAINT_UNREACHABLE,))
+    snap.pods[0]["spec"]["nodeName"] = None
+    snap.pods[0]["status"] = {"phase": "Pending", "conditions": [
+        {"type": "PodScheduled", "status": "False",
+         "message": "0/2 nodes are available: 1 node(s) had volume node affinity conflict" if conflict else "x"}]}
+    snap.disks["d-0"]["Attachments"]["Attachment"] = []
+    snap.volume_attachments = []
+    verdict = check(snap, driver=DRIVER)
+    assert verdict.ok is conflict
+    assert verdict.pods[0].state == ("waiting" if conflict else "violation")
+
+
+def test_pending_pod_must_not_hold_an_attachment():
+    snap = copy.deepcopy(good())
+    snap.nodes["a-0"] = node("a-0", "a", "i-a0", ready=False)
+    snap.pods[0]["spec"]["nodeName"] = None
+    snap.pods[0]["status"] = {"phase": "Pending", "conditions": [
+        {"type": "PodScheduled", "status": "False", "message": "1 node(s) had volume node affinity conflict"}]}
+    verdict = check(snap, driver=DRIVER)
+    assert not verdict.ok
+    assert any("not to the pod's node (none)" in v for v in verdict.violations)
+
+
+def test_pods_without_zonal_volumes_are_not_judged():
+    snap = good()
+    snap.pvs["pv-0"]["spec"]["csi"]["driver"] = "nfs.csi.k8s.io"
+    assert check(snap, driver=DRIVER).pods == []

@@ -1,0 +1,249 @@
+"""The placement oracle: for every pod with zonal volumes, its node's zone (every zone key
+agreeing) equals its PersistentVolume's zone (labels and nodeAffinity agreeing) equals
+its disk's zone in ECS; the disk is attached to no instance but the pod's node's; claims
+of StatefulSet pods are named ``{template}-{statefulset}-{ordinal}``; and a pod whose
+zone has no schedulable node waits Pending with the volume node affinity conflict and no
+attachment anywhere.
+
+``check`` works on a :class:`Snapshot` of plain dicts (what the API and the fake ECS
+return), so the same verdict serves tests, chaos probes, the CLI and reports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from zoneproof import labels
+
+PV_ZONE_LABELS = (labels.ZONE, labels.ZONE_DEPRECATED)
+CONFLICT_MESSAGE = "volume node affinity conflict"
+
+
+@dataclass
+class Snapshot:
+    pods: list[dict]
+    pvcs: dict[tuple[str, str], dict]  # (namespace, name) -> PVC
+    pvs: dict[str, dict]
+    nodes: dict[str, dict]
+    volume_attachments: list[dict]
+    disks: dict[str, dict]  # ECS DescribeDisks entries by DiskId
+    instance_zones: dict[str, str]  # ECS instance id -> zone
+
+
+@dataclass
+class VolumeVerdict:
+    claim: str
+    pv: str = ""
+    disk: str = ""
+    pv_zone: str = ""
+    disk_zone: str = ""
+    attached_to: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PodVerdict:
+    namespace: str
+    pod: str
+    phase: str
+    node: str = ""
+    node_zone: str = ""
+    state: str = "placed"  # placed | waiting (Pending with the conflict, as it must) | pending | violation
+    volumes: list[VolumeVerdict] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+@dataclass
+class Verdict:
+    pods: list[PodVerdict]
+
+    @property
+    def ok(self) -> bool:
+        return all(p.ok for p in self.pods)
+
+    @property
+    def violations(self) -> list[str]:
+        return [f"{p.namespace}/{p.pod}: {problem}" for p in self.pods for problem in p.problems]
+
+    def table(self) -> str:
+        """One line per pod and volume, for people."""
+        header = ("pod", "phase", "node", "node zone", "claim", "PV zone", "disk", "disk zone", "attached to",
+                  "verdict")
+        rows = []
+        for p in self.pods:
+            verdict = "ok" if p.ok and p.state == "placed" else (p.state if p.ok else "VIOLATION: "
+                                                                  + "; ".join(p.problems))
+            for i, v in enumerate(p.volumes or [VolumeVerdict(claim="-")]):
+                rows.append((p.pod if i == 0 else "", p.phase if i == 0 else "", p.node or "-",
+                             p.node_zone or "-", v.claim, v.pv_zone or "-", v.disk or "-", v.disk_zone or "-",
+                             ",".join(v.attached_to) or "-", verdict if i == 0 else ""))
+        widths = [max(len(str(r[c])) for r in [header, *rows]) for c in range(len(header))]
+        fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+        return "\n".join(fmt.format(*r).rstrip() for r in [header, *rows])
+
+
+def node_zone(node: dict) -> tuple[str, list[str]]:
+    """The zone a node states, and problems if its zone keys disagree or are missing."""
+    node_labels = node["metadata"].get("labels") or {}
+    found = {k: node_labels.get(k) for k in labels.NODE_ZONE_KEYS}
+    values = {v for v in found.values() if v}
+    if len(values) != 1 or None in found.values():
+        return (values.pop() if len(values) == 1 else ""), [
+            f"node {node['metadata']['name']} zone labels disagree or are missing: {found}"]
+    return values.pop(), []
+
+
+def pv_zone(pv: dict) -> tuple[str, list[str]]:
+    """The zone a PV states through its labels and its nodeAffinity, which must agree."""
+    name = pv["metadata"]["name"]
+    stated: dict[str, set[str]] = {}
+    for key in PV_ZONE_LABELS:
+        value = (pv["metadata"].get("labels") or {}).get(key)
+        if value:
+            stated[f"label {key}"] = {value}
+    affinity = (((pv.get("spec") or {}).get("nodeAffinity") or {}).get("required") or {})
+    for term in affinity.get("nodeSelectorTerms") or []:
+        for expr in term.get("matchExpressions") or []:
+            if expr.get("key") in (labels.DISK_ZONE, *PV_ZONE_LABELS) and expr.get("operator") == "In":
+                stated.setdefault(f"nodeAffinity {expr['key']}", set()).update(expr.get("values") or [])
+    if not stated:
+        return "", [f"PV {name} states no zone (no zone label, no zone nodeAffinity)"]
+    problems = [f"PV {name} {where} allows several zones {sorted(zones)}" for where, zones in stated.items()
+                if len(zones) != 1]
+    zones = set().union(*stated.values())
+    if len(zones) != 1:
+        problems.append(f"PV {name} zone statements disagree: "
+                        + ", ".join(f"{w}={sorted(z)}" for w, z in sorted(stated.items())))
+        return "", problems
+    return zones.pop(), problems
+
+
+def _schedulable(node: dict) -> bool:
+    status = node.get("status") or {}
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+    blocking = [t for t in (node.get("spec") or {}).get("taints") or [] if t.get("effect") in ("NoSchedule",
+                                                                                               "NoExecute")]
+    return ready and not blocking and not (node.get("spec") or {}).get("unschedulable")
+
+
+def check(snapshot: Snapshot, *, driver: str) -> Verdict:
+    zones_with_room = set()
+    for node in snapshot.nodes.values():
+        if _schedulable(node):
+            zone, problems = node_zone(node)
+            if zone and not problems:
+                zones_with_room.add(zone)
+    node_instance = {name: (n["metadata"].get("labels") or {}).get(labels.INSTANCE_ID, "")
+                     for name, n in snapshot.nodes.items()}
+    verdicts = []
+    for pod in sorted(snapshot.pods, key=lambda p: (p["metadata"]["namespace"], p["metadata"]["name"])):
+        verdict = _check_pod(pod, snapshot, driver, zones_with_room, node_instance)
+        if verdict is not None:
+            verdicts.append(verdict)
+    return Verdict(verdicts)
+
+
+def _check_pod(pod: dict, snap: Snapshot, driver: str, zones_with_room: set[str],
+               node_instance: dict[str, str]) -> PodVerdict | None:
+    meta, spec, status = pod["metadata"], pod.get("spec") or {}, pod.get("status") or {}
+    ns, name = meta["namespace"], meta["name"]
+    claims = [(v["name"], v["persistentVolumeClaim"]["claimName"]) for v in spec.get("volumes") or []
+              if v.get("persistentVolumeClaim")]
+    if not claims:
+        return None
+    v = PodVerdict(namespace=ns, pod=name, phase=status.get("phase", ""), node=spec.get("nodeName") or "")
+    owner = next((o for o in meta.get("ownerReferences") or [] if o.get("kind") == "StatefulSet"), None)
+    if owner:
+        for volume_name, claim_name in claims:
+            if claim_name != f"{volume_name}-{name}":
+                v.problems.append(f"claim {claim_name} of StatefulSet pod {name} is not named "
+                                  f"{volume_name}-{name} ({{template}}-{{statefulset}}-{{ordinal}})")
+    if v.node:
+        node = snap.nodes.get(v.node)
+        if node is None:
+            v.problems.append(f"node {v.node} does not exist")
+        else:
+            v.node_zone, problems = node_zone(node)
+            v.problems += problems
+    zonal = False
+    for _, claim_name in claims:
+        vol = VolumeVerdict(claim=claim_name)
+        v.volumes.append(vol)
+        pvc = snap.pvcs.get((ns, claim_name))
+        vol.pv = ((pvc or {}).get("spec") or {}).get("volumeName") or ""
+        pv = snap.pvs.get(vol.pv) if vol.pv else None
+        if pv is None:
+            continue  # not bound yet: nothing zonal to compare
+        csi = (pv.get("spec") or {}).get("csi") or {}
+        if csi.get("driver") != driver:
+            continue
+        zonal = True
+        vol.pv_zone, problems = pv_zone(pv)
+        v.problems += problems
+        vol.disk = csi.get("volumeHandle", "")
+        disk = snap.disks.get(vol.disk)
+        if disk is None:
+            v.problems.append(f"disk {vol.disk} of PV {vol.pv} does not exist in ECS")
+            continue
+        vol.disk_zone = disk["ZoneId"]
+        vol.attached_to = [a["InstanceId"] for a in disk["Attachments"]["Attachment"]]
+        if vol.pv_zone and vol.disk_zone != vol.pv_zone:
+            v.problems.append(f"PV {vol.pv} says zone {vol.pv_zone} but disk {vol.disk} is in {vol.disk_zone}")
+        if v.node_zone and vol.disk_zone != v.node_zone:
+            v.problems.append(f"pod runs on {v.node} in {v.node_zone} but disk {vol.disk} is in {vol.disk_zone}")
+        wrong = [i for i in vol.attached_to if not v.node or i != node_instance.get(v.node)]
+        for instance in wrong:
+            v.problems.append(f"disk {vol.disk} is attached to {instance} (zone "
+                              f"{snap.instance_zones.get(instance, '?')}), not to the pod's node "
+                              f"{v.node or '(none)'}")
+        for va in snap.volume_attachments:
+            va_spec = va.get("spec") or {}
+            if (va_spec.get("source") or {}).get("persistentVolumeName") == vol.pv and va_spec.get("attacher") \
+                    == driver and v.node and va_spec.get("nodeName") != v.node \
+                    and (va.get("status") or {}).get("attached"):
+                v.problems.append(f"VolumeAttachment {va['metadata']['name']} attaches PV {vol.pv} to "
+                                  f"{va_spec.get('nodeName')}, not to the pod's node {v.node}")
+    if not zonal:
+        return None
+    if not v.node and v.phase == "Pending":
+        needed = {vol.pv_zone for vol in v.volumes if vol.pv_zone}
+        if needed and not needed & zones_with_room:
+            conditions = status.get("conditions") or []
+            conflict = any(c.get("type") == "PodScheduled" and c.get("status") == "False"
+                           and CONFLICT_MESSAGE in (c.get("message") or "") for c in conditions)
+            v.state = "waiting" if conflict else "pending"
+            if not conflict:
+                v.problems.append(f"Pending for zone {sorted(needed)} that has no schedulable node, "
+                                  f"but without the '{CONFLICT_MESSAGE}' condition")
+        else:
+            v.state = "pending"
+    if v.problems:
+        v.state = "violation"
+    return v
+
+
+def take_snapshot(api, ecs_state: dict, namespace: str | None = None) -> Snapshot:
+    """Read everything the oracle needs: the namespace's pods and claims, all PVs, nodes and
+    VolumeAttachments from Kubernetes, and disks and instances from the fake ECS's state."""
+    from kubernetes import client
+
+    core, storage = client.CoreV1Api(api), client.StorageV1Api(api)
+    plain = api.sanitize_for_serialization
+    if namespace:
+        pods = core.list_namespaced_pod(namespace).items
+        pvcs = core.list_namespaced_persistent_volume_claim(namespace).items
+    else:
+        pods = core.list_pod_for_all_namespaces().items
+        pvcs = core.list_persistent_volume_claim_for_all_namespaces().items
+    return Snapshot(
+        pods=[plain(p) for p in pods],
+        pvcs={(c.metadata.namespace, c.metadata.name): plain(c) for c in pvcs},
+        pvs={pv.metadata.name: plain(pv) for pv in core.list_persistent_volume().items},
+        nodes={n.metadata.name: plain(n) for n in core.list_node().items},
+        volume_attachments=[plain(va) for va in storage.list_volume_attachment().items],
+        disks={d["DiskId"]: d for d in ecs_state["disks"]},
+        instance_zones={i["InstanceId"]: i["ZoneId"] for i in ecs_state["instances"]},
+    )
