@@ -115,7 +115,8 @@ def test_pending_pod_whose_zone_is_gone(conflict):
     snap.pods[0]["spec"]["nodeName"] = None
     snap.pods[0]["status"] = {"phase": "Pending", "conditions": [
         {"type": "PodScheduled", "status": "False",
-         "message": "0/2 nodes are available: 1 node(s) had volume node affinity conflict" if conflict else "x"}]}
+         "message": "0/2 nodes are available: 1 node(s) didn't match PersistentVolume's node affinity"
+         if conflict else "0/2 nodes are available: 2 node(s) had untolerated taint"}]}
     snap.disks["d-0"]["Attachments"]["Attachment"] = []
     snap.volume_attachments = []
     verdict = check(snap, driver=DRIVER)

@@ -2,7 +2,7 @@
 agreeing) equals its PersistentVolume's zone (labels and nodeAffinity agreeing) equals
 its disk's zone in ECS; the disk is attached to no instance but the pod's node's; claims
 of StatefulSet pods are named ``{template}-{statefulset}-{ordinal}``; and a pod whose
-zone has no schedulable node waits Pending with the volume node affinity conflict and no
+zone has no schedulable node waits Pending with the scheduler's volume zone conflict and no
 attachment anywhere.
 
 ``check`` works on a :class:`Snapshot` of plain dicts (what the API and the fake ECS
@@ -16,7 +16,15 @@ from dataclasses import dataclass, field
 from zoneproof import labels
 
 PV_ZONE_LABELS = (labels.ZONE, labels.ZONE_DEPRECATED)
-CONFLICT_MESSAGE = "volume node affinity conflict"
+# How the scheduler says "this pod's volumes pin it to nodes that cannot take it": the
+# VolumeBinding plugin (nodeAffinity PVs; "had volume node affinity conflict" before
+# Kubernetes 1.26 worded it anew) and the VolumeZone plugin (PVs with zone labels).
+CONFLICT_MESSAGES = ("volume node affinity conflict", "didn't match PersistentVolume's node affinity",
+                     "had no available volume zone")
+
+
+def is_volume_zone_conflict(message: str | None) -> bool:
+    return any(m in (message or "") for m in CONFLICT_MESSAGES)
 
 
 @dataclass
@@ -213,11 +221,11 @@ def _check_pod(pod: dict, snap: Snapshot, driver: str, zones_with_room: set[str]
         if needed and not needed & zones_with_room:
             conditions = status.get("conditions") or []
             conflict = any(c.get("type") == "PodScheduled" and c.get("status") == "False"
-                           and CONFLICT_MESSAGE in (c.get("message") or "") for c in conditions)
+                           and is_volume_zone_conflict(c.get("message")) for c in conditions)
             v.state = "waiting" if conflict else "pending"
             if not conflict:
                 v.problems.append(f"Pending for zone {sorted(needed)} that has no schedulable node, "
-                                  f"but without the '{CONFLICT_MESSAGE}' condition")
+                                  "but without a volume zone conflict in its PodScheduled condition")
         else:
             v.state = "pending"
     if v.problems:

@@ -1,0 +1,168 @@
+"""What the placement suites stand on: the driver deployment for a zone policy, the
+driver profile, and a placement environment per test that deploys the article's objects
+and removes them again, disks included."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+
+import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from zoneproof.csi.cloud import EcsCloud, EcsSettings
+from zoneproof.csi.deploy import LocalDriver
+from zoneproof.ecs.admin import EcsAdmin
+from zoneproof.ecs.server import DEFAULT_CREDENTIALS
+from zoneproof.oracle import Verdict, check, take_snapshot
+from zoneproof.profile import DriverProfile, load_profile
+from zoneproof.waiting import wait_for
+
+log = logging.getLogger(__name__)
+
+
+STARTED = pytest.StashKey[float]()
+
+
+def pytest_sessionstart(session):
+    session.config.stash[STARTED] = time.monotonic()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    from zoneproof import tally
+
+    stats = terminalreporter.stats
+    scenarios = sum(len(stats.get(k, [])) for k in ("passed", "failed", "error"))
+    elapsed = time.monotonic() - config.stash.get(STARTED, time.monotonic())
+    terminalreporter.section("zoneproof placement summary")
+    terminalreporter.line(f"scenarios {scenarios} ({len(stats.get('passed', []))} passed, "
+                          f"{len(stats.get('failed', [])) + len(stats.get('error', []))} failed), "
+                          f"placement verdicts {tally.counts['verdicts']}, pods checked {tally.counts['pods checked']}, "
+                          f"violations {tally.counts['violations']}, time {elapsed:.0f}s")
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("zoneproof", "zoneproof cluster")
+    group.addoption("--driver-profile", default="reference", help="driver profile name or file")
+    group.addoption("--seed", type=int, default=None, help="seed of every random choice (default: random)")
+
+
+@pytest.fixture(scope="session")
+def seed(request) -> int:
+    value = request.config.getoption("--seed")
+    value = value if value is not None else random.SystemRandom().randrange(1 << 31)
+    log.info("random seed %d (rerun with --seed %d)", value, value)
+    return value
+
+
+@pytest.fixture(scope="session")
+def profile(request) -> DriverProfile:
+    return load_profile(request.config.getoption("--driver-profile"))
+
+
+class Deployments:
+    """One driver deployment at a time, redeployed when a test needs another zone policy."""
+
+    def __init__(self, cluster):
+        self.cluster = cluster
+        self.current: LocalDriver | None = None
+
+    def get(self, policy: str) -> LocalDriver:
+        if self.current and self.current.zone_policy == policy:
+            return self.current
+        self.stop()
+        deployment = LocalDriver(self.cluster, zone_policy=policy)
+        if deployment.is_up():
+            deployment.down()
+        deployment.up()
+        self.current = deployment
+        return deployment
+
+    def stop(self) -> None:
+        if self.current:
+            self.current.down()
+            self.current = None
+
+
+@pytest.fixture(scope="session")
+def deployments(cluster, profile):
+    if profile.deployment != "local":
+        pytest.skip(f"profile {profile.name!r} is deployed externally; these suites deploy the driver locally "
+                    "(the kind and existing providers are not built yet)")
+    holder = Deployments(cluster)
+    yield holder
+    holder.stop()
+
+
+@dataclass
+class PlacementEnv:
+    cluster: object
+    namespace: str
+    driver: LocalDriver
+    profile: DriverProfile
+    storage_classes: list[str] = field(default_factory=list)
+    static_pvs: list[str] = field(default_factory=list)
+    static_disks: list[str] = field(default_factory=list)
+
+    @property
+    def ecs(self) -> EcsAdmin:
+        return EcsAdmin(self.driver.ecs_endpoint)
+
+    def cloud(self) -> EcsCloud:
+        key_id, secret = next(iter(DEFAULT_CREDENTIALS.items()))
+        return EcsCloud(EcsSettings(self.driver.ecs_endpoint, key_id, secret, self.cluster.spec.region))
+
+    def verdict(self) -> Verdict:
+        return check(take_snapshot(self.cluster.api_client, self.ecs.state(), self.namespace),
+                     driver=self.profile.driver)
+
+    def clean_up(self) -> None:
+        """Remove what the test made, in the order that lets every disk detach and go."""
+        api = self.cluster.api_client
+        core, apps, storage = client.CoreV1Api(api), client.AppsV1Api(api), client.StorageV1Api(api)
+        for sts in apps.list_namespaced_stateful_set(self.namespace).items:
+            apps.delete_namespaced_stateful_set(sts.metadata.name, self.namespace)
+        core.delete_collection_namespaced_pod(self.namespace, grace_period_seconds=0)
+        wait_for(lambda: (not core.list_namespaced_pod(self.namespace).items, "pods left"),
+                 what=f"pods of {self.namespace} to go", timeout=60)
+        claims = core.list_namespaced_persistent_volume_claim(self.namespace).items
+        volumes = {c.spec.volume_name for c in claims if c.spec.volume_name}
+        core.delete_collection_namespaced_persistent_volume_claim(self.namespace)
+        for name in self.static_pvs:
+            try:
+                core.delete_persistent_volume(name)
+            except ApiException as err:
+                if err.status != 404:
+                    raise
+
+        def released():
+            left = [va.metadata.name for va in storage.list_volume_attachment().items
+                    if va.spec.source.persistent_volume_name in volumes]
+            pvs = [pv.metadata.name for pv in core.list_persistent_volume().items if pv.metadata.name in volumes]
+            return not left and not pvs, f"attachments {left}, PVs {pvs}"
+
+        wait_for(released, what="volumes to detach and go", timeout=120)
+        cloud = self.cloud()
+        for disk_id in self.static_disks:
+            cloud.call("DeleteDisk", DiskId=disk_id)
+        for name in self.storage_classes:
+            storage.delete_storage_class(name)
+
+
+@pytest.fixture
+def placement(cluster, namespace, profile, deployments):
+    """A factory: ``placement(policy)`` deploys the driver with that zone policy (if it is
+    not already) and returns the test's environment; clean-up runs whatever happened."""
+    envs: list[PlacementEnv] = []
+
+    def make(policy: str = "topology") -> PlacementEnv:
+        env = PlacementEnv(cluster, namespace, deployments.get(policy), profile)
+        envs.append(env)
+        return env
+
+    yield make
+    for env in envs:
+        env.clean_up()

@@ -1,0 +1,136 @@
+"""Placement conformance of the article's schemes: every pod runs in its disk's zone, and
+comes back to that zone when its pods are deleted (pod follows disk).
+
+Matrix: scheme × zones (2, 3) × replicas (3, 6). Schemes: static PVs with zone labels or
+with nodeAffinity; dynamic PVs with a ``zoneId`` list under both driver zone policies;
+WaitForFirstConsumer (disk follows pod on first start, then pod follows disk).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import random
+from collections import Counter
+
+import allure
+import pytest
+from kubernetes import client
+
+from zoneproof import labels, manifests, tally
+from zoneproof.waiting import wait_for
+
+log = logging.getLogger(__name__)
+
+# scheme -> driver zone policy it needs
+SCHEMES = {
+    "static-nodeaffinity": "topology",
+    "static-zone-labels": "topology",
+    "dynamic-zoneid-topology": "topology",
+    "wait-for-first-consumer": "topology",
+    "dynamic-zoneid-round-robin": "round-robin",  # last: it redeploys the driver once
+}
+MATRIX = [pytest.param(scheme, zones, replicas, id=f"{scheme}-{zones}zones-{replicas}replicas")
+          for scheme, zones, replicas in itertools.product(SCHEMES, (2, 3), (3, 6))]
+
+
+def pods_by_name(env) -> dict[str, client.V1Pod]:
+    return {p.metadata.name: p for p in env.cluster.core.list_namespaced_pod(env.namespace).items}
+
+
+def zone_of(env, node_name: str) -> str:
+    return env.cluster.core.read_node(node_name).metadata.labels[labels.ZONE]
+
+
+def wait_running(env, replicas: int, *, not_uids: set[str] = frozenset(), timeout: float = 120) -> dict[str, str]:
+    """Wait for every replica Running (and, after a deletion, a new pod); pod -> zone."""
+    def check():
+        pods = pods_by_name(env)
+        running = {n: p for n, p in pods.items() if p.status.phase == "Running"
+                   and not p.metadata.deletion_timestamp and p.metadata.uid not in not_uids}
+        return len(running) == replicas, ", ".join(f"{n}:{p.status.phase}" for n, p in sorted(pods.items()))
+    wait_for(check, what=f"{replicas} Running replicas of web", timeout=timeout)
+    return {n: zone_of(env, p.spec.node_name) for n, p in pods_by_name(env).items()}
+
+
+def wait_placed(env) -> None:
+    """The oracle's verdict once attachments settle (pods run before their disks attach on
+    kwok nodes), attached to the report as a table; fails on any violation."""
+    def check():
+        verdict = env.verdict()
+        settled = all(v.attached_to for p in verdict.pods for v in p.volumes)
+        return verdict.ok and settled, verdict
+    try:
+        verdict = wait_for(check, what="every disk attached where its pod runs", timeout=60)
+    finally:
+        verdict = env.verdict()
+        tally.record(verdict)
+        allure.attach(verdict.table(), name="placement verdict", attachment_type=allure.attachment_type.TEXT)
+        log.info("placement verdict:\n%s", verdict.table())
+    assert verdict.ok, "\n".join(verdict.violations)
+
+
+def deploy(env, scheme: str, zones: list[str], replicas: int, rng: random.Random) -> dict[int, str]:
+    """Deploy the article's objects for a scheme; returns the zone each ordinal must land in
+    when the scheme decides it up front (static schemes), else {}."""
+    api = env.cluster.api_client
+    core, apps, storage = client.CoreV1Api(api), client.AppsV1Api(api), client.StorageV1Api(api)
+    core.create_namespaced_service(env.namespace, manifests.service())
+    expected: dict[int, str] = {}
+    if scheme.startswith("static-"):
+        style = scheme.removeprefix("static-")
+        cloud = env.cloud()
+        order = list(zones)
+        rng.shuffle(order)  # which zone gets web-0 is a seeded choice, so every zone gets tested first
+        for n in range(replicas):
+            zone = manifests.static_zone(order, n)
+            disk_id = cloud.call("CreateDisk", RegionId=env.cluster.spec.region, ZoneId=zone,
+                                 DiskCategory=env.profile.static_disks.category, Size=25,
+                                 DiskName=f"{env.namespace}-web-{n}")["DiskId"]
+            env.static_disks.append(disk_id)
+            pair = manifests.static_pair(n, zone, env.cluster.spec.region, disk_id, env.profile, style,
+                                         pv_prefix=f"{env.namespace.rsplit('-', 1)[-1]}-")
+            core.create_persistent_volume(pair.pv)
+            env.static_pvs.append(pair.pv["metadata"]["name"])
+            core.create_namespaced_persistent_volume_claim(env.namespace, pair.pvc)
+            expected[n] = zone
+        sts = manifests.statefulset(replicas, "", "25Gi")
+    else:
+        kind = "wait-for-first-consumer" if scheme == "wait-for-first-consumer" else "dynamic-zoneid"
+        sc = manifests.storage_class(env.profile, kind, zones,
+                                     name=f"{manifests.STORAGE_CLASS_NAMES[kind]}-{env.namespace}")
+        storage.create_storage_class(sc)
+        env.storage_classes.append(sc["metadata"]["name"])
+        sts = manifests.statefulset(replicas, sc["metadata"]["name"])
+    if len(zones) < len(env.cluster.spec.zones):  # keep every scheme to the zones under test
+        sts["spec"]["template"]["spec"]["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [{"matchExpressions": [{"key": labels.ZONE, "operator": "In", "values": zones}]}]}}}
+    apps.create_namespaced_stateful_set(env.namespace, sts)
+    return expected
+
+
+@pytest.mark.parametrize(("scheme", "zone_count", "replicas"), MATRIX)
+def test_pods_follow_their_disks(placement, cluster, scheme, zone_count, replicas, seed):
+    if zone_count > len(cluster.spec.zones):
+        pytest.skip(f"needs {zone_count} zones; the cluster under test has {len(cluster.spec.zones)}")
+    rng = random.Random(f"{seed}-{scheme}-{zone_count}-{replicas}")
+    zones = sorted(rng.sample(list(cluster.spec.zones), zone_count))
+    env = placement(SCHEMES[scheme])
+    allure.dynamic.parameter("zones", ",".join(zones))
+    expected = deploy(env, scheme, zones, replicas, rng)
+
+    first = wait_running(env, replicas)
+    wait_placed(env)
+    assert set(first.values()) <= set(zones)
+    for ordinal, zone in expected.items():
+        assert first[f"web-{ordinal}"] == zone, f"web-{ordinal} runs in {first[f'web-{ordinal}']}, its disk in {zone}"
+    if scheme == "dynamic-zoneid-round-robin":
+        counts = Counter(first.values())
+        assert max(counts.values()) - min(counts.get(z, 0) for z in zones) <= 1, f"uneven spread {dict(counts)}"
+
+    # Pod follows disk: after `kubectl delete pod --all`, every pod returns to its zone.
+    old = {p.metadata.uid for p in pods_by_name(env).values()}
+    env.cluster.core.delete_collection_namespaced_pod(env.namespace)
+    again = wait_running(env, replicas, not_uids=old)
+    wait_placed(env)
+    assert again == first, f"zones changed after the pods were deleted: {first} -> {again}"
