@@ -20,6 +20,7 @@ from zoneproof.ecs.server import DEFAULT_CREDENTIALS
 from zoneproof.oracle import Verdict, check, take_snapshot
 from zoneproof.profile import DriverProfile, load_profile
 from zoneproof.waiting import wait_for
+from zoneproof.watcher import Watcher, node_zones, transient_violations
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,7 @@ class PlacementEnv:
     storage_classes: list[str] = field(default_factory=list)
     static_pvs: list[str] = field(default_factory=list)
     static_disks: list[str] = field(default_factory=list)
+    watcher: Watcher | None = None
 
     @property
     def ecs(self) -> EcsAdmin:
@@ -160,9 +162,16 @@ def placement(cluster, namespace, profile, deployments):
 
     def make(policy: str = "topology") -> PlacementEnv:
         env = PlacementEnv(cluster, namespace, deployments.get(policy), profile)
+        env.watcher = Watcher(cluster.api_client, namespace, env.ecs).start()
         envs.append(env)
         return env
 
     yield make
+    transient = []
     for env in envs:
+        history = env.watcher.stop()
+        transient += transient_violations(history, node_zones(cluster.api_client))
+        log.info("watched %d changes and %d ECS calls", len(history.changes), len(history.audit))
         env.clean_up()
+    # Checked after the test's own verdicts: a violation that came and went still fails it.
+    assert not transient, "transient placement violations:\n" + "\n".join(transient)

@@ -1,0 +1,132 @@
+"""Records every change to a test's Pods, claims, Events and to all PVs and
+VolumeAttachments, plus the fake ECS audit log, while a test runs; then looks for
+violations that may have come and gone: a cross-zone attach attempt in ECS, or a pod
+Running for a moment on a node outside its volume's zone. The end state alone would
+hide both."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+from kubernetes import client, watch
+
+from zoneproof import labels
+from zoneproof.ecs.admin import EcsAdmin
+from zoneproof.oracle import pv_zone
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Change:
+    at: float
+    kind: str
+    type: str  # ADDED, MODIFIED, DELETED
+    obj: dict
+
+
+@dataclass
+class History:
+    changes: list[Change] = field(default_factory=list)
+    audit: list[dict] = field(default_factory=list)
+
+    def count(self, kind: str) -> int:
+        return sum(1 for c in self.changes if c.kind == kind)
+
+
+class Watcher:
+    def __init__(self, api: client.ApiClient, namespace: str, ecs: EcsAdmin):
+        self.api, self.namespace, self.ecs = api, namespace, ecs
+        self.history = History()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._audit_after = 0
+
+    def _streams(self):
+        core, storage = client.CoreV1Api(self.api), client.StorageV1Api(self.api)
+        ns = self.namespace
+        return {
+            "Pod": (core.list_namespaced_pod, (ns,)),
+            "PersistentVolumeClaim": (core.list_namespaced_persistent_volume_claim, (ns,)),
+            "Event": (core.list_namespaced_event, (ns,)),
+            "PersistentVolume": (core.list_persistent_volume, ()),
+            "VolumeAttachment": (storage.list_volume_attachment, ()),
+        }
+
+    def _follow(self, kind: str, list_fn, args) -> None:
+        plain = self.api.sanitize_for_serialization
+        while not self._stop.is_set():
+            stream = watch.Watch()
+            try:
+                for event in stream.stream(list_fn, *args, timeout_seconds=2):
+                    with self._lock:
+                        self.history.changes.append(Change(time.time(), kind, event["type"], plain(event["object"])))
+                    if self._stop.is_set():
+                        stream.stop()
+            except Exception as err:  # noqa: BLE001 - a broken stream is restarted, not fatal
+                if not self._stop.is_set():
+                    log.debug("watch of %s restarted after %s", kind, err)
+                    time.sleep(0.2)
+
+    def start(self) -> "Watcher":
+        audit = self.ecs.audit()
+        self._audit_after = audit[-1]["seq"] if audit else 0
+        for kind, (list_fn, args) in self._streams().items():
+            thread = threading.Thread(target=self._follow, args=(kind, list_fn, args), daemon=True,
+                                      name=f"watch-{kind}")
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def stop(self) -> History:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        self.history.audit = self.ecs.audit(after=self._audit_after)
+        return self.history
+
+
+def transient_violations(history: History, node_zones: dict[str, str]) -> list[str]:
+    """Violations seen at any moment of the history (not only at its end)."""
+    problems = []
+    for entry in history.audit:
+        if entry["action"] == "AttachDisk" and entry["disk_zone"] and entry["instance_zone"] \
+                and entry["disk_zone"] != entry["instance_zone"]:
+            problems.append(f"cross-zone attach attempt: disk {entry['disk_id']} ({entry['disk_zone']}) to "
+                            f"{entry['instance_id']} ({entry['instance_zone']}), answered {entry['code']}")
+    pv_zones: dict[str, str] = {}
+    claim_volumes: dict[str, str] = {}
+    seen = set()
+    for change in sorted(history.changes, key=lambda c: c.at):
+        obj = change.obj
+        if change.kind == "PersistentVolume" and change.type != "DELETED":
+            zone, _ = pv_zone(obj)
+            if zone:
+                pv_zones[obj["metadata"]["name"]] = zone
+        elif change.kind == "PersistentVolumeClaim" and change.type != "DELETED":
+            volume = (obj.get("spec") or {}).get("volumeName")
+            if volume:
+                claim_volumes[obj["metadata"]["name"]] = volume
+        elif change.kind == "Pod" and change.type != "DELETED":
+            node = (obj.get("spec") or {}).get("nodeName")
+            if not node or (obj.get("status") or {}).get("phase") != "Running":
+                continue
+            for volume in (obj.get("spec") or {}).get("volumes") or []:
+                claim = (volume.get("persistentVolumeClaim") or {}).get("claimName")
+                zone = pv_zones.get(claim_volumes.get(claim, ""))
+                if zone and node_zones.get(node) and zone != node_zones[node]:
+                    key = (obj["metadata"]["name"], node, claim)
+                    if key not in seen:
+                        seen.add(key)
+                        problems.append(f"pod {obj['metadata']['name']} Running on {node} ({node_zones[node]}) "
+                                        f"while its claim {claim} is bound to a volume in {zone}")
+    return problems
+
+
+def node_zones(api: client.ApiClient) -> dict[str, str]:
+    return {n.metadata.name: (n.metadata.labels or {}).get(labels.ZONE, "")
+            for n in client.CoreV1Api(api).list_node().items}
