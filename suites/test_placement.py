@@ -18,6 +18,7 @@ import pytest
 from kubernetes import client
 
 from zoneproof import labels, manifests, tally
+from zoneproof.oracle import picture
 from zoneproof.waiting import wait_for
 
 log = logging.getLogger(__name__)
@@ -65,8 +66,10 @@ def wait_placed(env) -> None:
     finally:
         verdict = env.verdict()
         tally.record(verdict)
+        drawing = picture(verdict, sorted(env.cluster.spec.zones))
         allure.attach(verdict.table(), name="placement verdict", attachment_type=allure.attachment_type.TEXT)
-        log.info("placement verdict:\n%s", verdict.table())
+        allure.attach(drawing, name="placement by zone", attachment_type=allure.attachment_type.TEXT)
+        log.info("placement verdict:\n%s\n\nby zone:\n%s", verdict.table(), drawing)
     assert verdict.ok, "\n".join(verdict.violations)
 
 

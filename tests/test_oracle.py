@@ -7,7 +7,7 @@ import copy
 import pytest
 
 from zoneproof import labels
-from zoneproof.oracle import Snapshot, check
+from zoneproof.oracle import Snapshot, check, picture
 
 DRIVER = "diskplugin.csi.alibabacloud.com"
 
@@ -139,3 +139,14 @@ def test_pods_without_zonal_volumes_are_not_judged():
     snap = good()
     snap.pvs["pv-0"]["spec"]["csi"]["driver"] = "nfs.csi.k8s.io"
     assert check(snap, driver=DRIVER).pods == []
+
+
+def test_picture_draws_pods_and_disks_by_zone():
+    ok = picture(check(good(), driver=DRIVER), ["a", "b"])
+    assert ok.splitlines()[0].split() == ["a", "b"]
+    assert "web-0 + d-0" in ok and "!!" not in ok
+    snap = copy.deepcopy(good())
+    snap.disks["d-0"]["ZoneId"] = "b"
+    split = picture(check(snap, driver=DRIVER), ["a", "b"])
+    row = split.splitlines()[2]
+    assert row.index("web-0 (pod) !!") < row.index("d-0 of web-0 (disk) !!")

@@ -342,7 +342,7 @@ def check_placement(name: str, namespace: str | None) -> None:
     from zoneproof.csi.deploy import LocalDriver
     from zoneproof.csi.identity import DRIVER_NAME
     from zoneproof.ecs.admin import EcsAdmin
-    from zoneproof.oracle import check, take_snapshot
+    from zoneproof.oracle import check, picture, take_snapshot
 
     provider = _attached(name)
     deployment = LocalDriver(provider)
@@ -351,6 +351,8 @@ def check_placement(name: str, namespace: str | None) -> None:
     verdict = check(take_snapshot(provider.api_client, EcsAdmin(deployment.ecs_endpoint).state(), namespace),
                     driver=DRIVER_NAME)
     click.echo(verdict.table())
+    click.echo()
+    click.echo(picture(verdict, provider.zones()))
     click.echo(f"{len(verdict.pods)} pods checked, {len(verdict.violations)} violations")
     if not verdict.ok:
         sys.exit(1)

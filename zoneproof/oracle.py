@@ -93,6 +93,34 @@ class Verdict:
         return "\n".join(fmt.format(*r).rstrip() for r in [header, *rows])
 
 
+def picture(verdict: "Verdict", zones: list[str]) -> str:
+    """Pods and their disks drawn by zone, one column per zone: where a pod runs in one
+    column and its disk sits in another, the picture shows it at a glance."""
+    cells: dict[str, list[str]] = {z: [] for z in zones}
+    elsewhere: list[str] = []
+    for p in verdict.pods:
+        mark = "" if p.ok else " !!"
+        for v in p.volumes:
+            if p.node_zone and p.node_zone == v.disk_zone and p.node_zone in cells:
+                cells[p.node_zone].append(f"{p.pod} + {v.disk or v.claim}{mark}")
+                continue
+            if p.node_zone in cells:
+                cells[p.node_zone].append(f"{p.pod} (pod){mark}")
+            else:
+                elsewhere.append(f"{p.pod}: {p.state}")
+            if v.disk_zone in cells:
+                cells[v.disk_zone].append(f"{v.disk or v.claim} of {p.pod} (disk){mark}")
+    width = max([len(z) for z in zones] + [len(c) for col in cells.values() for c in col] + [10]) + 2
+    depth = max([len(col) for col in cells.values()] + [0])
+    lines = ["".join(z.ljust(width) for z in zones).rstrip(),
+             "".join(("-" * (width - 2)).ljust(width) for _ in zones).rstrip()]
+    for row in range(depth):
+        lines.append("".join((cells[z][row] if row < len(cells[z]) else "").ljust(width) for z in zones).rstrip())
+    if elsewhere:
+        lines.append("not placed: " + ", ".join(elsewhere))
+    return "\n".join(lines)
+
+
 def node_zone(node: dict) -> tuple[str, list[str]]:
     """The zone a node states, and problems if its zone keys disagree or are missing."""
     node_labels = node["metadata"].get("labels") or {}
