@@ -47,9 +47,10 @@ unit: setup
 test: tools
 	@$(call run_pytest,tests)
 
+E2E_WORKERS ?= 2
+
 e2e: tools
-	@mkdir -p reports
-	@$(call run_pytest,suites --alluredir=reports/allure-results --junitxml=reports/junit.xml)
+	$(ZP) e2e --workers $(E2E_WORKERS) $(PYTEST_ARGS)
 
 cluster-up: tools
 	$(ZP) cluster up

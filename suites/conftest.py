@@ -5,6 +5,7 @@ and removes them again, disks included."""
 from __future__ import annotations
 
 import logging
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ def pytest_sessionstart(session):
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     from zoneproof import tally
 
+    if os.environ.get("ZONEPROOF_TALLY_FILE"):
+        return  # `zoneproof e2e` sums its phases and workers into one summary
     stats = terminalreporter.stats
     scenarios = sum(len(stats.get(k, [])) for k in ("passed", "failed", "error"))
     elapsed = time.monotonic() - config.stash.get(STARTED, time.monotonic())
@@ -65,27 +68,39 @@ def profile(request) -> DriverProfile:
 
 
 class Deployments:
-    """One driver deployment at a time, redeployed when a test needs another zone policy."""
+    """The driver deployment tests run against. One that is already running with the zone
+    policy a test needs is used as it is (``zoneproof e2e`` deploys one for its parallel
+    phase); otherwise this session deploys its own, redeploying when a test needs another
+    policy, which only a serial run may do."""
 
     def __init__(self, cluster):
         self.cluster = cluster
         self.current: LocalDriver | None = None
+        self.owned = False
 
     def get(self, policy: str) -> LocalDriver:
         if self.current and self.current.zone_policy == policy:
             return self.current
+        running = LocalDriver(self.cluster).running_policy()
+        if running == policy:
+            self.stop()
+            self.current, self.owned = LocalDriver(self.cluster, zone_policy=policy), False
+            return self.current
+        if os.environ.get("PYTEST_XDIST_WORKER"):
+            pytest.fail(f"this test needs a driver with zone policy {policy!r}, but the deployment shared by "
+                        f"parallel workers runs {running!r}; tests that switch policies must be marked serial")
         self.stop()
         deployment = LocalDriver(self.cluster, zone_policy=policy)
         if deployment.is_up():
             deployment.down()
         deployment.up()
-        self.current = deployment
+        self.current, self.owned = deployment, True
         return deployment
 
     def stop(self) -> None:
-        if self.current:
+        if self.current and self.owned:
             self.current.down()
-            self.current = None
+        self.current, self.owned = None, False
 
 
 @pytest.fixture(scope="session")
@@ -116,6 +131,16 @@ class PlacementEnv:
     def cloud(self) -> EcsCloud:
         key_id, secret = next(iter(DEFAULT_CREDENTIALS.items()))
         return EcsCloud(EcsSettings(self.driver.ecs_endpoint, key_id, secret, self.cluster.spec.region))
+
+    def disks_seen(self, history) -> set[str]:
+        """Disks of this test: its static disks and those behind PVs claimed from its namespace
+        (other tests may share the fake ECS at the same time)."""
+        disks = set(self.static_disks)
+        for change in history.changes:
+            spec = change.obj.get("spec") or {}
+            if change.kind == "PersistentVolume" and (spec.get("claimRef") or {}).get("namespace") == self.namespace:
+                disks.add((spec.get("csi") or {}).get("volumeHandle", ""))
+        return disks
 
     def verdict(self) -> Verdict:
         return check(take_snapshot(self.cluster.api_client, self.ecs.state(), self.namespace),
@@ -170,7 +195,8 @@ def placement(cluster, namespace, profile, deployments):
     transient = []
     for env in envs:
         history = env.watcher.stop()
-        transient += transient_violations(history, node_zones(cluster.api_client))
+        transient += transient_violations(history, node_zones(cluster.api_client),
+                                          disks=env.disks_seen(history))
         log.info("watched %d changes and %d ECS calls", len(history.changes), len(history.audit))
         env.clean_up()
     # Checked after the test's own verdicts: a violation that came and went still fails it.

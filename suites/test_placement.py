@@ -31,7 +31,8 @@ SCHEMES = {
     "wait-for-first-consumer": "topology",
     "dynamic-zoneid-round-robin": "round-robin",  # last: it redeploys the driver once
 }
-MATRIX = [pytest.param(scheme, zones, replicas, id=f"{scheme}-{zones}zones-{replicas}replicas")
+MATRIX = [pytest.param(scheme, zones, replicas, id=f"{scheme}-{zones}zones-{replicas}replicas",
+                       marks=[pytest.mark.serial] if SCHEMES[scheme] != "topology" else [])
           for scheme, zones, replicas in itertools.product(SCHEMES, (2, 3), (3, 6))]
 
 

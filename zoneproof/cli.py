@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+from pathlib import Path
 from dataclasses import fields
 
 import click
@@ -356,6 +357,30 @@ def check_placement(name: str, namespace: str | None) -> None:
     click.echo(f"{len(verdict.pods)} pods checked, {len(verdict.violations)} violations")
     if not verdict.ok:
         sys.exit(1)
+
+
+# ----------------------------------------------------------------- end to end
+@main.command("e2e", context_settings={"ignore_unknown_options": True})
+@name_option
+@click.option("--workers", type=int, default=2, show_default=True,
+              help="Parallel pytest workers for the suites that share one driver deployment (1: serial).")
+@click.option("--reports", type=click.Path(file_okay=False), default="reports", show_default=True)
+@click.argument("pytest_args", nargs=-1, type=click.UNPROCESSED)
+def e2e(name: str, workers: int, reports: str, pytest_args: tuple[str, ...]) -> None:
+    """Run the suites on a local cluster: start it if needed, run the suites that share one
+    driver deployment in parallel, then those that redeploy the driver serially; write
+    JUnit and allure results and print one summary. Extra arguments go to pytest."""
+    from zoneproof.e2e import run_e2e
+
+    if workers < 1:
+        _fail(click.BadParameter("must be at least 1", param_hint="--workers"), 2)
+    try:
+        code = run_e2e(name, workers, Path(reports), list(pytest_args))
+    except (ClusterError, toolchain.ToolchainError, WaitTimeout) as err:
+        _fail(err)
+    except KeyboardInterrupt:
+        _fail(RuntimeError("interrupted; the cluster and driver this run started were stopped"), code=130)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -90,10 +90,13 @@ class Watcher:
         return self.history
 
 
-def transient_violations(history: History, node_zones: dict[str, str]) -> list[str]:
-    """Violations seen at any moment of the history (not only at its end)."""
+def transient_violations(history: History, node_zones: dict[str, str], disks: set[str] | None = None) -> list[str]:
+    """Violations seen at any moment of the history (not only at its end); ``disks`` limits
+    the ECS audit to the disks of the test when other tests share the service."""
     problems = []
     for entry in history.audit:
+        if disks is not None and entry["disk_id"] not in disks:
+            continue
         if entry["action"] == "AttachDisk" and entry["disk_zone"] and entry["instance_zone"] \
                 and entry["disk_zone"] != entry["instance_zone"]:
             problems.append(f"cross-zone attach attempt: disk {entry['disk_id']} ({entry['disk_zone']}) to "

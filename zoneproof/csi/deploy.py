@@ -57,6 +57,12 @@ class LocalDriver:
     def is_up(self) -> bool:
         return (self.workdir / STATE_FILE).is_file() and bool(processes_under(self.workdir))
 
+    def running_policy(self) -> str | None:
+        """The zone policy of the deployment running in this cluster, if one is."""
+        if not self.is_up():
+            return None
+        return json.loads((self.workdir / STATE_FILE).read_text())["zone_policy"]
+
     def _serve_args(self, endpoint: str, *extra: str) -> list[str]:
         return [sys.executable, "-m", "zoneproof.cli", "csi", "serve", "--endpoint", endpoint,
                 "--ecs-endpoint", self.ecs.endpoint, "--region", self.provider.spec.region, *extra]
