@@ -21,7 +21,7 @@ endef
 .PHONY: help setup tools test unit e2e cluster-up cluster-down cluster-status bench clean
 
 help:
-	@echo "make e2e          local cluster + suites + report (reports/)"
+	@echo "make e2e          local cluster + suites + report (reports/); E2E_WORKERS=n workers"
 	@echo "make test         the project's own tests (unit + real local clusters)"
 	@echo "make unit         fast unit tests only"
 	@echo "make tools        build the Go tools into $(CACHE_DIR)/tools (no-op when cached)"
