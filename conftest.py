@@ -2,7 +2,7 @@
 
 import signal
 
-pytest_plugins = ["fixtures.cluster", "fixtures.namespaces", "fixtures.driver"]
+pytest_plugins = ["fixtures.cluster", "fixtures.namespaces"]
 
 
 def _sigterm_as_interrupt(signum, frame):  # noqa: ARG001

@@ -109,7 +109,7 @@ TOOL_SETS: dict[str, GoToolSet] = {
 
 def go_version() -> str:
     try:
-        out = subprocess.run(["go", "env", "GOVERSION"], check=True, capture_output=True, text=True, env=_go_env())
+        out = subprocess.run(["go", "env", "GOVERSION"], check=True, capture_output=True, text=True, env=go_env())
     except FileNotFoundError as err:
         raise ToolchainError("the `go` command is not on PATH; install Go 1.26 or newer") from err
     except subprocess.CalledProcessError as err:
@@ -117,7 +117,7 @@ def go_version() -> str:
     return out.stdout.strip()
 
 
-def _go_env() -> dict[str, str]:
+def go_env() -> dict[str, str]:
     env = dict(os.environ)
     # go.sum is the lock: never let a build rewrite it. No VCS stamping: the same
     # sources give the same binary whether or not the checkout is clean.
@@ -156,7 +156,7 @@ def build(tool_set: GoToolSet, *, force: bool = False) -> Path:
                    "-o", str(staging / "bin") + "/", tool_set.package]
             if tool_set.package == ".":
                 cmd[cmd.index("-o") + 1] = str(staging / "bin" / tool_set.binaries[0])
-            proc = subprocess.run(cmd, cwd=tool_set.module_dir, env=_go_env(), capture_output=True, text=True)
+            proc = subprocess.run(cmd, cwd=tool_set.module_dir, env=go_env(), capture_output=True, text=True)
             if proc.returncode != 0:
                 raise ToolchainError(f"building {tool_set.name} failed:\n{proc.stderr[-4000:]}")
             missing = [b for b in tool_set.binaries if not (staging / "bin" / b).is_file()]

@@ -35,7 +35,7 @@ def spec_version() -> str:
 
 def _proto_dir(version: str) -> Path:
     proc = subprocess.run(["go", "mod", "download", "-json", f"{SPEC_MODULE}@{version}"],
-                          capture_output=True, text=True, env=toolchain._go_env())
+                          capture_output=True, text=True, env=toolchain.go_env())
     if proc.returncode != 0:
         raise toolchain.ToolchainError(f"could not fetch {SPEC_MODULE}@{version}: {proc.stderr or proc.stdout}")
     return Path(json.loads(proc.stdout)["Dir"])
