@@ -125,6 +125,12 @@ class PlacementEnv:
     watcher: Watcher | None = None
 
     @property
+    def suffix(self) -> str:
+        """The namespace's random tail: keeps cluster-wide names (PVs, StorageClasses) of
+        concurrent tests apart while staying short enough for labels."""
+        return self.namespace.rsplit("-", 1)[-1]
+
+    @property
     def ecs(self) -> EcsAdmin:
         return EcsAdmin(self.driver.ecs_endpoint)
 

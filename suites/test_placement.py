@@ -17,7 +17,7 @@ import allure
 import pytest
 from kubernetes import client
 
-from zoneproof import labels, manifests, tally
+from zoneproof import labels, manifests, tally, workloads
 from zoneproof.oracle import picture
 from zoneproof.waiting import wait_for
 
@@ -44,15 +44,10 @@ def zone_of(env, node_name: str) -> str:
     return env.cluster.core.read_node(node_name).metadata.labels[labels.ZONE]
 
 
-def wait_running(env, replicas: int, *, not_uids: set[str] = frozenset(), timeout: float = 120) -> dict[str, str]:
+def wait_running(env, replicas: int, *, not_uids: set[str] = frozenset()) -> dict[str, str]:
     """Wait for every replica Running (and, after a deletion, a new pod); pod -> zone."""
-    def check():
-        pods = pods_by_name(env)
-        running = {n: p for n, p in pods.items() if p.status.phase == "Running"
-                   and not p.metadata.deletion_timestamp and p.metadata.uid not in not_uids}
-        return len(running) == replicas, ", ".join(f"{n}:{p.status.phase}" for n, p in sorted(pods.items()))
-    wait_for(check, what=f"{replicas} Running replicas of web", timeout=timeout)
-    return {n: zone_of(env, p.spec.node_name) for n, p in pods_by_name(env).items()}
+    pods = workloads.wait_running(env.cluster.core, env.namespace, replicas, not_uids=not_uids, timeout=120)
+    return {p.metadata.name: zone_of(env, p.spec.node_name) for p in pods}
 
 
 def wait_placed(env) -> None:
@@ -93,7 +88,7 @@ def deploy(env, scheme: str, zones: list[str], replicas: int, rng: random.Random
                                  DiskName=f"{env.namespace}-web-{n}")["DiskId"]
             env.static_disks.append(disk_id)
             pair = manifests.static_pair(n, zone, env.cluster.spec.region, disk_id, env.profile, style,
-                                         pv_prefix=f"{env.namespace.rsplit('-', 1)[-1]}-")
+                                         pv_prefix=f"{env.suffix}-")
             core.create_persistent_volume(pair.pv)
             env.static_pvs.append(pair.pv["metadata"]["name"])
             core.create_namespaced_persistent_volume_claim(env.namespace, pair.pvc)

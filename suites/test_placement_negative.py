@@ -22,7 +22,7 @@ def test_a_pod_forced_into_another_zone_than_its_pv_waits_with_the_conflict(plac
                                DiskCategory=env.profile.static_disks.category, Size=25)["DiskId"]
     env.static_disks.append(disk_id)
     pair = manifests.static_pair(0, disk_zone, cluster.spec.region, disk_id, env.profile, "nodeaffinity",
-                                 pv_prefix=f"{env.namespace.rsplit('-', 1)[-1]}-")
+                                 pv_prefix=f"{env.suffix}-")
     cluster.core.create_persistent_volume(pair.pv)
     env.static_pvs.append(pair.pv["metadata"]["name"])
     cluster.core.create_namespaced_persistent_volume_claim(env.namespace, pair.pvc)
@@ -50,7 +50,7 @@ def test_a_pod_forced_into_another_zone_than_its_pv_waits_with_the_conflict(plac
 def test_allowed_topologies_restricted_to_one_zone_only_provision_there(placement, cluster, seed):
     env = placement("topology")
     zone = random.Random(f"{seed}-allowed").choice(list(cluster.spec.zones))
-    name = f"csi-disk-{zone}-{env.namespace.rsplit('-', 1)[-1]}"
+    name = f"csi-disk-{zone}-{env.suffix}"
     client.StorageV1Api(cluster.api_client).create_storage_class(storage_class(
         name, env.profile.driver, {"type": "cloud_ssd"}, allowed_zones=(zone,), zone_key=env.profile.volume_zone_key))
     env.storage_classes.append(name)

@@ -26,7 +26,7 @@ def scheduled_node(cluster, namespace: str, pod: str) -> str:
 
 def wffc_class(env) -> str:
     sc = manifests.storage_class(env.profile, "wait-for-first-consumer", env.cluster.spec.zones,
-                                 name=f"csi-disk-topology-{env.namespace.rsplit('-', 1)[-1]}")
+                                 name=f"csi-disk-topology-{env.suffix}")
     client.StorageV1Api(env.cluster.api_client).create_storage_class(sc)
     env.storage_classes.append(sc["metadata"]["name"])
     return sc["metadata"]["name"]

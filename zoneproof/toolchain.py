@@ -10,6 +10,7 @@ an unchanged one is found again and nothing runs.
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import logging
 import os
@@ -108,6 +109,12 @@ TOOL_SETS: dict[str, GoToolSet] = {
 
 
 def go_version() -> str:
+    """The Go version builds use; asked once per GOTOOLCHAIN setting, not on every lookup."""
+    return _go_version(os.environ.get("GOTOOLCHAIN", ""), os.environ.get("PATH", ""))
+
+
+@functools.lru_cache(maxsize=8)
+def _go_version(toolchain_setting: str, path: str) -> str:  # noqa: ARG001 - the cache key
     try:
         out = subprocess.run(["go", "env", "GOVERSION"], check=True, capture_output=True, text=True, env=go_env())
     except FileNotFoundError as err:

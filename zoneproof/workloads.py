@@ -41,21 +41,21 @@ def describe_pods(pods: list[client.V1Pod]) -> str:
     ) or "no pods"
 
 
-def running_pods(core: client.CoreV1Api, namespace: str) -> list[client.V1Pod]:
-    return [p for p in core.list_namespaced_pod(namespace).items
-            if p.status.phase == "Running" and not p.metadata.deletion_timestamp]
+def wait_running(core: client.CoreV1Api, namespace: str, count: int, *, not_uids=frozenset(),
+                 timeout: float = 60) -> list[client.V1Pod]:
+    """Wait until exactly ``count`` pods of the namespace are Running (and not terminating),
+    none of them one of ``not_uids`` (the pods before a deletion)."""
 
-
-def wait_running(core: client.CoreV1Api, namespace: str, count: int, *, timeout: float = 60) -> list[client.V1Pod]:
-    """Wait until exactly ``count`` pods of the namespace are Running (and not terminating)."""
+    def live(pods):
+        return [p for p in pods if p.status.phase == "Running" and not p.metadata.deletion_timestamp
+                and p.metadata.uid not in not_uids]
 
     def check():
         pods = core.list_namespaced_pod(namespace).items
-        running = [p for p in pods if p.status.phase == "Running" and not p.metadata.deletion_timestamp]
-        return len(running) == count, describe_pods(pods)
+        return len(live(pods)) == count, describe_pods(pods)
 
     wait_for(check, what=f"{count} Running pods in {namespace}", timeout=timeout)
-    return running_pods(core, namespace)
+    return live(core.list_namespaced_pod(namespace).items)
 
 
 def deploy_spread_statefulset(api: client.ApiClient, namespace: str, name: str, replicas: int) -> list[client.V1Pod]:
