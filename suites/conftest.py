@@ -12,15 +12,14 @@ from dataclasses import dataclass, field
 
 import pytest
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
+from zoneproof import workloads
 from zoneproof.csi.cloud import EcsCloud, EcsSettings
 from zoneproof.csi.deploy import LocalDriver
 from zoneproof.ecs.admin import EcsAdmin
 from zoneproof.ecs.server import DEFAULT_CREDENTIALS
 from zoneproof.oracle import Verdict, check, take_snapshot
 from zoneproof.profile import DriverProfile, load_profile
-from zoneproof.waiting import wait_for
 from zoneproof.watcher import Watcher, node_zones, transient_violations
 
 log = logging.getLogger(__name__)
@@ -154,35 +153,12 @@ class PlacementEnv:
 
     def clean_up(self) -> None:
         """Remove what the test made, in the order that lets every disk detach and go."""
-        api = self.cluster.api_client
-        core, apps, storage = client.CoreV1Api(api), client.AppsV1Api(api), client.StorageV1Api(api)
-        for sts in apps.list_namespaced_stateful_set(self.namespace).items:
-            apps.delete_namespaced_stateful_set(sts.metadata.name, self.namespace)
-        core.delete_collection_namespaced_pod(self.namespace, grace_period_seconds=0)
-        wait_for(lambda: (not core.list_namespaced_pod(self.namespace).items, "pods left"),
-                 what=f"pods of {self.namespace} to go", timeout=60)
-        claims = core.list_namespaced_persistent_volume_claim(self.namespace).items
-        volumes = {c.spec.volume_name for c in claims if c.spec.volume_name}
-        core.delete_collection_namespaced_persistent_volume_claim(self.namespace)
-        for name in self.static_pvs:
-            try:
-                core.delete_persistent_volume(name)
-            except ApiException as err:
-                if err.status != 404:
-                    raise
-
-        def released():
-            left = [va.metadata.name for va in storage.list_volume_attachment().items
-                    if va.spec.source.persistent_volume_name in volumes]
-            pvs = [pv.metadata.name for pv in core.list_persistent_volume().items if pv.metadata.name in volumes]
-            return not left and not pvs, f"attachments {left}, PVs {pvs}"
-
-        wait_for(released, what="volumes to detach and go", timeout=120)
+        workloads.remove_workload(self.cluster.api_client, self.namespace, static_pvs=tuple(self.static_pvs))
         cloud = self.cloud()
         for disk_id in self.static_disks:
             cloud.call("DeleteDisk", DiskId=disk_id)
         for name in self.storage_classes:
-            storage.delete_storage_class(name)
+            client.StorageV1Api(self.cluster.api_client).delete_storage_class(name)
 
 
 @pytest.fixture

@@ -113,6 +113,7 @@ def cluster_up(name: str, zones: str, region: str, nodes_per_zone: int, **timing
     provider = LocalProvider(spec)
     _start_or_fail(provider.up)
     click.echo(f"export KUBECONFIG={provider.kubeconfig}")
+    click.echo(f"export ZONEPROOF_CLUSTER={provider.spec.name}")  # read by the chaos experiments
 
 
 @cluster.command("down")
@@ -151,6 +152,7 @@ def cluster_env(name: str) -> None:
     """Print shell exports for a running cluster: eval "$(zoneproof cluster env)"."""
     provider = _attached(name)
     click.echo(f"export KUBECONFIG={provider.kubeconfig}")
+    click.echo(f"export ZONEPROOF_CLUSTER={provider.spec.name}")  # read by the chaos experiments
     click.echo(f"export PATH={toolchain.binary('kubectl').parent}:$PATH")
 
 

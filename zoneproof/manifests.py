@@ -58,14 +58,33 @@ def service() -> dict:
     return _base("service.yaml")
 
 
-def statefulset(replicas: int, storage_class: str, size: str = "20Gi", name: str = STATEFULSET) -> dict:
+POD_MANAGEMENT_POLICIES = ("OrderedReady", "Parallel")
+
+
+def statefulset(replicas: int, storage_class: str, size: str = "20Gi", name: str = STATEFULSET,
+                pod_management: str = "OrderedReady") -> dict:
+    """The article's StatefulSet. ``pod_management`` ``Parallel`` lets pods start and scale
+    without waiting for lower ordinals, which chaos runs need: with ``OrderedReady`` one pod
+    stranded in a lost zone blocks every scale-up behind it."""
+    if pod_management not in POD_MANAGEMENT_POLICIES:
+        raise ManifestError(f"podManagementPolicy {pod_management!r} is not one of {', '.join(POD_MANAGEMENT_POLICIES)}")
     sts = _base("statefulset.yaml")
     sts["metadata"]["name"] = name
     sts["spec"]["replicas"] = replicas
+    if pod_management != "OrderedReady":
+        sts["spec"]["podManagementPolicy"] = pod_management
     claim = sts["spec"]["volumeClaimTemplates"][0]["spec"]
     claim["storageClassName"] = storage_class
     claim["resources"]["requests"]["storage"] = size
     return sts
+
+
+def pod_disruption_budget(max_unavailable: int, name: str = STATEFULSET) -> dict:
+    """A PodDisruptionBudget over the StatefulSet's pods: drains evict at most
+    ``max_unavailable`` of them at a time."""
+    sts = _base("statefulset.yaml")
+    return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": name},
+            "spec": {"maxUnavailable": max_unavailable, "selector": sts["spec"]["selector"]}}
 
 
 def storage_class(profile: DriverProfile, scheme: str, zones: list[str] | tuple[str, ...],

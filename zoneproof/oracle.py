@@ -93,6 +93,32 @@ class Verdict:
         return "\n".join(fmt.format(*r).rstrip() for r in [header, *rows])
 
 
+def settled(verdict: Verdict, replicas: int, *, lost_zone: str = "") -> tuple[bool, str]:
+    """Whether a workload has settled: ``replicas`` pods, no violation, and every pod Running
+    with each disk attached to its node; except that with ``lost_zone``, pods whose disks
+    are in that zone must instead wait Pending with the conflict, their disks attached
+    nowhere. Returns (settled, what is still off), for waits that report progress."""
+    off = []
+    if len(verdict.pods) != replicas:
+        off.append(f"{len(verdict.pods)}/{replicas} pods")
+    for p in verdict.pods:
+        stranded = bool(lost_zone) and any(v.pv_zone == lost_zone for v in p.volumes)
+        if not p.ok:
+            off.append(f"{p.pod}: " + "; ".join(p.problems))
+        elif stranded:
+            if p.state != "waiting" or any(v.attached_to for v in p.volumes):
+                off.append(f"{p.pod} not yet waiting for {lost_zone} ({p.phase} on {p.node or 'no node'}, "
+                           f"attached to {','.join(a for v in p.volumes for a in v.attached_to) or 'nothing'})")
+        elif p.phase != "Running" or p.state != "placed" or not all(v.attached_to for v in p.volumes):
+            off.append(f"{p.pod} {p.phase} on {p.node or 'no node'}, attached to "
+                       f"{','.join(a for v in p.volumes for a in v.attached_to) or 'nothing'}")
+        elif not p.volumes or any(not v.pv for v in p.volumes):
+            off.append(f"{p.pod} has an unbound claim")
+    waiting = sum(1 for p in verdict.pods if p.state == "waiting")
+    placed = len(verdict.pods) - waiting
+    return not off, (f"{placed} placed, {waiting} waiting" if not off else "; ".join(off))
+
+
 def picture(verdict: "Verdict", zones: list[str]) -> str:
     """Pods and their disks drawn by zone, one column per zone: where a pod runs in one
     column and its disk sits in another, the picture shows it at a glance."""

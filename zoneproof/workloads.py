@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 from zoneproof import labels
 from zoneproof.waiting import wait_for
+
+# The driver tags each disk it provisions with the claim's namespace (from the provisioner).
+PVC_NAMESPACE_TAG = "kubernetes.io/created-for/pvc/namespace"
 
 
 def spread_statefulset(name: str, replicas: int) -> dict:
@@ -86,3 +90,45 @@ def pod_with_claims(name: str, claims: list[str], node_selector: dict[str, str] 
     if node_selector:
         spec["nodeSelector"] = node_selector
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}
+
+
+def disk_tag(disk: dict, key: str) -> str:
+    """A tag's value on a disk as DescribeDisks renders it ('' when absent)."""
+    return next((t["TagValue"] for t in (disk.get("Tags") or {}).get("Tag", []) if t["TagKey"] == key), "")
+
+
+def disks_created_for(ecs_state: dict, namespace: str) -> list[dict]:
+    """Disks the driver provisioned for claims of a namespace (the provisioner passes the
+    claim's namespace, and the driver tags the disk with it)."""
+    return [d for d in ecs_state["disks"] if disk_tag(d, PVC_NAMESPACE_TAG) == namespace]
+
+
+
+def remove_workload(api: client.ApiClient, namespace: str, *, static_pvs: tuple[str, ...] = (),
+                    timeout: float = 120) -> None:
+    """Delete a namespace's StatefulSets, pods and claims (and the named static PVs) in the
+    order that lets every disk detach and, for dynamic volumes, be deleted; wait for that.
+    The namespace itself stays."""
+    core, apps, storage = client.CoreV1Api(api), client.AppsV1Api(api), client.StorageV1Api(api)
+    for sts in apps.list_namespaced_stateful_set(namespace).items:
+        apps.delete_namespaced_stateful_set(sts.metadata.name, namespace)
+    core.delete_collection_namespaced_pod(namespace, grace_period_seconds=0)
+    wait_for(lambda: (not core.list_namespaced_pod(namespace).items, describe_pods(
+        core.list_namespaced_pod(namespace).items)), what=f"pods of {namespace} to go", timeout=60)
+    claims = core.list_namespaced_persistent_volume_claim(namespace).items
+    volumes = {c.spec.volume_name for c in claims if c.spec.volume_name}
+    core.delete_collection_namespaced_persistent_volume_claim(namespace)
+    for name in static_pvs:
+        try:
+            core.delete_persistent_volume(name)
+        except ApiException as err:
+            if err.status != 404:
+                raise
+
+    def released():
+        left = [va.metadata.name for va in storage.list_volume_attachment().items
+                if va.spec.source.persistent_volume_name in volumes]
+        pvs = [pv.metadata.name for pv in core.list_persistent_volume().items if pv.metadata.name in volumes]
+        return not left and not pvs, f"attachments {left}, PVs {pvs}"
+
+    wait_for(released, what=f"volumes of {namespace} to detach and go", timeout=timeout)

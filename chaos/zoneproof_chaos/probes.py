@@ -1,0 +1,98 @@
+"""Probes: the placement oracle asked about the experiment's workload.
+
+``placement_settled`` is the steady-state probe and the recovery probe in one: every pod
+of the StatefulSet Running in its disk's zone with its disks attached to its node only,
+or, while a zone is lost, the pods whose disks are there waiting Pending with the volume
+zone conflict and their disks attached nowhere. It waits up to ``timeout`` and returns
+how long that took; that is the recovery time the suites report.
+"""
+
+from __future__ import annotations
+
+import time
+
+from chaoslib.exceptions import ActivityFailed
+from kubernetes import client
+
+from zoneproof import manifests, workloads
+from zoneproof.oracle import picture, settled
+from zoneproof.waiting import WaitTimeout, hold_for, wait_for
+from zoneproof_chaos.context import log, namespace, target
+
+
+def _replicas(t, ns: str) -> int:
+    return client.AppsV1Api(t.api).read_namespaced_stateful_set(manifests.STATEFULSET, ns).spec.replicas
+
+
+def placement_settled(timeout: float = 60, lost_zone: str = "", hold: float = 0,
+                      configuration: dict = None) -> dict:
+    """Wait until the workload has settled (see the module); then, with ``hold``, check that
+    it stays so for that many seconds (a waiting pod must not start or attach elsewhere).
+    Raises ActivityFailed with the oracle's table when it does not settle in time."""
+    t, ns = target(configuration), namespace(configuration)
+    started = time.monotonic()
+
+    def check():
+        verdict = t.verdict(ns)
+        done, state = settled(verdict, _replicas(t, ns), lost_zone=lost_zone)
+        return done, (state, verdict)
+
+    what = "every pod Running in its disk's zone" + (f", those of {lost_zone} waiting Pending" if lost_zone else "")
+    try:
+        state, verdict = wait_for(check, what=what, timeout=float(timeout), interval=0.5)
+        waited = time.monotonic() - started
+        if hold:
+            state, verdict = hold_for(check, what=what, duration=float(hold))
+    except (WaitTimeout, AssertionError) as err:
+        verdict = t.verdict(ns)
+        raise ActivityFailed(f"{err}\n{verdict.table()}\n\n{picture(verdict, list(t.provider.spec.zones))}") from None
+    log.info("%s after %.1fs: %s\n%s", what, waited, state, picture(verdict, list(t.provider.spec.zones)))
+    return {"settled_after_s": round(waited, 1), "pods": len(verdict.pods),
+            "waiting": sorted(p.pod for p in verdict.pods if p.state == "waiting"),
+            "violations": verdict.violations}
+
+
+def placement_holds(timeout: float = 60, configuration: dict = None) -> bool:
+    """Steady-state form of :func:`placement_settled`: true or false, for a tolerance."""
+    try:
+        placement_settled(timeout=timeout, configuration=configuration)
+    except ActivityFailed as err:
+        log.error("steady state does not hold: %s", err)
+        return False
+    return True
+
+
+def no_disk_lost_or_leaked(configuration: dict = None) -> dict:
+    """Every claim of the workload is bound to a PV whose disk exists in ECS, and every disk
+    the driver provisioned for the namespace is behind one of those PVs: a retried or
+    rescheduled provisioning left nothing behind."""
+    t, ns = target(configuration), namespace(configuration)
+    core = client.CoreV1Api(t.api)
+    handles = {}
+    for pvc in core.list_namespaced_persistent_volume_claim(ns).items:
+        if pvc.spec.volume_name:
+            pv = core.read_persistent_volume(pvc.spec.volume_name)
+            handles[pv.spec.csi.volume_handle] = pvc.metadata.name
+    disks = {d["DiskId"]: d for d in t.ecs.state()["disks"]}
+    lost = sorted(f"{disk} (claim {claim})" for disk, claim in handles.items() if disk not in disks)
+    leaked = sorted(d["DiskId"] for d in workloads.disks_created_for(t.ecs.state(), ns) if d["DiskId"] not in handles)
+    if lost or leaked:
+        raise ActivityFailed(f"disks lost: {', '.join(lost) or 'none'}; disks leaked (provisioned for {ns}, "
+                             f"behind no claim): {', '.join(leaked) or 'none'}")
+    return {"disks": len(handles)}
+
+
+def cloud_calls_refused(action: str, code: str, zone: str = "", minimum: int = 1,
+                        configuration: dict = None) -> int:
+    """How many ``action`` calls the fake ECS refused with ``code`` since the workload was
+    placed (in ``zone`` if given); fails under ``minimum``, so an experiment proves its
+    fault was actually met rather than passing because nothing touched it."""
+    t = target(configuration)
+    after = int((configuration or {}).get("audit_after") or 0)
+    entries = [e for e in t.ecs.audit(after=after) if e["action"] == action and e["code"] == code
+               and (not zone or e["disk_zone"] == zone)]
+    if len(entries) < int(minimum):
+        raise ActivityFailed(f"expected at least {minimum} {action} call(s) refused with {code}"
+                             f"{' in ' + zone if zone else ''}; the fake ECS refused {len(entries)}")
+    log.info("%d %s call(s) refused with %s%s", len(entries), action, code, f" in {zone}" if zone else "")
+    return len(entries)
