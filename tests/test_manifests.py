@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from zoneproof import labels
-from zoneproof.manifests import (ManifestError, load_manifests, service, static_pair, static_zone, statefulset,
+from zoneproof.manifests import (ManifestError, load_manifests, pod_disruption_budget, service, static_pair, static_zone, statefulset,
                                  storage_class)
 from zoneproof.profile import load_profile
 
@@ -71,3 +71,16 @@ def test_a_removed_api_version_without_selector_says_to_add_one():
         load_manifests("apiVersion: apps/v1beta2\nkind: StatefulSet\nmetadata: {name: web}\nspec: {}\n")
     assert load_manifests("apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: web}\n")[0]["kind"] == \
         "StatefulSet"
+
+
+def test_statefulset_pod_management_for_chaos_runs():
+    assert "podManagementPolicy" not in statefulset(3, "sc")["spec"]  # the article's default, OrderedReady
+    assert statefulset(3, "sc", pod_management="Parallel")["spec"]["podManagementPolicy"] == "Parallel"
+    with pytest.raises(ManifestError, match="'Sometimes' is not one of OrderedReady, Parallel"):
+        statefulset(3, "sc", pod_management="Sometimes")
+
+
+def test_disruption_budget_selects_the_statefulsets_pods():
+    pdb = pod_disruption_budget(1)
+    assert pdb["apiVersion"] == "policy/v1" and pdb["spec"]["maxUnavailable"] == 1
+    assert pdb["spec"]["selector"] == statefulset(3, "sc")["spec"]["selector"]

@@ -7,7 +7,7 @@ import copy
 import pytest
 
 from zoneproof import labels
-from zoneproof.oracle import Snapshot, check, picture
+from zoneproof.oracle import Snapshot, check, picture, settled
 
 DRIVER = "diskplugin.csi.alibabacloud.com"
 
@@ -150,3 +150,56 @@ def test_picture_draws_pods_and_disks_by_zone():
     split = picture(check(snap, driver=DRIVER), ["a", "b"])
     row = split.splitlines()[2]
     assert row.index("web-0 (pod) !!") < row.index("d-0 of web-0 (disk) !!")
+
+
+def lost_zone_a() -> Snapshot:
+    """web-0's zone a is gone: the pod waits Pending with the conflict, its disk detached."""
+    snap = copy.deepcopy(good())
+    snap.nodes["a-0"] = node("a-0", "a", "i-a0", ready=False, taints=(labels.TAINT_OUT_OF_SERVICE,))
+    snap.pods[0]["spec"]["nodeName"] = None
+    snap.pods[0]["status"] = {"phase": "Pending", "conditions": [
+        {"type": "PodScheduled", "status": "False", "message": "1 node(s) had no available volume zone"}]}
+    snap.disks["d-0"]["Attachments"]["Attachment"] = []
+    snap.volume_attachments = []
+    return snap
+
+
+def test_settled_when_every_pod_runs_attached_in_its_zone():
+    assert settled(check(good(), driver=DRIVER), 1) == (True, "1 placed, 0 waiting")
+
+
+def test_not_settled_while_a_replica_is_missing():
+    done, state = settled(check(good(), driver=DRIVER), 2)
+    assert not done and "1/2 pods" in state
+
+
+def test_not_settled_while_a_pod_is_terminating():
+    snap = good()
+    snap.pods[0]["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    done, state = settled(check(snap, driver=DRIVER), 1)
+    assert not done and "terminating" in state
+
+
+def test_not_settled_while_a_disk_is_not_attached_yet():
+    snap = good()
+    snap.disks["d-0"]["Attachments"]["Attachment"] = []
+    done, state = settled(check(snap, driver=DRIVER), 1)
+    assert not done and "attached to nothing" in state
+
+
+def test_a_pod_waiting_for_its_lost_zone_is_settled_only_when_that_zone_is_named_lost():
+    verdict = check(lost_zone_a(), driver=DRIVER)
+    assert settled(verdict, 1, lost_zone="a") == (True, "0 placed, 1 waiting")
+    assert not settled(verdict, 1)[0]
+
+
+def test_a_pod_still_running_in_the_lost_zone_is_not_settled():
+    done, state = settled(check(good(), driver=DRIVER), 1, lost_zone="a")
+    assert not done and "not yet waiting for a" in state
+
+
+def test_a_violation_is_never_settled():
+    snap = good()
+    snap.disks["d-0"]["ZoneId"] = "b"
+    done, state = settled(check(snap, driver=DRIVER), 1)
+    assert not done and "is in b" in state

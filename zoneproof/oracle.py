@@ -56,6 +56,7 @@ class PodVerdict:
     node: str = ""
     node_zone: str = ""
     state: str = "placed"  # placed | waiting (Pending with the conflict, as it must) | pending | violation
+    terminating: bool = False  # deleted, not yet gone
     volumes: list[VolumeVerdict] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -109,6 +110,8 @@ def settled(verdict: Verdict, replicas: int, *, lost_zone: str = "") -> tuple[bo
             if p.state != "waiting" or any(v.attached_to for v in p.volumes):
                 off.append(f"{p.pod} not yet waiting for {lost_zone} ({p.phase} on {p.node or 'no node'}, "
                            f"attached to {','.join(a for v in p.volumes for a in v.attached_to) or 'nothing'})")
+        elif p.terminating:
+            off.append(f"{p.pod} terminating on {p.node or 'no node'}")
         elif p.phase != "Running" or p.state != "placed" or not all(v.attached_to for v in p.volumes):
             off.append(f"{p.pod} {p.phase} on {p.node or 'no node'}, attached to "
                        f"{','.join(a for v in p.volumes for a in v.attached_to) or 'nothing'}")
@@ -216,7 +219,8 @@ def _check_pod(pod: dict, snap: Snapshot, driver: str, zones_with_room: set[str]
               if v.get("persistentVolumeClaim")]
     if not claims:
         return None
-    v = PodVerdict(namespace=ns, pod=name, phase=status.get("phase", ""), node=spec.get("nodeName") or "")
+    v = PodVerdict(namespace=ns, pod=name, phase=status.get("phase", ""), node=spec.get("nodeName") or "",
+                   terminating=bool(meta.get("deletionTimestamp")))
     owner = next((o for o in meta.get("ownerReferences") or [] if o.get("kind") == "StatefulSet"), None)
     if owner:
         for volume_name, claim_name in claims:

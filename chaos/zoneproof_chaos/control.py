@@ -19,6 +19,7 @@ or Ctrl-C.
 from __future__ import annotations
 
 import logging
+import random
 import uuid
 
 from chaoslib.exceptions import InterruptExecution
@@ -52,17 +53,36 @@ def _fail(message: str) -> None:
 
 
 def before_experiment_control(context: dict, configuration: dict = None, replicas: int = 3,
-                              pod_disruption_budget: int = 0, settle_timeout: float = 180, **_) -> None:
-    """Deploy the workload and wait until it is placed; interrupt the experiment if not."""
+                              pod_disruption_budget: int = 0, min_zones: int = 1, min_nodes_per_zone: int = 1,
+                              settle_timeout: float = 180, **_) -> None:
+    """Deploy the workload and wait until it is placed; interrupt the experiment if not,
+    or if the cluster is too small for it (``min_zones``, ``min_nodes_per_zone``)."""
     global _in_method
     _in_method = False
     _made.clear()
     try:
+        spec = target(configuration).provider.spec
+        if len(spec.zones) < int(min_zones) or spec.nodes_per_zone < int(min_nodes_per_zone):
+            _fail(f"this experiment needs at least {min_zones} zone(s) of {min_nodes_per_zone} node(s); cluster "
+                  f"{spec.name!r} has {len(spec.zones)} zone(s) of {spec.nodes_per_zone} node(s)")
+        _seed(configuration)
         _deploy(configuration, int(replicas), int(pod_disruption_budget), float(settle_timeout))
     except InterruptExecution:
         raise
     except Exception as err:  # noqa: BLE001 - Chaos Toolkit swallows any other exception from a control
         _fail(f"zoneproof workload control: could not deploy the workload: {err}")
+
+
+def _seed(configuration: dict) -> None:
+    """chaostoolkit-kubernetes picks random pods with Python's ``random``: seed it, and say
+    the seed, so a run can be repeated."""
+    given = str(configuration.get("seed") or "")
+    if given and not given.lstrip("-").isdigit():
+        _fail(f"seed must be an integer, got {given!r}")
+    seed = int(given) if given else random.SystemRandom().randrange(1 << 31)
+    random.seed(seed)
+    configuration["seed"] = seed
+    log.info("random seed %d (rerun with ZONEPROOF_SEED=%d)", seed, seed)
 
 
 def _deploy(configuration: dict, replicas: int, pdb: int, settle_timeout: float) -> None:

@@ -4,7 +4,7 @@
 of the StatefulSet Running in its disk's zone with its disks attached to its node only,
 or, while a zone is lost, the pods whose disks are there waiting Pending with the volume
 zone conflict and their disks attached nowhere. It waits up to ``timeout`` and returns
-how long that took; that is the recovery time the suites report.
+when it settled; the suites time recovery from the action before it to that moment.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import time
 from chaoslib.exceptions import ActivityFailed
 from kubernetes import client
 
-from zoneproof import manifests, workloads
+from zoneproof import manifests, tally, workloads
 from zoneproof.oracle import picture, settled
 from zoneproof.waiting import WaitTimeout, hold_for, wait_for
 from zoneproof_chaos.context import log, namespace, target
@@ -24,30 +24,36 @@ def _replicas(t, ns: str) -> int:
     return client.AppsV1Api(t.api).read_namespaced_stateful_set(manifests.STATEFULSET, ns).spec.replicas
 
 
-def placement_settled(timeout: float = 60, lost_zone: str = "", hold: float = 0,
+def placement_settled(timeout: float = 60, lost_zone: str = "", hold: float = 0, avoid_node: str = "",
                       configuration: dict = None) -> dict:
-    """Wait until the workload has settled (see the module); then, with ``hold``, check that
-    it stays so for that many seconds (a waiting pod must not start or attach elsewhere).
-    Raises ActivityFailed with the oracle's table when it does not settle in time."""
+    """Wait until the workload has settled (see the module), with no pod on ``avoid_node``
+    (a drained or lost node); then, with ``hold``, check that it stays so for that many
+    seconds (a waiting pod must not start or attach elsewhere). Raises ActivityFailed with
+    the oracle's table when it does not settle in time."""
     t, ns = target(configuration), namespace(configuration)
     started = time.monotonic()
 
     def check():
         verdict = t.verdict(ns)
         done, state = settled(verdict, _replicas(t, ns), lost_zone=lost_zone)
+        on_avoided = [p.pod for p in verdict.pods if avoid_node and p.node == avoid_node]
+        if on_avoided:
+            done, state = False, f"{', '.join(on_avoided)} still on {avoid_node}; {state}"
         return done, (state, verdict)
 
     what = "every pod Running in its disk's zone" + (f", those of {lost_zone} waiting Pending" if lost_zone else "")
     try:
-        state, verdict = wait_for(check, what=what, timeout=float(timeout), interval=0.5)
-        waited = time.monotonic() - started
+        state, verdict = wait_for(check, what=what, timeout=float(timeout), interval=0.25)
+        waited, settled_at = time.monotonic() - started, time.time()
         if hold:
             state, verdict = hold_for(check, what=what, duration=float(hold))
     except (WaitTimeout, AssertionError) as err:
         verdict = t.verdict(ns)
+        tally.record(verdict)
         raise ActivityFailed(f"{err}\n{verdict.table()}\n\n{picture(verdict, list(t.provider.spec.zones))}") from None
+    tally.record(verdict)
     log.info("%s after %.1fs: %s\n%s", what, waited, state, picture(verdict, list(t.provider.spec.zones)))
-    return {"settled_after_s": round(waited, 1), "pods": len(verdict.pods),
+    return {"settled_after_s": round(waited, 2), "settled_at": settled_at, "pods": len(verdict.pods),
             "waiting": sorted(p.pod for p in verdict.pods if p.state == "waiting"),
             "violations": verdict.violations}
 

@@ -1,0 +1,84 @@
+"""Running an experiment from Python (what the suites and the benchmark do) the way
+``chaos run`` does, with rollbacks always played, and reading its journal."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+from chaoslib.experiment import ensure_experiment_is_valid, run_experiment
+from chaoslib.loader import load_experiment
+from chaoslib.types import Schedule, Strategy
+
+EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent
+RECOVERY_PREFIX = "recovery"  # probes named so measure fault -> every pod back in its disk's zone
+
+
+def experiments() -> list[Path]:
+    return sorted(EXPERIMENTS_DIR.glob("*.yaml"))
+
+
+def run(path: Path, configuration: dict[str, object]) -> dict:
+    """Load, validate and run one experiment with ``configuration`` overriding its own;
+    returns the journal."""
+    experiment = load_experiment(str(path))
+    experiment.setdefault("configuration", {}).update(configuration)
+    ensure_experiment_is_valid(experiment)
+    settings = {"runtime": {"rollbacks": {"strategy": "always"}, "hypothesis": {"strategy": "default"}}}
+    return run_experiment(experiment, settings=settings, strategy=Strategy.DEFAULT, schedule=Schedule())
+
+
+def problems(journal: dict) -> list[str]:
+    """Everything in a journal that makes the run a failure, in words."""
+    found = []
+    if journal.get("status") != "completed":
+        found.append(f"experiment ended {journal.get('status')!r}")
+    if journal.get("deviated"):
+        found.append("the steady state deviated after the method")
+    for phase in ("before", "after"):
+        state = (journal.get("steady_states") or {}).get(phase)
+        if state is not None and not state.get("steady_state_met"):
+            found.append(f"steady state not met {phase} the method")
+    for section in ("run", "rollbacks"):
+        for entry in journal.get(section) or []:
+            if entry.get("status") != "succeeded":
+                error = "".join(entry.get("exception") or [])[-800:]
+                found.append(f"{section[:-1] if section == 'rollbacks' else 'activity'} "
+                             f"{entry['activity']['name']!r} {entry.get('status')}: {error}")
+    return found
+
+
+def _epoch(stamp: str) -> float:
+    return datetime.fromisoformat(stamp).replace(tzinfo=timezone.utc).timestamp() if stamp else 0.0
+
+
+def metrics(journal: dict) -> dict[str, float]:
+    """Seconds measured in a run. A probe that waits for the workload to settle is timed
+    from the start of the action before it to the moment it saw every pod placed: for a
+    probe named "recovery…" that is the recovery time (from the fault where the workload
+    can recover while it lasts, as for a pod deletion or a drain; from the repair where it
+    cannot, as for a zone loss). Power cuts report how long Kubernetes took to notice."""
+    out: dict[str, float] = {}
+    last_action_start = _epoch(journal.get("start", ""))
+
+    def put(label: str, value: float) -> None:
+        n, base = 2, label
+        while label in out:  # a probe repeated in a loop gets numbered labels
+            label, n = f"{base} #{n}", n + 1
+        out[label] = round(value, 2)
+
+    for entry in journal.get("run") or []:
+        output, activity = entry.get("output"), entry["activity"]
+        if isinstance(output, dict) and "settled_at" in output:
+            put(activity["name"], max(0.0, output["settled_at"] - last_action_start))
+        elif isinstance(output, dict) and "not_ready_after_s" in output:
+            put(f"{activity['name']} (NotReady after)", output["not_ready_after_s"])
+        if activity.get("type") == "action":
+            last_action_start = _epoch(entry.get("start", ""))
+    out["wall time"] = round(float(journal.get("duration") or 0), 1)
+    return out
+
+
+def recovery_seconds(measured: dict[str, float]) -> float:
+    """The longest recovery of a run (the figure the benchmark reports per experiment)."""
+    return max((v for k, v in measured.items() if k.startswith(RECOVERY_PREFIX)), default=0.0)

@@ -1,0 +1,124 @@
+"""The Chaos Toolkit experiments in ``chaos/``, run through chaoslib with rollbacks always
+played: each journal must show no deviation and no failed activity or rollback, the
+watcher's full history no transient violation, and the recovery times go to the report.
+
+These tests break nodes, zones and the cloud for the whole cluster, so they are marked
+``disruptive``: they run one at a time with nothing else on the cluster (``zoneproof e2e``
+runs them last, in one process). One cluster per xdist worker would let them run in
+parallel, but on the 2-core machines this targets a second cluster costs more than it
+saves, and a zone loss in one cluster would slow every other cluster's timings.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import allure
+import pytest
+from kubernetes.config import kube_config
+
+from zoneproof import labels, workloads
+from zoneproof.ecs.admin import EcsAdmin
+from zoneproof.namespaces import TEST_LABEL
+from zoneproof.waiting import wait_for
+from zoneproof_chaos import running
+
+log = logging.getLogger(__name__)
+
+pytestmark = pytest.mark.disruptive
+
+
+@pytest.fixture
+def alone():
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        pytest.fail("disruptive tests break whole zones of the shared cluster; run them in one process "
+                    "(`zoneproof e2e` runs them last, alone), never on a parallel worker")
+
+
+@pytest.fixture
+def chaos_env(alone, placement, cluster, monkeypatch):
+    """The driver with the topology policy, a watched namespace, and the environment
+    chaostoolkit-kubernetes reads to reach this cluster."""
+    env = placement("topology")
+    monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
+    # The kubernetes client reads $KUBECONFIG once, at import (long before this fixture), as
+    # the default that chaostoolkit-kubernetes' load_kube_config() falls back on.
+    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(cluster.kubeconfig))
+    return env
+
+
+def record_metrics(name: str, measured: dict[str, float], record_property) -> None:
+    for key, value in measured.items():
+        record_property(f"seconds: {key}", value)
+    allure.attach(json.dumps(measured, indent=2), name="recovery times (s)",
+                  attachment_type=allure.attachment_type.JSON)
+    path = os.environ.get("ZONEPROOF_CHAOS_METRICS_FILE")
+    if path:
+        with open(path, "a") as out:
+            out.write(json.dumps({"experiment": name, "seconds": measured}) + "\n")
+
+
+@pytest.mark.parametrize("experiment", running.experiments(), ids=lambda p: p.stem)
+def test_experiment(chaos_env, cluster, experiment, seed, record_property):
+    journal = running.run(experiment, {"zoneproof_cluster": cluster.spec.name, "namespace": chaos_env.namespace,
+                                       "zoneproof_driver_profile": chaos_env.profile.name, "seed": seed})
+    allure.attach(json.dumps(journal, indent=2, default=str), name="chaos journal",
+                  attachment_type=allure.attachment_type.JSON)
+    measured = running.metrics(journal)
+    log.info("%s: %s", experiment.stem, ", ".join(f"{k} {v:g}s" for k, v in measured.items()))
+    record_metrics(experiment.stem, measured, record_property)
+    found = running.problems(journal)
+    assert not found, f"{experiment.name}:\n" + "\n".join(found)
+    # Every experiment measures at least one recovery: a run that measured none proved nothing.
+    assert any(k.startswith(running.RECOVERY_PREFIX) for k in measured), f"no recovery measured: {measured}"
+
+
+def test_interrupt_during_zone_loss_restores_the_zone(alone, cluster, deployments, tmp_path):
+    """Ctrl-C while a zone is powered off and tainted: `chaos run` must still power the zone
+    on, lift the taint, and delete the namespace and disks it made."""
+    ecs = EcsAdmin(deployments.get("topology").ecs_endpoint)
+    core = cluster.core
+    env = dict(os.environ, KUBECONFIG=str(cluster.kubeconfig), ZONEPROOF_CLUSTER=cluster.spec.name)
+    chaos = os.path.join(os.path.dirname(sys.executable), "chaos")
+    experiment = running.EXPERIMENTS_DIR / "zone-loss.yaml"
+    proc = subprocess.Popen([chaos, "--log-file", str(tmp_path / "chaos.log"), "run", str(experiment),
+                             "--journal-path", str(tmp_path / "journal.json")],
+                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        def in_outage():
+            states = cluster.node_states()
+            tainted = [s.name for s in states if not s.powered
+                       and any(t.startswith(labels.TAINT_OUT_OF_SERVICE) for t in s.taints)]
+            if proc.poll() is not None:
+                raise AssertionError(f"`chaos run` ended ({proc.returncode}) before the outage began")
+            return bool(tainted), f"powered off and out of service: {tainted or 'none yet'}"
+
+        wait_for(in_outage, what="the zone-loss experiment to take a zone down", timeout=120)
+        made = [ns.metadata.name for ns in core.list_namespace(label_selector=f"{TEST_LABEL}=chaos").items]
+        assert made, "the experiment made no namespace"
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    journal = json.loads((tmp_path / "journal.json").read_text())
+    assert journal["status"] == "interrupted", journal["status"]
+    assert proc.returncode == 1
+    assert all(r["status"] == "succeeded" for r in journal.get("rollbacks") or []), journal.get("rollbacks")
+    states = cluster.node_states()
+    assert all(s.powered and s.is_ready for s in states), [s for s in states if not (s.powered and s.is_ready)]
+    assert not [s.name for s in states if any(t.startswith(labels.TAINT_OUT_OF_SERVICE) for t in s.taints)]
+
+    def namespaces_gone():
+        left = [n for n in made if n in {ns.metadata.name for ns in core.list_namespace().items}]
+        return not left, f"namespaces left: {left}"
+
+    wait_for(namespaces_gone, what="the experiment's namespace to be deleted", timeout=90)
+    leaked = [d["DiskId"] for n in made for d in workloads.disks_created_for(ecs.state(), n)]
+    assert not leaked, f"disks left behind by the interrupted run: {leaked}"
