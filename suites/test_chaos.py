@@ -21,7 +21,6 @@ import time
 
 import allure
 import pytest
-from kubernetes.config import kube_config
 
 from zoneproof import labels, workloads
 from zoneproof.ecs.admin import EcsAdmin
@@ -42,20 +41,17 @@ def alone():
 
 
 @pytest.fixture
-def chaos_env(alone, placement, cluster, monkeypatch):
-    """The driver with the topology policy, a watched namespace, and the environment
-    chaostoolkit-kubernetes reads to reach this cluster."""
+def chaos_env(alone, placement, cluster):
+    """The driver with the topology policy, a watched namespace, and chaostoolkit-kubernetes
+    pointed at this cluster."""
     env = placement("topology")
-    monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
-    # The kubernetes client reads $KUBECONFIG once, at import (long before this fixture), as
-    # the default that chaostoolkit-kubernetes' load_kube_config() falls back on.
-    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(cluster.kubeconfig))
-    return env
+    with running.kubeconfig(cluster.kubeconfig):
+        yield env
 
 
-def record_metrics(name: str, measured: dict[str, float], record_property) -> None:
+def record_metrics(name: str, measured: dict[str, float], record_testsuite_property) -> None:
     for key, value in measured.items():
-        record_property(f"seconds: {key}", value)
+        record_testsuite_property(f"{name} seconds: {key}", value)
     allure.attach(json.dumps(measured, indent=2), name="recovery times (s)",
                   attachment_type=allure.attachment_type.JSON)
     path = os.environ.get("ZONEPROOF_CHAOS_METRICS_FILE")
@@ -65,14 +61,14 @@ def record_metrics(name: str, measured: dict[str, float], record_property) -> No
 
 
 @pytest.mark.parametrize("experiment", running.experiments(), ids=lambda p: p.stem)
-def test_experiment(chaos_env, cluster, experiment, seed, record_property):
+def test_experiment(chaos_env, cluster, experiment, seed, record_testsuite_property):
     journal = running.run(experiment, {"zoneproof_cluster": cluster.spec.name, "namespace": chaos_env.namespace,
                                        "zoneproof_driver_profile": chaos_env.profile.name, "seed": seed})
     allure.attach(json.dumps(journal, indent=2, default=str), name="chaos journal",
                   attachment_type=allure.attachment_type.JSON)
     measured = running.metrics(journal)
     log.info("%s: %s", experiment.stem, ", ".join(f"{k} {v:g}s" for k, v in measured.items()))
-    record_metrics(experiment.stem, measured, record_property)
+    record_metrics(experiment.stem, measured, record_testsuite_property)
     found = running.problems(journal)
     assert not found, f"{experiment.name}:\n" + "\n".join(found)
     # Every experiment measures at least one recovery: a run that measured none proved nothing.

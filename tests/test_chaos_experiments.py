@@ -5,6 +5,8 @@ their journals are read strictly."""
 from __future__ import annotations
 
 import importlib
+import json
+import os
 import inspect
 from datetime import datetime, timedelta, timezone
 
@@ -111,3 +113,22 @@ def test_a_failed_method_activity_interrupts_the_experiment_but_not_a_rollback()
     control.after_activity_control(context={"name": "drain"}, state={"status": "succeeded"})
     control.after_method_control(context={})
     control.after_activity_control(context={"name": "power on every node"}, state=failed)  # rollback: carry on
+
+
+def test_ctrl_c_during_an_experiment_plays_the_rollbacks_then_stops_the_caller(tmp_path):
+    """Chaos Toolkit catches Ctrl-C itself; the run still has to stop after the rollbacks."""
+    mended = tmp_path / "mended"
+    experiment = {
+        "title": "interrupted", "description": "SIGINT in the method",
+        "method": [{"type": "action", "name": "Ctrl-C", "provider": {
+            "type": "process", "path": "kill", "arguments": f"-INT {os.getpid()}"}, "pauses": {"after": 2}},
+            {"type": "action", "name": "never reached", "provider": {
+                "type": "process", "path": "touch", "arguments": str(tmp_path / "reached")}}],
+        "rollbacks": [{"type": "action", "name": "mend", "provider": {
+            "type": "process", "path": "touch", "arguments": str(mended)}}],
+    }
+    path = tmp_path / "interrupted.json"
+    path.write_text(json.dumps(experiment))
+    with pytest.raises(KeyboardInterrupt, match="SIGINT during interrupted.json"):
+        running.run(path, {})
+    assert mended.exists() and not (tmp_path / "reached").exists()

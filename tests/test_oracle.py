@@ -203,3 +203,10 @@ def test_a_violation_is_never_settled():
     snap.disks["d-0"]["ZoneId"] = "b"
     done, state = settled(check(snap, driver=DRIVER), 1)
     assert not done and "is in b" in state
+
+
+def test_a_waiting_pod_is_not_settled_while_its_volume_attachment_says_attached():
+    snap = lost_zone_a()
+    snap.volume_attachments = [good().volume_attachments[0]]  # still attached to the dead node a-0
+    done, state = settled(check(snap, driver=DRIVER), 1, lost_zone="a")
+    assert not done and "attached to a-0" in state

@@ -45,7 +45,8 @@ class VolumeVerdict:
     disk: str = ""
     pv_zone: str = ""
     disk_zone: str = ""
-    attached_to: list[str] = field(default_factory=list)
+    attached_to: list[str] = field(default_factory=list)  # ECS instances holding the disk
+    attached_nodes: list[str] = field(default_factory=list)  # nodes of VolumeAttachments marked attached
 
 
 @dataclass
@@ -107,9 +108,10 @@ def settled(verdict: Verdict, replicas: int, *, lost_zone: str = "") -> tuple[bo
         if not p.ok:
             off.append(f"{p.pod}: " + "; ".join(p.problems))
         elif stranded:
-            if p.state != "waiting" or any(v.attached_to for v in p.volumes):
+            held = [a for v in p.volumes for a in (*v.attached_to, *v.attached_nodes)]
+            if p.state != "waiting" or held:
                 off.append(f"{p.pod} not yet waiting for {lost_zone} ({p.phase} on {p.node or 'no node'}, "
-                           f"attached to {','.join(a for v in p.volumes for a in v.attached_to) or 'nothing'})")
+                           f"attached to {','.join(held) or 'nothing'})")
         elif p.terminating:
             off.append(f"{p.pod} terminating on {p.node or 'no node'}")
         elif p.phase != "Running" or p.state != "placed" or not all(v.attached_to for v in p.volumes):
@@ -267,6 +269,9 @@ def _check_pod(pod: dict, snap: Snapshot, driver: str, zones_with_room: set[str]
                               f"{v.node or '(none)'}")
         for va in snap.volume_attachments:
             va_spec = va.get("spec") or {}
+            if (va_spec.get("source") or {}).get("persistentVolumeName") == vol.pv and va_spec.get("attacher") \
+                    == driver and (va.get("status") or {}).get("attached"):
+                vol.attached_nodes.append(va_spec.get("nodeName") or "")
             if (va_spec.get("source") or {}).get("persistentVolumeName") == vol.pv and va_spec.get("attacher") \
                     == driver and v.node and va_spec.get("nodeName") != v.node \
                     and (va.get("status") or {}).get("attached"):

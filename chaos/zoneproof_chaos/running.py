@@ -3,15 +3,37 @@
 
 from __future__ import annotations
 
+import os
+import signal
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterator
 
 from chaoslib.experiment import ensure_experiment_is_valid, run_experiment
 from chaoslib.loader import load_experiment
 from chaoslib.types import Schedule, Strategy
+from kubernetes.config import kube_config
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent
 RECOVERY_PREFIX = "recovery"  # probes named so measure fault -> every pod back in its disk's zone
+
+
+@contextmanager
+def kubeconfig(path: Path) -> Iterator[None]:
+    """Point chaostoolkit-kubernetes at a cluster for a while, in this process: $KUBECONFIG,
+    and the default the kubernetes client computed from $KUBECONFIG at import time (which
+    chaostoolkit-kubernetes' load_kube_config() falls back on)."""
+    saved = os.environ.get("KUBECONFIG"), kube_config.KUBE_CONFIG_DEFAULT_LOCATION
+    os.environ["KUBECONFIG"] = kube_config.KUBE_CONFIG_DEFAULT_LOCATION = str(path)
+    try:
+        yield
+    finally:
+        if saved[0] is None:
+            os.environ.pop("KUBECONFIG", None)
+        else:
+            os.environ["KUBECONFIG"] = saved[0]
+        kube_config.KUBE_CONFIG_DEFAULT_LOCATION = saved[1]
 
 
 def experiments() -> list[Path]:
@@ -20,12 +42,35 @@ def experiments() -> list[Path]:
 
 def run(path: Path, configuration: dict[str, object]) -> dict:
     """Load, validate and run one experiment with ``configuration`` overriding its own;
-    returns the journal."""
+    returns the journal.
+
+    Chaos Toolkit turns Ctrl-C (or SIGTERM) into an "interrupted" journal after playing the
+    rollbacks, and returns as if nothing happened; the caller (a test run) must stop too, so
+    once the rollbacks are done the interruption is raised again as KeyboardInterrupt."""
     experiment = load_experiment(str(path))
     experiment.setdefault("configuration", {}).update(configuration)
     ensure_experiment_is_valid(experiment)
     settings = {"runtime": {"rollbacks": {"strategy": "always"}, "hypothesis": {"strategy": "default"}}}
-    return run_experiment(experiment, settings=settings, strategy=Strategy.DEFAULT, schedule=Schedule())
+    received: list[int] = []
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def remember(signum, frame):
+        received.append(signum)
+        handler = previous[signum]
+        if callable(handler):
+            handler(signum, frame)
+        raise KeyboardInterrupt
+
+    for sig in previous:
+        signal.signal(sig, remember)
+    try:
+        journal = run_experiment(experiment, settings=settings, strategy=Strategy.DEFAULT, schedule=Schedule())
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if received:
+        raise KeyboardInterrupt(f"{signal.Signals(received[0]).name} during {path.name}; its rollbacks were played")
+    return journal
 
 
 def problems(journal: dict) -> list[str]:
