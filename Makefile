@@ -18,7 +18,7 @@ define run_pytest
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests in $(1)" >&2; exit 1; fi; exit $$rc
 endef
 
-.PHONY: help setup tools test unit e2e cluster-up cluster-down cluster-status bench clean
+.PHONY: help setup tools test unit e2e cluster-up cluster-down cluster-status bench bench-chaos clean
 
 help:
 	@echo "make e2e          local cluster + suites + report (reports/); E2E_WORKERS=n workers"
@@ -27,6 +27,7 @@ help:
 	@echo "make tools        build the Go tools into $(CACHE_DIR)/tools (no-op when cached)"
 	@echo "make cluster-up   start the default local cluster; cluster-down stops it"
 	@echo "make bench        bring-up and failure-detection benchmark"
+	@echo "make bench-chaos  recovery time of each chaos experiment and the chaos set's wall time"
 
 $(UV):
 	python3 -m venv $(UV_HOME)
@@ -63,6 +64,9 @@ cluster-status: setup
 
 bench: tools
 	$(PY) bench/cluster_bench.py
+
+bench-chaos: tools
+	$(PY) bench/chaos_bench.py
 
 clean:
 	rm -rf $(VENV) reports/allure-results reports/junit.xml .pytest_cache

@@ -54,6 +54,7 @@ def main() -> int:
     parser.add_argument("--cluster-name", default=None, help="use this running local cluster")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)-7s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("chaostoolkit").setLevel(logging.ERROR)  # its per-run notices drown the table
     paths = [p for p in running.experiments() if not args.only or p.stem in args.only]
     if not paths:
         print(f"no experiment named {args.only}; known: {[p.stem for p in running.experiments()]}", file=sys.stderr)

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from zoneproof import labels
-from zoneproof.manifests import (ManifestError, load_manifests, pod_disruption_budget, service, static_pair, static_zone, statefulset,
-                                 storage_class)
+from zoneproof.manifests import (ManifestError, load_manifests, pod_disruption_budget, service, static_pair,
+                                 static_zone, statefulset, storage_class)
 from zoneproof.profile import load_profile
 
 ARTICLE = Path(__file__).resolve().parent.parent.parent / "shared" / "seed-article-zh.txt"

@@ -67,7 +67,8 @@ def statefulset(replicas: int, storage_class: str, size: str = "20Gi", name: str
     without waiting for lower ordinals, which chaos runs need: with ``OrderedReady`` one pod
     stranded in a lost zone blocks every scale-up behind it."""
     if pod_management not in POD_MANAGEMENT_POLICIES:
-        raise ManifestError(f"podManagementPolicy {pod_management!r} is not one of {', '.join(POD_MANAGEMENT_POLICIES)}")
+        raise ManifestError(f"podManagementPolicy {pod_management!r} is not one of "
+                            f"{', '.join(POD_MANAGEMENT_POLICIES)}")
     sts = _base("statefulset.yaml")
     sts["metadata"]["name"] = name
     sts["spec"]["replicas"] = replicas

@@ -135,7 +135,8 @@ def after_activity_control(context: dict, state: dict = None, **_) -> None:
     """A method activity that failed (a check that did not hold, an action that could not
     act) ends the experiment here, as interrupted: the run must not pass."""
     if _in_method and state and state.get("status") == "failed":
-        _fail(f"activity {context.get('name')!r} failed: {state.get('exception') and ''.join(state['exception'])[-600:]}")
+        error = "".join(state.get("exception") or [])[-600:] or "no detail"
+        _fail(f"activity {context.get('name')!r} failed: {error}")
 
 
 def after_experiment_control(context: dict, state: dict = None, configuration: dict = None,

@@ -17,6 +17,7 @@ from kubernetes import client
 from zoneproof import manifests, tally, workloads
 from zoneproof.oracle import picture, settled
 from zoneproof.waiting import WaitTimeout, hold_for, wait_for
+from zoneproof.watcher import History, transient_violations
 from zoneproof_chaos.context import log, namespace, target
 
 
@@ -102,3 +103,21 @@ def cloud_calls_refused(action: str, code: str, zone: str = "", minimum: int = 1
                              f"{' in ' + zone if zone else ''}; the fake ECS refused {len(entries)}")
     log.info("%d %s call(s) refused with %s%s", len(entries), action, code, f" in {zone}" if zone else "")
     return len(entries)
+
+
+def no_cross_zone_attach_attempt(configuration: dict = None) -> int:
+    """No AttachDisk of the workload's disks reached ECS for an instance in another zone
+    since the workload was placed (refused or not, the attempt itself is the bug: the
+    end state would hide it). Returns how many AttachDisk calls were checked."""
+    t, ns = target(configuration), namespace(configuration)
+    after = int((configuration or {}).get("audit_after") or 0)
+    core = client.CoreV1Api(t.api)
+    disks = {d["DiskId"] for d in workloads.disks_created_for(t.ecs.state(), ns)}
+    for pvc in core.list_namespaced_persistent_volume_claim(ns).items:
+        if pvc.spec.volume_name:
+            disks.add(core.read_persistent_volume(pvc.spec.volume_name).spec.csi.volume_handle)
+    audit = [e for e in t.ecs.audit(after=after) if e["action"] == "AttachDisk"]
+    found = transient_violations(History(audit=audit), {}, disks=disks)
+    if found:
+        raise ActivityFailed("\n".join(found))
+    return sum(1 for e in audit if e["disk_id"] in disks)
