@@ -111,6 +111,7 @@ def drain_nodes(zone: str = "", node: str = "", timeout: float = 120, configurat
         core.patch_node(name, {"spec": {"unschedulable": True}})
     log.info("cordoned %s", ", ".join(names))
     evicted: set[str] = set()
+    refusals = 0
 
     def on_nodes() -> list[client.V1Pod]:
         return [p for name in names for p in core.list_pod_for_all_namespaces(
@@ -118,6 +119,7 @@ def drain_nodes(zone: str = "", node: str = "", timeout: float = 120, configurat
             if not any(o.kind == "DaemonSet" for o in p.metadata.owner_references or [])]
 
     def evict_all():
+        nonlocal refusals
         refused = []
         for pod in on_nodes():
             if pod.metadata.deletion_timestamp:
@@ -134,6 +136,7 @@ def drain_nodes(zone: str = "", node: str = "", timeout: float = 120, configurat
                 elif err.status != 404:
                     raise ActivityFailed(f"eviction of {key} refused: {err.status} {err.reason}") from None
         remaining = on_nodes()
+        refusals += len(refused)
         if refused:
             return False, f"refused by a disruption budget: {', '.join(refused)}"
         return not remaining, f"still on the nodes: {describe_pods(remaining)}"
@@ -143,8 +146,9 @@ def drain_nodes(zone: str = "", node: str = "", timeout: float = 120, configurat
                  timeout=float(timeout), interval=1.0)
     except WaitTimeout as err:
         raise ActivityFailed(str(err)) from None
-    log.info("drained %s: evicted %s", ", ".join(names), ", ".join(sorted(evicted)) or "nothing")
-    return {"nodes": names, "evicted": sorted(evicted)}
+    log.info("drained %s: evicted %s (%d eviction(s) refused by a budget, retried)", ", ".join(names),
+             ", ".join(sorted(evicted)) or "nothing", refusals)
+    return {"nodes": names, "evicted": sorted(evicted), "refused_evictions": refusals}
 
 
 def scale_statefulset(replicas: int, configuration: dict = None) -> int:
