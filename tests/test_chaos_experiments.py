@@ -132,3 +132,15 @@ def test_ctrl_c_during_an_experiment_plays_the_rollbacks_then_stops_the_caller(t
     with pytest.raises(KeyboardInterrupt, match="SIGINT during interrupted.json"):
         running.run(path, {})
     assert mended.exists() and not (tmp_path / "reached").exists()
+
+
+def test_cli_lists_the_experiments_and_names_an_unknown_one():
+    from click.testing import CliRunner
+
+    from zoneproof.cli import main
+
+    listed = CliRunner().invoke(main, ["chaos", "list"])
+    assert listed.exit_code == 0
+    assert {line.split()[0] for line in listed.output.splitlines()} == {p.stem for p in EXPERIMENTS}
+    unknown = CliRunner().invoke(main, ["chaos", "run", "zone-los"])
+    assert unknown.exit_code == 2 and "no experiment 'zone-los'; known: cloud-faults" in unknown.output

@@ -361,6 +361,67 @@ def check_placement(name: str, namespace: str | None) -> None:
         sys.exit(1)
 
 
+# ----------------------------------------------------------------- chaos
+@main.group("chaos")
+def chaos_group() -> None:
+    """Run the Chaos Toolkit experiments of chaos/ against a local cluster."""
+
+
+def _experiment_paths(names: tuple[str, ...]) -> list[Path]:
+    from zoneproof_chaos import running
+
+    known = {p.stem: p for p in running.experiments()}
+    paths = []
+    for name in names or tuple(known):
+        path = known.get(name) or (Path(name) if Path(name).is_file() else None)
+        if path is None:
+            _fail(click.BadParameter(f"no experiment {name!r}; known: {', '.join(known)} (or give a file)",
+                                     param_hint="EXPERIMENTS"), 2)
+        paths.append(path)
+    return paths
+
+
+@chaos_group.command("list")
+def chaos_list() -> None:
+    """Name and title of every experiment."""
+    from chaoslib.loader import load_experiment
+
+    for path in _experiment_paths(()):
+        click.echo(f"{path.stem:<20} {load_experiment(str(path))['title']}")
+
+
+@chaos_group.command("run")
+@name_option
+@click.option("--seed", type=int, default=None, help="Seed of the experiments' random choices (default: random).")
+@click.argument("experiments", nargs=-1)
+def chaos_run(name: str, seed: int | None, experiments: tuple[str, ...]) -> None:
+    """Run experiments (names from `zoneproof chaos list` or files; default: all) through
+    chaoslib with rollbacks always played, against a running cluster with the driver
+    deployed. Prints each one's recovery time; exits 1 if any did not hold."""
+    from zoneproof.csi.deploy import LocalDriver
+    from zoneproof_chaos import running
+
+    paths = _experiment_paths(experiments)
+    provider = _attached(name)
+    if not LocalDriver(provider).is_up():
+        _fail(ClusterError(f"the driver is not deployed in {name!r}: run `zoneproof driver up --name {name}`"))
+    failed = 0
+    with running.kubeconfig(provider.kubeconfig):
+        for path in paths:
+            configuration = {"zoneproof_cluster": name, **({"seed": seed} if seed is not None else {})}
+            try:
+                journal = running.run(path, configuration)
+            except KeyboardInterrupt:
+                _fail(RuntimeError(f"interrupted during {path.stem}; its rollbacks were played"), code=130)
+            problems, measured = running.problems(journal), running.metrics(journal)
+            failed += bool(problems)
+            click.echo(f"{path.stem}: {'FAILED' if problems else 'held'}; recovery "
+                       f"{running.recovery_seconds(measured):.1f}s, wall time {measured['wall time']:.1f}s")
+            for problem in problems:
+                click.echo(f"  {problem}")
+    sys.exit(1 if failed else 0)
+
+
 # ----------------------------------------------------------------- end to end
 @main.command("e2e", context_settings={"ignore_unknown_options": True})
 @name_option
