@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -52,23 +51,18 @@ class Target:
         return check(take_snapshot(self.api, self.ecs.state(), namespace), driver=self.profile.driver)
 
 
-_targets: dict[tuple[str, str], Target] = {}
-_lock = threading.Lock()
-
-
 def target(configuration: dict | None) -> Target:
+    """A fresh view per activity (cheap: two small files and a client), so that nothing
+    stale survives a cluster or driver that was restarted between experiments."""
     configuration = configuration or {}
     name = configuration.get("zoneproof_cluster") or DEFAULT_CLUSTER_NAME
     profile = configuration.get("zoneproof_driver_profile") or "reference"
-    with _lock:
-        if (name, profile) not in _targets:
-            try:
-                provider = LocalProvider.attach(name)
-            except ClusterError as err:
-                raise ActivityFailed(f"{err}; set zoneproof_cluster (env ZONEPROOF_CLUSTER) to a running "
-                                     "cluster, or start one with `zoneproof cluster up`") from None
-            _targets[(name, profile)] = Target(provider, load_profile(profile))
-        return _targets[(name, profile)]
+    try:
+        provider = LocalProvider.attach(name)
+    except ClusterError as err:
+        raise ActivityFailed(f"{err}; set zoneproof_cluster (env ZONEPROOF_CLUSTER) to a running "
+                             "cluster, or start one with `zoneproof cluster up`") from None
+    return Target(provider, load_profile(profile))
 
 
 def namespace(configuration: dict | None) -> str:
