@@ -5,12 +5,12 @@ one summary for people, with the recovery time of each experiment."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
 import sys
 import time
-import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 

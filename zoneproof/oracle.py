@@ -269,12 +269,11 @@ def _check_pod(pod: dict, snap: Snapshot, driver: str, zones_with_room: set[str]
                               f"{v.node or '(none)'}")
         for va in snap.volume_attachments:
             va_spec = va.get("spec") or {}
-            if (va_spec.get("source") or {}).get("persistentVolumeName") == vol.pv and va_spec.get("attacher") \
-                    == driver and (va.get("status") or {}).get("attached"):
-                vol.attached_nodes.append(va_spec.get("nodeName") or "")
-            if (va_spec.get("source") or {}).get("persistentVolumeName") == vol.pv and va_spec.get("attacher") \
-                    == driver and v.node and va_spec.get("nodeName") != v.node \
-                    and (va.get("status") or {}).get("attached"):
+            if (va_spec.get("source") or {}).get("persistentVolumeName") != vol.pv \
+                    or va_spec.get("attacher") != driver or not (va.get("status") or {}).get("attached"):
+                continue
+            vol.attached_nodes.append(va_spec.get("nodeName") or "")
+            if v.node and va_spec.get("nodeName") != v.node:
                 v.problems.append(f"VolumeAttachment {va['metadata']['name']} attaches PV {vol.pv} to "
                                   f"{va_spec.get('nodeName')}, not to the pod's node {v.node}")
     if not zonal:

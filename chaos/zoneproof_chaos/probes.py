@@ -69,20 +69,28 @@ def placement_holds(timeout: float = 60, configuration: dict = None) -> bool:
     return True
 
 
+def _claimed_disks(t, ns: str) -> dict[str, str]:
+    """Disk id -> claim, for every bound claim of the namespace."""
+    core = client.CoreV1Api(t.api)
+    return {core.read_persistent_volume(pvc.spec.volume_name).spec.csi.volume_handle: pvc.metadata.name
+            for pvc in core.list_namespaced_persistent_volume_claim(ns).items if pvc.spec.volume_name}
+
+
+def _audit_since_placed(t, configuration: dict | None) -> list[dict]:
+    """The fake ECS audit log since the workload control saw the workload placed."""
+    return t.ecs.audit(after=int((configuration or {}).get("audit_after") or 0))
+
+
 def no_disk_lost_or_leaked(configuration: dict = None) -> dict:
     """Every claim of the workload is bound to a PV whose disk exists in ECS, and every disk
     the driver provisioned for the namespace is behind one of those PVs: a retried or
     rescheduled provisioning left nothing behind."""
     t, ns = target(configuration), namespace(configuration)
-    core = client.CoreV1Api(t.api)
-    handles = {}
-    for pvc in core.list_namespaced_persistent_volume_claim(ns).items:
-        if pvc.spec.volume_name:
-            pv = core.read_persistent_volume(pvc.spec.volume_name)
-            handles[pv.spec.csi.volume_handle] = pvc.metadata.name
-    disks = {d["DiskId"]: d for d in t.ecs.state()["disks"]}
+    handles = _claimed_disks(t, ns)
+    ecs_state = t.ecs.state()
+    disks = {d["DiskId"] for d in ecs_state["disks"]}
     lost = sorted(f"{disk} (claim {claim})" for disk, claim in handles.items() if disk not in disks)
-    leaked = sorted(d["DiskId"] for d in workloads.disks_created_for(t.ecs.state(), ns) if d["DiskId"] not in handles)
+    leaked = sorted(d["DiskId"] for d in workloads.disks_created_for(ecs_state, ns) if d["DiskId"] not in handles)
     if lost or leaked:
         raise ActivityFailed(f"disks lost: {', '.join(lost) or 'none'}; disks leaked (provisioned for {ns}, "
                              f"behind no claim): {', '.join(leaked) or 'none'}")
@@ -95,8 +103,7 @@ def cloud_calls_refused(action: str, code: str, zone: str = "", minimum: int = 1
     placed (in ``zone`` if given); fails under ``minimum``, so an experiment proves its
     fault was actually met rather than passing because nothing touched it."""
     t = target(configuration)
-    after = int((configuration or {}).get("audit_after") or 0)
-    entries = [e for e in t.ecs.audit(after=after) if e["action"] == action and e["code"] == code
+    entries = [e for e in _audit_since_placed(t, configuration) if e["action"] == action and e["code"] == code
                and (not zone or e["disk_zone"] == zone)]
     if len(entries) < int(minimum):
         raise ActivityFailed(f"expected at least {minimum} {action} call(s) refused with {code}"
@@ -110,13 +117,8 @@ def no_cross_zone_attach_attempt(configuration: dict = None) -> int:
     since the workload was placed (refused or not, the attempt itself is the bug: the
     end state would hide it). Returns how many AttachDisk calls were checked."""
     t, ns = target(configuration), namespace(configuration)
-    after = int((configuration or {}).get("audit_after") or 0)
-    core = client.CoreV1Api(t.api)
-    disks = {d["DiskId"] for d in workloads.disks_created_for(t.ecs.state(), ns)}
-    for pvc in core.list_namespaced_persistent_volume_claim(ns).items:
-        if pvc.spec.volume_name:
-            disks.add(core.read_persistent_volume(pvc.spec.volume_name).spec.csi.volume_handle)
-    audit = [e for e in t.ecs.audit(after=after) if e["action"] == "AttachDisk"]
+    disks = set(_claimed_disks(t, ns)) | {d["DiskId"] for d in workloads.disks_created_for(t.ecs.state(), ns)}
+    audit = [e for e in _audit_since_placed(t, configuration) if e["action"] == "AttachDisk"]
     found = transient_violations(History(audit=audit), {}, disks=disks)
     if found:
         raise ActivityFailed("\n".join(found))
