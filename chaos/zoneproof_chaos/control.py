@@ -30,7 +30,7 @@ from zoneproof import manifests, workloads
 from zoneproof.namespaces import create_namespace, delete_namespace
 from zoneproof.oracle import settled
 from zoneproof.waiting import WaitTimeout, wait_for
-from zoneproof_chaos.context import check_kubeconfig_matches, log, target
+from zoneproof_chaos.context import Target, check_kubeconfig_matches, log, target
 
 # What this run made, so that clean-up removes exactly that (one experiment at a time).
 _made: dict = {}
@@ -61,12 +61,13 @@ def before_experiment_control(context: dict, configuration: dict = None, replica
     _in_method = False
     _made.clear()
     try:
-        spec = target(configuration).provider.spec
+        t = target(configuration)
+        spec = t.provider.spec
         if len(spec.zones) < int(min_zones) or spec.nodes_per_zone < int(min_nodes_per_zone):
             _fail(f"this experiment needs at least {min_zones} zone(s) of {min_nodes_per_zone} node(s); cluster "
                   f"{spec.name!r} has {len(spec.zones)} zone(s) of {spec.nodes_per_zone} node(s)")
         _seed(configuration)
-        _deploy(configuration, int(replicas), int(pod_disruption_budget), float(settle_timeout))
+        _deploy(t, configuration, int(replicas), int(pod_disruption_budget), float(settle_timeout))
     except InterruptExecution:
         raise
     except Exception as err:  # noqa: BLE001 - Chaos Toolkit swallows any other exception from a control
@@ -85,10 +86,9 @@ def _seed(configuration: dict) -> None:
     log.info("random seed %d (rerun with ZONEPROOF_SEED=%d)", seed, seed)
 
 
-def _deploy(configuration: dict, replicas: int, pdb: int, settle_timeout: float) -> None:
+def _deploy(t: Target, configuration: dict, replicas: int, pdb: int, settle_timeout: float) -> None:
     if replicas < 1:
         _fail(f"zoneproof workload control: replicas must be at least 1, got {replicas}")
-    t = target(configuration)
     check_kubeconfig_matches(t)
     core, apps, storage = client.CoreV1Api(t.api), client.AppsV1Api(t.api), client.StorageV1Api(t.api)
     ns = configuration.get("namespace")
