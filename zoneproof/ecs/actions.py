@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 import uuid
 from typing import Callable
@@ -22,6 +23,10 @@ API_VERSION = "2014-05-26"
 COMMON = {"Action", "Version", "Format", "AccessKeyId", "Signature", "SignatureMethod", "SignatureVersion",
           "SignatureNonce", "SignatureType", "Timestamp", "SecurityToken", "OwnerId", "ResourceOwnerAccount",
           "ResourceOwnerId", "OwnerAccount"}
+
+# Key under which an action hands the Dispatcher the power changes to finish after commit.
+PENDING_POWER = "_pending_power"
+MAX_POWER_INSTANCES = 100
 
 
 class Params:
@@ -81,6 +86,25 @@ class Params:
         if len(value) > limit:
             raise EcsError("InvalidParameter", f"The specified parameter {name!r} holds more than {limit} items.")
         return tuple(value)
+
+    def repeat_list(self, name: str, *, limit: int) -> tuple[str, ...]:
+        """A repeat list ``name.1``, ``name.2``, … (N from 1 to ``limit``), in N order,
+        without repeats; at least one value is required."""
+        found: dict[int, str] = {}
+        for key, value in self.raw.items():
+            if not key.startswith(name + "."):
+                continue
+            index = key[len(name) + 1:]
+            if not (index.isascii() and index.isdigit()) or str(int(index)) != index \
+                    or not 1 <= int(index) <= limit:
+                raise EcsError("InvalidParameter", f"The specified parameter {key!r} is not valid: N in "
+                               f"{name}.N must be between 1 and {limit}.")
+            if value:
+                found[int(index)] = value
+        if not found:
+            raise EcsError("MissingParameter", f'The input parameter "{name}.N" that is mandatory for '
+                           "processing this request is not supplied.")
+        return tuple(dict.fromkeys(found[n] for n in sorted(found)))
 
     def tags(self) -> tuple[tuple[str, str | None], ...]:
         """``Tag.N.Key``/``Tag.N.Value`` pairs, in N order (N from 1 to 20)."""
@@ -144,8 +168,45 @@ def describe_disks(b: EcsBackend, db, p: Params) -> dict:
 
 def describe_instances(b: EcsBackend, db, p: Params) -> dict:
     instances = b.describe_instances(db, p.str("RegionId", required=True), p.str("ZoneId"),
-                                     p.json_list("InstanceIds"))
+                                     p.json_list("InstanceIds"), p.str("Status"))
     return _page(instances, p, "Instances", "Instance")
+
+
+def power_instances(on: bool) -> Callable[[EcsBackend, object, Params], dict]:
+    """StartInstances (on) / StopInstances: RegionId, InstanceId.N (1 to 100),
+    BatchOptimization, DryRun, and for StopInstances ForceStop and StoppedMode (checked,
+    then ignored: the power switch is the same)."""
+    def handler(b: EcsBackend, db, p: Params) -> dict:
+        region = p.str("RegionId", required=True)
+        instance_ids = p.repeat_list("InstanceId", limit=MAX_POWER_INSTANCES)
+        all_together = p.choice("BatchOptimization", ("AllTogether", "SuccessFirst"), "AllTogether") == "AllTogether"
+        dry_run = p.bool("DryRun")
+        if not on:
+            p.bool("ForceStop")
+            p.choice("StoppedMode", ("KeepCharging", "StopCharging"), "KeepCharging")
+        entries, changes = b.power(db, instance_ids, on, region=region, all_together=all_together)
+        # A dry run that got here passed (SuccessFirst always does, as documented); raising
+        # undoes its change (the Dispatcher's savepoint), and no power is switched.
+        if dry_run:
+            raise EcsError("DRYRUN.SUCCESS")
+        return {"InstanceResponses": {"InstanceResponse": entries}, PENDING_POWER: changes}
+    return handler
+
+
+def power_instance(on: bool) -> Callable[[EcsBackend, object, Params], dict]:
+    """The older StartInstance (on) / StopInstance: one InstanceId, an empty answer."""
+    def handler(b: EcsBackend, db, p: Params) -> dict:
+        instance_id = p.str("InstanceId", required=True)
+        dry_run = p.bool("DryRun")
+        if not on:
+            p.bool("ForceStop")
+            p.bool("ConfirmStop")
+            p.choice("StoppedMode", ("KeepCharging", "StopCharging"), "KeepCharging")
+        _, changes = b.power(db, (instance_id,), on)
+        if dry_run:  # undone, as for StopInstances
+            raise EcsError("DryRunOperation")
+        return {PENDING_POWER: changes}
+    return handler
 
 
 def resize_disk(b: EcsBackend, db, p: Params) -> dict:
@@ -163,12 +224,25 @@ ACTIONS: dict[str, Callable[[EcsBackend, object, Params], dict]] = {
     "DescribeDisks": describe_disks,
     "ResizeDisk": resize_disk,
     "DescribeInstances": describe_instances,
+    "StopInstances": power_instances(on=False),
+    "StartInstances": power_instances(on=True),
+    "StopInstance": power_instance(on=False),
+    "StartInstance": power_instance(on=True),
     "DescribeAvailableResource": lambda b, db, p: b.describe_available_resource(
         p.str("RegionId", required=True), p.str("ZoneId"),
         p.choice("DestinationResource", ("Zone", "DataDisk", "SystemDisk", "InstanceType"), "DataDisk")),
     "DescribeRegions": lambda b, db, p: b.describe_regions(),
     "DescribeZones": lambda b, db, p: b.describe_zones(p.str("RegionId", required=True)),
 }
+
+
+def _instance_param(params: dict[str, str]) -> str | None:
+    """The instance a call names, for the audit log: ``InstanceId``, or the one value of
+    an ``InstanceId.N`` list (a call naming several records none; its parameters list them)."""
+    if params.get("InstanceId"):
+        return params["InstanceId"]
+    named = {v for k, v in params.items() if re.fullmatch(r"InstanceId\.\d+", k) and v}
+    return named.pop() if len(named) == 1 else None
 
 
 def new_request_id() -> str:
@@ -200,7 +274,7 @@ class Dispatcher:
         store = self.backend.store
         with store.transaction() as db:
             self.backend.settle(db, self.backend.clock())
-            disk_id, instance_id = params.get("DiskId"), params.get("InstanceId")
+            disk_id, instance_id = params.get("DiskId"), _instance_param(params)
             # Zones are looked up before the call, so a deleted disk's zone is still recorded.
             disk_zone, instance_zone = self.backend.zones_of(db, disk_id, instance_id)
             failure = None
@@ -211,25 +285,43 @@ class Dispatcher:
                 failure = err  # the action is undone; its audit row is still committed below
             if failure is None and action == "CreateDisk":
                 disk_id, disk_zone = result["DiskId"], self.backend.zones_of(db, result["DiskId"], None)[0]
-            self._audit(db, action, params, failure, style, request_id, disk_id, disk_zone, instance_id,
-                        instance_zone)
+            seq = self._audit(db, action, params, failure, style, request_id, disk_id, disk_zone, instance_id,
+                              instance_zone)
         if failure is not None:
             raise failure
+        pending = result.pop(PENDING_POWER, None)
+        if pending:
+            self._switch_power(pending, seq)
         return {"RequestId": request_id, **result}
+
+    def _switch_power(self, changes, seq: int) -> None:
+        """After the commit: the power switch for each changed instance. A failure is
+        answered as InternalError, and the call's audit row says so."""
+        failed = self.backend.switch_power(changes)
+        if not failed:
+            return
+        err = EcsError("InternalError", "The request processing has failed due to some unknown error: the power "
+                       "switch failed for " + "; ".join(f"{c.instance_id} ({type(e).__name__}: {e})"
+                                                         for c, e in failed) + ".")
+        with self.backend.store.transaction() as db:
+            db.execute("UPDATE audit SET code = ?, status = ? WHERE seq = ?", (err.code, err.status, seq))
+        raise err
 
     def record(self, action: str, params: dict, err: EcsError, style: str, request_id: str) -> None:
         """Audit a call refused before it reached the backend (signature, throttling, …)."""
         with self.backend.store.transaction() as db:
-            disk_id, instance_id = params.get("DiskId"), params.get("InstanceId")
+            disk_id, instance_id = params.get("DiskId"), _instance_param(params)
             disk_zone, instance_zone = self.backend.zones_of(db, disk_id, instance_id)
             self._audit(db, action, params, err, style, request_id, disk_id, disk_zone, instance_id, instance_zone)
 
     def _audit(self, db, action, params, err, style, request_id, disk_id, disk_zone, instance_id,
-               instance_zone) -> None:
+               instance_zone) -> int:
+        """Write the call's audit row; return its sequence number."""
         if action == "CreateDisk" and disk_zone is None:
             disk_zone = params.get("ZoneId")  # a refused create still names the zone it asked for
-        db.execute("INSERT INTO audit (at, request_id, action, params, code, status, disk_id, disk_zone,"
-                   " instance_id, instance_zone, style) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                   (self.backend.clock(), request_id, action or "", json.dumps(params, sort_keys=True),
-                    err.code if err else "OK", err.status if err else 200, disk_id, disk_zone, instance_id,
-                    instance_zone, style))
+        return db.execute(
+            "INSERT INTO audit (at, request_id, action, params, code, status, disk_id, disk_zone,"
+            " instance_id, instance_zone, style) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (self.backend.clock(), request_id, action or "", json.dumps(params, sort_keys=True),
+             err.code if err else "OK", err.status if err else 200, disk_id, disk_zone, instance_id,
+             instance_zone, style)).lastrowid

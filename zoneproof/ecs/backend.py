@@ -3,7 +3,9 @@
 Rules kept: a disk attaches only to an instance in its own zone; a disk without
 MultiAttach attaches to one instance at a time; sizes respect each category's limits;
 categories are offered per zone; statuses move Creating → Available → Attaching →
-In_use → Detaching → Available after configurable delays.
+In_use → Detaching → Available after configurable delays. Instances are Running or
+Stopped, and pass through Stopping/Starting while StopInstances/StartInstances switch
+their power (see ``power`` and ``switch_power``).
 
 Statuses are derived, not stored: a disk is Creating until its ``ready_at``, and an
 attachment is ``attaching``/``detaching`` until its ``settle_at``. Each transaction first
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import secrets
 import sqlite3
 import time
@@ -25,6 +28,13 @@ from zoneproof.ecs import catalog
 from zoneproof.ecs.errors import EcsError
 from zoneproof.ecs.faults import Faults
 from zoneproof.ecs.store import Store
+
+log = logging.getLogger(__name__)
+
+INSTANCE_STATUSES = ("Running", "Starting", "Stopping", "Stopped")
+# on -> (the status an instance must have, the one it passes through, the one it ends in)
+POWER_PATH = {True: ("Stopped", "Starting", "Running"), False: ("Running", "Stopping", "Stopped")}
+PowerSwitch = Callable[[str, bool], None]
 
 
 @dataclass
@@ -87,6 +97,19 @@ class CreateDiskArgs:
 
 
 @dataclass(frozen=True)
+class PowerChange:
+    """One instance whose power a call switches: committed as ``via`` (Stopping or
+    Starting), then ``final`` once the power switch has done its work, or back to
+    ``previous`` if it failed."""
+
+    instance_id: str
+    on: bool
+    previous: str
+    via: str
+    final: str
+
+
+@dataclass(frozen=True)
 class DiskFilter:
     region: str
     zone: str | None = None
@@ -99,12 +122,28 @@ class DiskFilter:
 
 
 class EcsBackend:
+    """``power_switch(instance_id, on)``, if given, is called once for each instance whose
+    state StopInstances/StartInstances change (on=False: stop, True: start), after the
+    change is committed, outside any transaction, in the thread of the request. What it
+    raises is logged and answered as ``InternalError``."""
+
     def __init__(self, config: EcsConfig, store: Store, faults: Faults | None = None,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, *, power_switch: PowerSwitch | None = None):
         self.config = config.validate()
         self.store = store
         self.faults = faults or Faults()
         self.clock = clock
+        self.power_switch = power_switch
+        self._recover_power()
+
+    def _recover_power(self) -> None:
+        """A service killed between committing Stopping/Starting and finishing the switch
+        never answered the call: undo the transition, so that a retry switches again."""
+        with self.store.transaction() as db:
+            for on, (previous, via, _) in POWER_PATH.items():
+                stuck = db.execute("UPDATE instances SET status = ? WHERE status = ?", (previous, via)).rowcount
+                if stuck:
+                    log.warning("%d instance(s) left %s by an unanswered call are %s again", stuck, via, previous)
 
     # ------------------------------------------------------------ helpers
     def settle(self, db: sqlite3.Connection, now: float) -> None:
@@ -176,6 +215,66 @@ class EcsBackend:
         if db.execute("SELECT 1 FROM attachments WHERE instance_id = ?", (instance_id,)).fetchone():
             raise EcsError("IncorrectInstanceStatus", f"instance {instance_id} still has disks attached")
         db.execute("DELETE FROM instances WHERE instance_id = ?", (instance_id,))
+
+    def power(self, db, instance_ids: tuple[str, ...], on: bool, *, region: str | None = None,
+              all_together: bool = True) -> tuple[list[dict], list[PowerChange]]:
+        """StopInstances (on=False) or StartInstances (on=True) of the instances: set those
+        that can switch to Stopping/Starting; return the ``InstanceResponse`` entries and the
+        changes that ``switch_power`` must finish once this transaction is committed.
+
+        All together, the first instance that cannot switch fails the whole call; success
+        first, it gets an entry with its error code and the others switch."""
+        if region is not None:
+            self._region(region)
+        required, via, final = POWER_PATH[on]
+        action = "StartInstances" if on else "StopInstances"
+        entries: list[dict] = []
+        changes: list[PowerChange] = []
+        for instance_id in instance_ids:
+            status = ""
+            try:
+                row = self._instance(db, instance_id)
+                status = row["status"]
+                self.faults.check_zones([row["zone"]])
+                if status != required:
+                    raise EcsError("IncorrectInstanceStatus", f"Instance {instance_id} is {status}; {action} "
+                                   f"needs a {required} instance.")
+            except EcsError as err:
+                if all_together:
+                    raise
+                entries.append({"InstanceId": instance_id, "Code": err.code, "Message": err.message,
+                                "PreviousStatus": status, "CurrentStatus": status})
+                continue
+            entries.append({"InstanceId": instance_id, "Code": "200", "Message": "success",
+                            "PreviousStatus": status, "CurrentStatus": via})
+            changes.append(PowerChange(instance_id, on, status, via, final))
+        db.executemany("UPDATE instances SET status = ? WHERE instance_id = ?",
+                       [(c.via, c.instance_id) for c in changes])
+        return entries, changes
+
+    def switch_power(self, changes: list[PowerChange]) -> list[tuple[PowerChange, Exception]]:
+        """Call the power switch for each committed change (outside any transaction), then
+        commit each instance's final status, or its previous one where the switch raised.
+        Returns the failures, each already logged."""
+        failed: list[tuple[PowerChange, Exception]] = []
+        done: set[str] = set()
+        try:
+            for change in changes:
+                if self.power_switch is not None:
+                    try:
+                        self.power_switch(change.instance_id, change.on)
+                    except Exception as err:  # noqa: BLE001 - answered as InternalError by the caller
+                        log.exception("power switch failed to turn %s instance %s",
+                                      "on" if change.on else "off", change.instance_id)
+                        failed.append((change, err))
+                        continue
+                done.add(change.instance_id)
+        finally:  # even when interrupted, leave no instance Stopping or Starting
+            with self.store.transaction() as db:
+                db.executemany("UPDATE instances SET status = ? WHERE instance_id = ? AND status = ?",
+                               [(c.final if c.instance_id in done else c.previous, c.instance_id, c.via)
+                                for c in changes])
+        return failed
 
     def _render_instance(self, row: sqlite3.Row) -> dict:
         return {
@@ -376,14 +475,20 @@ class EcsBackend:
             rows = [r for r in rows if self.disk_status(r, attachments[r["disk_id"]], now) == f.status]
         return rows
 
-    def describe_instances(self, db, region: str, zone: str | None, instance_ids: tuple[str, ...] | None) -> list[dict]:
+    def describe_instances(self, db, region: str, zone: str | None, instance_ids: tuple[str, ...] | None,
+                           status: str | None = None) -> list[dict]:
         self._region(region)
         if zone:
             self._zone(zone)
             self.faults.check_zones([zone])
+        if status is not None and status not in INSTANCE_STATUSES:
+            raise EcsError("InvalidStatus.NotFound", f"The specified Status {status!r} is not one of "
+                           f"{', '.join(INSTANCE_STATUSES)}.")
         sql, args = "SELECT * FROM instances WHERE 1=1", []
         if zone:
             sql, args = sql + " AND zone = ?", args + [zone]
+        if status:
+            sql, args = sql + " AND status = ?", args + [status]
         if instance_ids is not None:
             sql += f" AND instance_id IN ({','.join('?' * len(instance_ids))})"
             args += list(instance_ids)

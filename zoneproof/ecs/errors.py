@@ -2,7 +2,9 @@
 
 Codes are the real ECS ones where a real one exists. One is ours, because ECS documents
 no code for it: ``OperationDenied.ZoneMismatch`` (HTTP 403), returned by AttachDisk when
-the disk and the instance are in different zones.
+the disk and the instance are in different zones. The HTTP status of the two dry-run
+answers (``DRYRUN.SUCCESS``, ``DryRunOperation``) is ours too: the documents name the code,
+not its status.
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ CATALOG: dict[str, tuple[int, str]] = {
     "InvalidTimeStamp.Expired": (400, "Specified time stamp or date value is expired."),
     "SignatureNonceUsed": (400, "Specified signature nonce was used already."),
     "Throttling": (400, "Request was denied due to request throttling."),
+    # a dry run that passed: StopInstances/StartInstances say DRYRUN.SUCCESS, the singular
+    # StopInstance/StartInstance DryRunOperation
+    "DRYRUN.SUCCESS": (400, "This request is a dry run request with successful result."),
+    "DryRunOperation": (400, "Request validation has been passed with DryRun flag set."),
     # region and zone
     "InvalidRegionId.NotFound": (404, "The specified RegionId does not exist."),
     "InvalidZoneId.NotFound": (404, "The specified zone does not exist."),
@@ -52,7 +58,8 @@ CATALOG: dict[str, tuple[int, str]] = {
     "InstanceDiskLimitExceeded": (403, "The instance has reached its limit of attached disks."),
     # instances
     "InvalidInstanceId.NotFound": (404, "The specified instance does not exist."),
-    "IncorrectInstanceStatus": (403, "The current status of the instance does not support this operation."),
+    "IncorrectInstanceStatus": (403, "The current status of the resource does not support this operation."),
+    "InvalidStatus.NotFound": (404, "The specified Status is not found."),
     # the service itself
     "ServiceUnavailable": (503, "The request has failed due to a temporary failure of the server."),
     "InternalError": (500, "The request processing has failed due to some unknown error."),

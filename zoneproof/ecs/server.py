@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from zoneproof.ecs.actions import Dispatcher, new_request_id
 from zoneproof.ecs.auth import SignedRequest, Verifier
-from zoneproof.ecs.backend import EcsBackend, EcsConfig
+from zoneproof.ecs.backend import EcsBackend, EcsConfig, PowerSwitch
 from zoneproof.ecs.errors import EcsError
 from zoneproof.ecs.faults import Faults
 from zoneproof.ecs.store import Store
@@ -45,14 +45,17 @@ def _decode_pairs(text: bytes | str, what: str) -> list[tuple[str, str]]:
 
 
 class EcsServer:
-    """A running fake ECS. Use as a context manager, or ``start()``/``stop()``."""
+    """A running fake ECS. Use as a context manager, or ``start()``/``stop()``.
+
+    ``power_switch(instance_id, on)`` is called for each instance that StopInstances
+    (on=False) or StartInstances (on=True) changes: see ``EcsBackend``."""
 
     def __init__(self, config: EcsConfig | None = None, *, db_path: Path | str = ":memory:",
                  host: str = "127.0.0.1", port: int = 0, credentials: dict[str, str] | None = None,
-                 seed: int = 0):
+                 seed: int = 0, power_switch: PowerSwitch | None = None):
         self.store = Store(db_path)
         self.faults = Faults(seed)
-        self.backend = EcsBackend(config or EcsConfig(), self.store, self.faults)
+        self.backend = EcsBackend(config or EcsConfig(), self.store, self.faults, power_switch=power_switch)
         self.dispatcher = Dispatcher(self.backend)
         self.credentials = dict(credentials or DEFAULT_CREDENTIALS)
         self.verifier = Verifier(self.credentials)
