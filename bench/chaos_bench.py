@@ -24,8 +24,10 @@ import time
 from pathlib import Path
 
 from zoneproof.cluster import ClusterSpec, LocalProvider
-from zoneproof.csi.deploy import LocalDriver
+from zoneproof.csi.deploy import DriverDeployment
+from zoneproof.profile import load_profile
 from zoneproof_chaos import running
+from zoneproof_chaos.context import configuration_for
 
 REPO = Path(__file__).resolve().parent.parent
 REPORT = REPO / "reports" / "bench-chaos.json"
@@ -68,7 +70,7 @@ def main() -> int:
         print(f"cluster {args.cluster_name!r} is not running", file=sys.stderr)
         return 2
     provider = LocalProvider.attach(provider.spec.name)
-    driver = LocalDriver(provider)
+    driver = DriverDeployment(provider, load_profile("reference"))
     own_driver = not driver.is_up()
     results: dict[str, list[dict]] = {p.stem: [] for p in paths}
     try:
@@ -78,7 +80,7 @@ def main() -> int:
         with running.kubeconfig(provider.kubeconfig):
             for round_no in range(1, args.rounds + 1):
                 for path in paths:
-                    journal = running.run(path, {"zoneproof_cluster": provider.spec.name})
+                    journal = running.run(path, configuration_for(provider, "reference"))
                     measured = running.metrics(journal)
                     problems = running.problems(journal)
                     results[path.stem].append({"seconds": measured, "problems": problems})

@@ -2,7 +2,7 @@
 
 import pytest
 
-from fixtures.cluster import provide_cluster
+from zoneproof.fixtures.cluster import provide_cluster
 from zoneproof.cluster.spec import ClusterSpec, Timings
 
 # Short tolerations so that eviction (and so Terminating pods) shows within seconds.

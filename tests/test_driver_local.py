@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from kubernetes import client
 
-from fixtures.driver import provide_driver
+from zoneproof.fixtures.driver import provide_driver
 from zoneproof import labels
 from zoneproof.csi.identity import DRIVER_NAME
 from zoneproof.ecs.admin import EcsAdmin

@@ -1,9 +1,10 @@
-"""Driver profiles load, render StorageClasses, and reject bad files by name."""
+"""Driver profiles load, render StorageClasses and run commands, and reject bad files by name."""
 
 import pytest
 import yaml
 
-from zoneproof.profile import PROFILES_DIR, ProfileError, load_profile, parse_profile
+from zoneproof.csi.deploy import DriverError, check_run_inputs, render
+from zoneproof.profile import PROFILES, ProfileError, load_profile, parse_profile, shipped
 
 
 @pytest.mark.parametrize("name", ["reference", "alibaba"])
@@ -12,6 +13,11 @@ def test_shipped_profiles_load(name):
     assert profile.driver == "diskplugin.csi.alibabacloud.com"
     assert set(profile.storage_classes) == {"wait-for-first-consumer", "dynamic-zoneid"}
     assert profile.volume_zone_key in profile.topology_keys
+    assert profile.run is not None and profile.source == name
+
+
+def test_shipped_list_comes_from_package_data():
+    assert shipped() == ["alibaba", "reference"]
 
 
 def test_storage_class_rendering_expands_zones():
@@ -22,26 +28,87 @@ def test_storage_class_rendering_expands_zones():
     assert sc["volumeBindingMode"] == "Immediate"
     wffc = load_profile("reference").storage_class("wait-for-first-consumer", "csi-disk-topology", ["z1"])
     assert wffc["volumeBindingMode"] == "WaitForFirstConsumer"
+    pinned = load_profile("alibaba").storage_class("wait-for-first-consumer", "one", ["z1"], binding="Immediate",
+                                                   allowed_zones=("z1",))
+    assert pinned["volumeBindingMode"] == "Immediate"
+    assert pinned["allowedTopologies"] == [{"matchLabelExpressions": [
+        {"key": "topology.diskplugin.csi.alibabacloud.com/zone", "values": ["z1"]}]}]
+
+
+def test_alibaba_controller_command_renders_what_the_plugin_needs():
+    run = load_profile("alibaba").run
+    values = {"driver_binary": "/opt/plugin", "driver": "diskplugin.csi.alibabacloud.com",
+              "endpoint": "unix:///tmp/c.sock", "kubeconfig": "/k", "ecs_endpoint": "127.0.0.1:9", "region": "r",
+              "access_key_id": "id", "access_key_secret": "s"}
+    args, env = render(run.controller, values)
+    assert args == ["/opt/plugin", "--driver=diskplugin.csi.alibabacloud.com", "--endpoint=unix:///tmp/c.sock",
+                    "--run-controller-service=true", "--run-node-service=false", "--kubeconfig=/k"]
+    assert env["ECS_ENDPOINT"] == "127.0.0.1:9" and env["ALICLOUD_CLIENT_SCHEME"] == "http"
+    assert env["ALIBABA_CLOUD_NO_ECS_METADATA"] == "1" and env["REGION_ID"] == "r"
+    assert int(env["SERVICE_PORT"]) > 0  # a free port drawn for this process
+    assert run.stand_in is not None and run.node_command is None
+    assert set(run.stand_in.topology) == set(load_profile("alibaba").topology_keys)
+
+
+def test_a_profile_that_runs_a_binary_refuses_to_start_without_one(tmp_path):
+    profile = load_profile("alibaba")
+    with pytest.raises(DriverError, match="pass --driver-binary PATH"):
+        check_run_inputs(profile, None)
+    not_executable = tmp_path / "plugin"
+    not_executable.write_text("")
+    with pytest.raises(DriverError, match="not an executable file"):
+        check_run_inputs(profile, str(not_executable))
+    not_executable.chmod(0o755)
+    check_run_inputs(profile, str(not_executable))
 
 
 def good():
-    return yaml.safe_load((PROFILES_DIR / "reference.yaml").read_text())
+    return yaml.safe_load(PROFILES.joinpath("reference.yaml").read_text())
+
+
+def stand_in():
+    data = good()
+    data["run"]["node"] = {"stand_in": {"node_id": "{instance_id}", "topology": {
+        k: "{zone}" for k in data["topology_keys"]}}}
+    return data
 
 
 @pytest.mark.parametrize(("mutate", "message"), [
     (lambda d: d.update(colour="blue"), "unknown field\\(s\\) colour"),
     (lambda d: d.pop("driver"), "missing 'driver'"),
-    (lambda d: d.update(deployment="cloud"), "deployment 'cloud'"),
     (lambda d: d["storage_classes"].update(magic={"binding": "Immediate", "parameters": {}}), "unknown scheme 'magic'"),
     (lambda d: d["storage_classes"]["dynamic-zoneid"].update(binding="Later"), "binding must be one of"),
     (lambda d: d["static_disks"].update(via="carrier-pigeon"), "static_disks.via"),
     (lambda d: d.update(min_size_gib="twenty"), "'min_size_gib' must be int"),
+    (lambda d: d.update(zone_policies=["nearest"]), "'zone_policies' has nearest"),
+    (lambda d: d.update(disk_categories=[]), "'disk_categories' must be a non-empty list"),
+    (lambda d: d["run"]["controller"]["command"].append("{cluster_secret}"),
+     "unknown template variable\\(s\\) \\{cluster_secret\\}"),
+    (lambda d: d["run"]["controller"]["command"].append("{zone}"), "unknown template variable\\(s\\) \\{zone\\}"),
+    (lambda d: d["run"]["controller"]["command"].append("{driver_binary}"), "\\{driver_binary\\}"),
+    (lambda d: d["run"]["node"].update(stand_in={}), "either 'command'"),
+    (lambda d: d["run"].update(binary="maybe"), "binary: must be 'required'"),
+    (lambda d: d["run"]["sidecars"].update(csi_resizer=[]), "sidecars: a mapping from"),
 ])
 def test_bad_profiles_are_named(mutate, message):
     data = good()
     mutate(data)
     with pytest.raises(ProfileError, match=message):
         parse_profile(data, "custom.yaml")
+
+
+def test_stand_in_topology_must_be_the_declared_keys():
+    data = stand_in()
+    parse_profile(data, "custom.yaml")
+    data["run"]["node"]["stand_in"]["topology"].pop("topology.kubernetes.io/region")
+    with pytest.raises(ProfileError, match="must be exactly the profile's topology_keys"):
+        parse_profile(data, "custom.yaml")
+
+
+def test_profile_file_by_path_records_its_path(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump(good()))
+    assert load_profile(str(path)).source == str(path.resolve())
 
 
 def test_unknown_profile_lists_the_shipped_ones():

@@ -65,6 +65,80 @@ def _attached(name: str) -> LocalProvider:
         _fail(err)
 
 
+def cluster_options(func):
+    """Which cluster a command acts on: a local one by name, or an existing one."""
+    for option in reversed((
+            click.option("--provider", type=click.Choice(["local", "existing"]), default="local", show_default=True,
+                         help="local: a cluster zoneproof runs here; existing: the cluster of --kubeconfig"),
+            click.option("--name", default=DEFAULT_CLUSTER_NAME, show_default=True, help="Local cluster name."),
+            click.option("--kubeconfig", type=click.Path(dir_okay=False), help="Kubeconfig of an existing cluster."),
+            click.option("--context", help="Context in --kubeconfig (default: its current one)."))):
+        func = option(func)
+    return func
+
+
+def _selected(provider: str, name: str, kubeconfig: str | None, context: str | None):
+    """The cluster the options name, checked to answer; exits with the reason otherwise."""
+    from zoneproof.cluster import ExistingProvider
+
+    if provider == "local":
+        if kubeconfig or context:
+            _fail(click.BadParameter("--kubeconfig and --context go with --provider existing"), 2)
+        return _attached(name)
+    if not kubeconfig:
+        _fail(click.BadParameter("--provider existing needs --kubeconfig PATH"), 2)
+    try:
+        cluster = ExistingProvider(kubeconfig, context)
+        cluster.up()
+    except ClusterError as err:
+        _fail(err)
+    return cluster
+
+
+def _cloud_of(cluster, profile=None):
+    """The ECS API of a cluster: the fake beside a local cluster's driver, else the
+    environment's (ECS_ENDPOINT and credentials)."""
+    from zoneproof.cluster import ExistingProvider
+    from zoneproof.csi.deploy import DriverDeployment, DriverError
+    from zoneproof.profile import load_profile
+
+    if isinstance(cluster, ExistingProvider):
+        try:
+            return cluster.cloud
+        except ClusterError as err:
+            _fail(err)
+    deployment = DriverDeployment(cluster, profile or load_profile("reference"))
+    try:
+        if not deployment.is_up():
+            raise DriverError(f"the driver is not deployed in {cluster.spec.name!r}: run `zoneproof driver up "
+                              f"--name {cluster.spec.name}`")
+        return deployment.cloud()
+    except DriverError as err:
+        _fail(err)
+
+
+def driver_options(func):
+    """The driver under test and what the fake cloud beside it sells."""
+    for option in reversed((
+            click.option("--profile", "profile_name", default="reference", show_default=True,
+                         help="Driver profile: a shipped name (reference, alibaba) or a file."),
+            click.option("--driver-binary", type=click.Path(dir_okay=False),
+                         help="The driver binary, for profiles that run one you build (alibaba)."),
+            click.option("--zone-categories", multiple=True, metavar="ZONE=CAT,...",
+                         help="Disk categories a zone sells in the fake ECS (repeatable; default: all)."))):
+        func = option(func)
+    return func
+
+
+def _profile(name: str):
+    from zoneproof.profile import ProfileError, load_profile
+
+    try:
+        return load_profile(name)
+    except ProfileError as err:
+        _fail(err, 2)
+
+
 def _start_or_fail(start) -> None:
     """Run a bring-up; report its failure, or an interrupt (after which it has cleaned up)."""
     try:
@@ -129,14 +203,14 @@ def cluster_down(name: str) -> None:
 
 
 @cluster.command("status")
-@name_option
-def cluster_status(name: str) -> None:
+@cluster_options
+def cluster_status(provider: str, name: str, kubeconfig: str | None, context: str | None) -> None:
     """Show each zone's nodes: power, readiness and taints. Exits 1 if the cluster is not up."""
-    provider = _attached(name)
+    provider = _selected(provider, name, kubeconfig, context)
     if not provider.is_up():
         _fail(ClusterError(f"cluster {name!r} exists but its API does not answer"))
     spec = provider.spec
-    click.echo(f"cluster {name!r}  region {spec.region}  kubeconfig {provider.kubeconfig}")
+    click.echo(f"cluster {spec.name!r}  region {spec.region}  kubeconfig {provider.kubeconfig}")
     for zone in provider.zones():
         click.echo(f"  zone {zone}")
         for s in (s for s in provider.node_states() if s.zone == zone):
@@ -233,8 +307,10 @@ def _parse_zone_categories(zones: tuple[str, ...], values: tuple[str, ...]) -> d
 @click.option("--attach-latency", type=float, default=0.0, show_default=True, help="Seconds in Attaching.")
 @click.option("--detach-latency", type=float, default=0.0, show_default=True, help="Seconds in Detaching.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for throttling draws.")
+@click.option("--power-cluster", metavar="NAME",
+              help="Local cluster whose nodes lose power when their instances stop (StopInstances).")
 def ecs_serve(host, port, port_file, db, region, zones, categories, access_key, create_latency, attach_latency,
-              detach_latency, seed) -> None:
+              detach_latency, seed, power_cluster) -> None:
     """Serve the ECS API (both signature styles) and the /_admin/ API until stopped."""
     from pathlib import Path
 
@@ -247,9 +323,14 @@ def ecs_serve(host, port, port_file, db, region, zones, categories, access_key, 
     try:
         config = EcsConfig(region=region, zones=_parse_zone_categories(zone_list, categories),
                            latencies=Latencies(create_latency, attach_latency, detach_latency)).validate()
+        power_switch = None
+        if power_cluster:
+            from zoneproof.cluster.power import local_power_switch
+
+            power_switch = local_power_switch(power_cluster)
         server = EcsServer(config, db_path=db, host=host, port=port,
-                           credentials=_parse_access_keys(access_key) or None, seed=seed)
-    except (ValueError, click.BadParameter, OSError) as err:
+                           credentials=_parse_access_keys(access_key) or None, seed=seed, power_switch=power_switch)
+    except (ValueError, click.BadParameter, OSError, ClusterError) as err:
         _fail(err, 2)
     if port_file:
         Path(port_file).write_text(str(server.httpd.server_address[1]))
@@ -314,49 +395,71 @@ def driver() -> None:
 
 @driver.command("up")
 @name_option
-@click.option("--zone-policy", type=click.Choice(["topology", "round-robin"]), default="topology", show_default=True,
-              help="topology: current upstream; round-robin: the article's era (zoneId overrides topology).")
-def driver_up(name: str, zone_policy: str) -> None:
-    """Start the fake ECS, the driver's endpoints and the sidecars; register every node."""
-    from zoneproof.csi.deploy import LocalDriver
+@driver_options
+@click.option("--zone-policy", type=click.Choice(["topology", "round-robin"]),
+              help="topology: current upstream; round-robin: the article's era (zoneId overrides topology). "
+                   "Default: the profile's first.")
+@click.option("--logs", type=click.Path(file_okay=False),
+              help="Directory for the logs of the driver, the sidecars and the fake ECS (kept after `driver down`; "
+                   "default: the cluster's driver-logs directory).")
+def driver_up(name: str, profile_name: str, driver_binary: str | None, zone_categories: tuple[str, ...],
+              zone_policy: str | None, logs: str | None) -> None:
+    """Start the fake ECS, the driver as its profile says and the sidecars; register every node."""
+    from zoneproof.csi.deploy import DriverDeployment, DriverError, parse_zone_categories
 
-    deployment = LocalDriver(_attached(name), zone_policy=zone_policy)
+    provider = _attached(name)
+    try:
+        deployment = DriverDeployment(provider, _profile(profile_name), zone_policy=zone_policy,
+                                      zone_categories=parse_zone_categories(zone_categories, provider.spec.zones),
+                                      driver_binary=driver_binary, logs=Path(logs) if logs else None)
+    except DriverError as err:
+        _fail(err, 2)
     _start_or_fail(deployment.up)
-    click.echo(f"driver up; fake ECS at {deployment.ecs_endpoint}; logs in {deployment.workdir / 'logs'}")
+    click.echo(f"driver up (profile {deployment.profile.name}, zone policy {deployment.zone_policy}); "
+               f"fake ECS at {deployment.ecs_endpoint}; logs in {deployment.logs}")
+    click.echo(f"export ECS_ENDPOINT={deployment.ecs_endpoint}")
 
 
 @driver.command("down")
 @name_option
 def driver_down(name: str) -> None:
-    """Stop the driver, its sidecars and the fake ECS; unregister the driver."""
-    from zoneproof.csi.deploy import LocalDriver
+    """Stop the driver, its sidecars and the fake ECS; unregister the driver. Logs stay."""
+    from zoneproof.csi.deploy import DriverError, attach
 
-    LocalDriver(_attached(name)).down()
-    click.echo("driver down")
+    try:
+        deployment = attach(_attached(name))
+    except DriverError as err:
+        click.echo(f"no driver to stop: {err}")
+        return
+    deployment.down()
+    click.echo(f"driver down; its logs stay in {deployment.logs}")
 
 
 # ----------------------------------------------------------------- placement oracle
 @main.command("check")
-@name_option
+@cluster_options
+@click.option("--profile", "profile_name", default="reference", show_default=True,
+              help="Profile of the driver whose volumes are judged.")
 @click.option("--namespace", "-n", help="Only this namespace's pods (default: all).")
-def check_placement(name: str, namespace: str | None) -> None:
-    """Judge every pod with zonal volumes: node zone == PV zone == disk zone, attached only
-    to its node, waiting with the conflict when its zone is gone. Exits 1 on a violation."""
-    from zoneproof.csi.deploy import LocalDriver
-    from zoneproof.csi.identity import DRIVER_NAME
-    from zoneproof.ecs.admin import EcsAdmin
+def check_placement(provider: str, name: str, kubeconfig: str | None, context: str | None, profile_name: str,
+                    namespace: str | None) -> None:
+    """Judge every pod with zonal volumes: node zone == PV zone == disk zone (read through the
+    ECS API), attached only to its node, waiting with the conflict when its zone is gone.
+    Exits 1 on a violation, and when there was no pod to judge."""
     from zoneproof.oracle import check, picture, take_snapshot
 
-    provider = _attached(name)
-    deployment = LocalDriver(provider)
-    if not deployment.is_up():
-        _fail(ClusterError(f"the driver is not deployed in {name!r}: run `zoneproof driver up --name {name}`"))
-    verdict = check(take_snapshot(provider.api_client, EcsAdmin(deployment.ecs_endpoint).state(), namespace),
-                    driver=DRIVER_NAME)
+    cluster = _selected(provider, name, kubeconfig, context)
+    profile = _profile(profile_name)
+    cloud = _cloud_of(cluster, profile)
+    verdict = check(take_snapshot(cluster.api_client, cloud, namespace, driver=profile.driver), driver=profile.driver)
     click.echo(verdict.table())
     click.echo()
-    click.echo(picture(verdict, provider.zones()))
+    click.echo(picture(verdict, cluster.zones()))
     click.echo(f"{len(verdict.pods)} pods checked, {len(verdict.violations)} violations")
+    if not verdict.pods:
+        _fail(RuntimeError(f"no pod with a volume of {profile.driver} "
+                           f"{'in namespace ' + repr(namespace) if namespace else 'in the cluster'}: nothing was "
+                           "checked"))
     if not verdict.ok:
         sys.exit(1)
 
@@ -391,24 +494,27 @@ def chaos_list() -> None:
 
 
 @chaos_group.command("run")
-@name_option
+@cluster_options
+@click.option("--profile", "profile_name", default="reference", show_default=True,
+              help="Profile of the driver under test.")
 @click.option("--seed", type=int, default=None, help="Seed of the experiments' random choices (default: random).")
 @click.argument("experiments", nargs=-1)
-def chaos_run(name: str, seed: int | None, experiments: tuple[str, ...]) -> None:
+def chaos_run(provider: str, name: str, kubeconfig: str | None, context: str | None, profile_name: str,
+              seed: int | None, experiments: tuple[str, ...]) -> None:
     """Run experiments (names from `zoneproof chaos list` or files; default: all) through
     chaoslib with rollbacks always played, against a running cluster with the driver
-    deployed. Prints each one's recovery time; exits 1 if any did not hold."""
-    from zoneproof.csi.deploy import LocalDriver
+    deployed. Power cuts go through the ECS API. Prints each one's recovery time; exits 1
+    if any did not hold."""
     from zoneproof_chaos import running
+    from zoneproof_chaos.context import configuration_for
 
     paths = _experiment_paths(experiments)
-    provider = _attached(name)
-    if not LocalDriver(provider).is_up():
-        _fail(ClusterError(f"the driver is not deployed in {name!r}: run `zoneproof driver up --name {name}`"))
+    cluster = _selected(provider, name, kubeconfig, context)
+    _cloud_of(cluster, _profile(profile_name))  # fail now, not in the first activity, if the cloud is out of reach
     failed = 0
-    with running.kubeconfig(provider.kubeconfig):
+    with running.kubeconfig(cluster.kubeconfig, context):
         for path in paths:
-            configuration = {"zoneproof_cluster": name, **({"seed": seed} if seed is not None else {})}
+            configuration = {**configuration_for(cluster, profile_name), **({"seed": seed} if seed is not None else {})}
             try:
                 journal = running.run(path, configuration)
             except KeyboardInterrupt:
@@ -424,22 +530,37 @@ def chaos_run(name: str, seed: int | None, experiments: tuple[str, ...]) -> None
 
 # ----------------------------------------------------------------- end to end
 @main.command("e2e", context_settings={"ignore_unknown_options": True})
-@name_option
+@cluster_options
+@driver_options
+@click.option("--static-disk", multiple=True, metavar="ZONE=DISK_ID",
+              help="A disk of yours for static PVs, for profiles that may not create disks (repeatable).")
 @click.option("--workers", type=int, default=2, show_default=True,
               help="Parallel pytest workers for the suites that share one driver deployment (1: serial).")
 @click.option("--reports", type=click.Path(file_okay=False), default="reports", show_default=True)
 @click.argument("pytest_args", nargs=-1, type=click.UNPROCESSED)
-def e2e(name: str, workers: int, reports: str, pytest_args: tuple[str, ...]) -> None:
-    """Run the suites on a local cluster: start it if needed, run the suites that share one
-    driver deployment in parallel, then those that redeploy the driver serially; write
-    JUnit and allure results and print one summary. Extra arguments go to pytest."""
-    from zoneproof.e2e import run_e2e
+def e2e(provider: str, name: str, kubeconfig: str | None, context: str | None, profile_name: str,
+        driver_binary: str | None, zone_categories: tuple[str, ...], static_disk: tuple[str, ...], workers: int,
+        reports: str, pytest_args: tuple[str, ...]) -> None:
+    """Run the suites against the driver of a profile: on a local cluster (started if
+    needed, the driver deployed for each phase) or on an existing cluster (its driver as
+    it runs). The suites that share one driver deployment run in parallel, then those that
+    redeploy it, then the chaos experiments; JUnit and allure results, driver logs and one
+    summary go to --reports. Extra arguments go to pytest."""
+    from zoneproof.csi.deploy import DriverError
+    from zoneproof.e2e import E2eOptions, run_e2e
 
     if workers < 1:
         _fail(click.BadParameter("must be at least 1", param_hint="--workers"), 2)
+    if provider == "existing" and not kubeconfig:
+        _fail(click.BadParameter("--provider existing needs --kubeconfig PATH"), 2)
+    if provider == "local" and (kubeconfig or context):
+        _fail(click.BadParameter("--kubeconfig and --context go with --provider existing"), 2)
+    opts = E2eOptions(profile=_profile(profile_name), provider=provider, name=name, kubeconfig=kubeconfig,
+                      context=context, driver_binary=driver_binary, zone_categories=zone_categories,
+                      static_disks=static_disk, workers=workers, reports=Path(reports), pytest_args=list(pytest_args))
     try:
-        code = run_e2e(name, workers, Path(reports), list(pytest_args))
-    except (ClusterError, toolchain.ToolchainError, WaitTimeout) as err:
+        code = run_e2e(opts)
+    except (ClusterError, DriverError, toolchain.ToolchainError, WaitTimeout) as err:
         _fail(err)
     except KeyboardInterrupt:
         _fail(RuntimeError("interrupted; the cluster and driver this run started were stopped"), code=130)

@@ -1,7 +1,13 @@
-"""The end-to-end run behind ``make e2e``: one local cluster and one driver deployment
-shared by parallel pytest workers, then the suites that must redeploy the driver (marked
-``serial``) on their own, then the chaos experiments (marked ``disruptive``) alone, then
-one summary for people, with the recovery time of each experiment."""
+"""The end-to-end run behind ``make e2e``: one cluster and one deployment of the driver
+under test shared by parallel pytest workers, then the suites that must redeploy the
+driver (marked ``serial``) on their own, then the chaos experiments (marked
+``disruptive``) alone, then one summary for people, with the recovery time of each
+experiment.
+
+The cluster is a local one (started here if it is not running) or an existing one (its
+kubeconfig given; the driver is whatever runs there). The driver comes from its profile,
+and every phase's driver and sidecar logs are kept under ``reports/driver-logs/<phase>``.
+"""
 
 from __future__ import annotations
 
@@ -12,30 +18,53 @@ import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from zoneproof import tally
-from zoneproof.cluster import ClusterSpec, LocalProvider
-from zoneproof.csi.deploy import LocalDriver
-from zoneproof_chaos.running import recovery_seconds
+from zoneproof.cluster import ClusterSpec, ExistingProvider, LocalProvider
+from zoneproof.csi.deploy import DriverDeployment, check_run_inputs, parse_zone_categories
+from zoneproof.profile import DriverProfile
 
 log = logging.getLogger(__name__)
-SUITES = Path(__file__).resolve().parent.parent / "suites"
-JUNIT_FILES = ("junit-parallel.xml", "junit-serial.xml", "junit-chaos.xml")
+PHASES = ("parallel", "serial", "chaos")
+PLACEMENT_MODULES = ("test_placement", "test_placement_negative", "test_wait_for_first_consumer")
+
+
+@dataclass
+class E2eOptions:
+    profile: DriverProfile
+    provider: str = "local"  # or "existing"
+    name: str = "zoneproof"
+    kubeconfig: str | None = None
+    context: str | None = None
+    driver_binary: str | None = None
+    zone_categories: tuple[str, ...] = ()
+    static_disks: tuple[str, ...] = ()
+    workers: int = 2
+    reports: Path = Path("reports")
+    pytest_args: list[str] = field(default_factory=list)
 
 
 def _pytest(args: list[str], env: dict[str, str]) -> int:
-    cmd = [sys.executable, "-m", "pytest", str(SUITES), "-o", "log_cli=true", "--log-cli-level=INFO", *args]
+    # The suites travel inside the package: pytest finds them by import name, from any directory.
+    cmd = [sys.executable, "-m", "pytest", "--pyargs", "zoneproof.suites", "-p", "no:cacheprovider",
+           "-o", "log_cli=true", "--log-cli-level=INFO", *args]
     log.info("running %s", " ".join(cmd))
     return subprocess.run(cmd, env=env).returncode
 
 
-def _junit_counts(path: Path) -> dict[str, int]:
+def _cases(path: Path) -> list[ET.Element]:
     if not path.exists():
-        return {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
-    root = ET.parse(path).getroot()
-    suites = [root] if root.tag == "testsuite" else list(root)
-    return {k: sum(int(s.get(k, 0)) for s in suites) for k in ("tests", "failures", "errors", "skipped")}
+        return []
+    return list(ET.parse(path).getroot().iter("testcase"))
+
+
+def _outcome(case: ET.Element) -> str:
+    for tag in ("failure", "error", "skipped"):
+        if case.find(tag) is not None:
+            return tag
+    return "passed"
 
 
 def chaos_summary(path: Path) -> str:
@@ -46,60 +75,112 @@ def chaos_summary(path: Path) -> str:
     for line in path.read_text().splitlines():
         entry = json.loads(line)
         seconds = entry["seconds"]
-        lines.append(f"  {entry['experiment']:<20} recovery {recovery_seconds(seconds):6.1f}s   "
+        lines.append(f"  {entry['experiment']:<20} recovery {entry['recovery']:6.1f}s   "
                      f"wall time {seconds.get('wall time', 0):6.1f}s")
     return "\n".join(lines)
 
 
-def run_e2e(name: str, workers: int, reports: Path, pytest_args: list[str]) -> int:
+def skip_reasons(cases: list[ET.Element]) -> dict[str, int]:
+    reasons: dict[str, int] = {}
+    for case in cases:
+        skipped = case.find("skipped")
+        if skipped is not None:
+            reason = skipped.get("message", "").removeprefix("Skipped: ")
+            reasons[reason] = reasons.get(reason, 0) + 1
+    return reasons
+
+
+def _pytest_options(opts: E2eOptions, phase: str) -> list[str]:
+    args = [f"--driver-profile={opts.profile.source}", f"--alluredir={opts.reports / 'allure-results'}",
+            f"--junitxml={opts.reports / f'junit-{phase}.xml'}",
+            f"--driver-logs={opts.reports / 'driver-logs' / phase}"]
+    if opts.provider == "existing":
+        args += ["--provider=existing", f"--kubeconfig={opts.kubeconfig}"]
+        args += [f"--context={opts.context}"] if opts.context else []
+    else:
+        args += [f"--cluster-name={opts.name}"]
+    args += [f"--driver-binary={opts.driver_binary}"] if opts.driver_binary else []
+    args += [f"--zone-categories={v}" for v in opts.zone_categories]
+    args += [f"--static-disk={v}" for v in opts.static_disks]
+    return [*args, *opts.pytest_args]
+
+
+def run_e2e(opts: E2eOptions) -> int:
     started = time.monotonic()
+    reports = opts.reports
     reports.mkdir(parents=True, exist_ok=True)
     tally_file = reports / "placement-tally.jsonl"
-    tally_file.unlink(missing_ok=True)
     metrics_file = reports / "chaos-metrics.jsonl"
-    metrics_file.unlink(missing_ok=True)
-    for phase in JUNIT_FILES:  # a phase that never ran must not be counted from an old run
-        (reports / phase).unlink(missing_ok=True)
+    for stale in (tally_file, metrics_file, *(reports / f"junit-{p}.xml" for p in PHASES)):
+        stale.unlink(missing_ok=True)  # a phase that never ran must not be counted from an old run
     env = dict(os.environ, ZONEPROOF_TALLY_FILE=str(tally_file.resolve()),
                ZONEPROOF_CHAOS_METRICS_FILE=str(metrics_file.resolve()))
-    provider = LocalProvider(ClusterSpec(name=name))
-    own_cluster = not (provider.exists() and provider.is_up())
-    driver = None
+    if opts.provider == "local":
+        check_run_inputs(opts.profile, opts.driver_binary)  # before minutes of bring-up, not after
+    phases = {"parallel": ["-m", "not serial and not disruptive",
+                           *(["-n", str(opts.workers), "--dist", "load"] if opts.workers > 1 else ["-p", "no:xdist"])],
+              "serial": ["-p", "no:xdist", "-m", "serial and not disruptive"],
+              "chaos": ["-p", "no:xdist", "-m", "disruptive"]}
     codes = []
-    try:
-        if own_cluster:
-            provider.up()
-        provider = LocalProvider.attach(name)
-        driver = LocalDriver(provider, zone_policy="topology")
-        if driver.running_policy() != "topology":
-            if driver.is_up():
+    if opts.provider == "existing":
+        cluster = ExistingProvider(opts.kubeconfig, opts.context)
+        cluster.up()
+        where = f"existing cluster {cluster.spec.name!r}"
+        for phase, selection in phases.items():
+            codes.append(_pytest([*_pytest_options(opts, phase), *selection], env))
+    else:
+        provider = LocalProvider(ClusterSpec(name=opts.name))
+        own_cluster = not (provider.exists() and provider.is_up())
+        where = f"local cluster {opts.name!r}"
+        driver = None
+        try:
+            if own_cluster:
+                provider.up()
+            provider = LocalProvider.attach(opts.name)
+            # The parallel phase's deployment: workers share it, so it is made here, once.
+            policy = "topology" if "topology" in opts.profile.zone_policies else opts.profile.zone_policies[0]
+            driver = DriverDeployment(provider, opts.profile, zone_policy=policy, driver_binary=opts.driver_binary,
+                                      zone_categories=parse_zone_categories(opts.zone_categories, provider.spec.zones),
+                                      logs=reports / "driver-logs" / "parallel")
+            if driver.running() is not None:
                 driver.down()
             driver.up()
-        common = [f"--cluster-name={name}", f"--alluredir={reports / 'allure-results'}", *pytest_args]
-        parallel = ["-n", str(workers), "--dist", "load"] if workers > 1 else ["-p", "no:xdist"]
-        codes.append(_pytest([*common, *parallel, "-m", "not serial and not disruptive",
-                              f"--junitxml={reports / 'junit-parallel.xml'}"], env))
-        driver.down()  # the serial suites deploy the driver they need
-        codes.append(_pytest([*common, "-m", "serial and not disruptive",
-                              f"--junitxml={reports / 'junit-serial.xml'}"], env))
-        codes.append(_pytest([*common, "-p", "no:xdist", "-m", "disruptive",
-                              f"--junitxml={reports / 'junit-chaos.xml'}"], env))
-    finally:
-        if driver is not None:
-            driver.down()
-        if own_cluster:
-            provider.down()
-    counts = [_junit_counts(reports / f) for f in JUNIT_FILES]
-    total = {k: sum(c[k] for c in counts) for k in counts[0]}
-    placed = tally.read(tally_file)
-    failed = total["failures"] + total["errors"]
-    print(f"\nzoneproof e2e: scenarios {total['tests']} ({total['tests'] - failed - total['skipped']} passed, "
-          f"{failed} failed, {total['skipped']} skipped), placement verdicts {placed['verdicts']}, "
+            codes.append(_pytest([*_pytest_options(opts, "parallel"), *phases["parallel"]], env))
+            driver.down()  # the serial and chaos phases deploy the driver they need
+            for phase in ("serial", "chaos"):
+                codes.append(_pytest([*_pytest_options(opts, phase), *phases[phase]], env))
+        finally:
+            if driver is not None:
+                driver.down()
+            if own_cluster:
+                provider.down()
+    return summarise(opts, where, codes, time.monotonic() - started)
+
+
+def summarise(opts: E2eOptions, where: str, codes: list[int], elapsed: float) -> int:
+    reports = opts.reports
+    cases = [case for phase in PHASES for case in _cases(reports / f"junit-{phase}.xml")]
+    outcomes = [_outcome(c) for c in cases]
+    failed = outcomes.count("failure") + outcomes.count("error")
+    placed = tally.read(reports / "placement-tally.jsonl")
+    placement_ran = sum(1 for c, o in zip(cases, outcomes)
+                        if o != "skipped" and c.get("classname", "").rsplit(".", 1)[-1] in PLACEMENT_MODULES)
+    print(f"\nzoneproof e2e on the {where}, driver profile {opts.profile.name!r} ({opts.profile.driver}): "
+          f"scenarios {len(cases)} ({outcomes.count('passed')} passed, {failed} failed, "
+          f"{outcomes.count('skipped')} skipped), placement verdicts {placed['verdicts']}, "
           f"pods checked {placed['pods checked']}, violations {placed['violations']}, "
-          f"time {time.monotonic() - started:.0f}s ({workers} worker{'s' if workers > 1 else ''})")
-    print(chaos_summary(metrics_file))
-    if total["tests"] == 0:
+          f"time {elapsed:.0f}s ({opts.workers} worker{'s' if opts.workers > 1 else ''}); "
+          f"driver logs in {reports / 'driver-logs'}")
+    reasons = skip_reasons(cases)
+    for reason, count in sorted(reasons.items(), key=lambda r: -r[1]):
+        print(f"  skipped {count}: {reason}")
+    print(chaos_summary(reports / "chaos-metrics.jsonl"))
+    if not cases:
         print("error: no scenario ran", file=sys.stderr)
+        return 1
+    if not placement_ran:
+        print("error: no placement case ran, so nothing about placement was proven"
+              + (" (see the skip reasons above)" if reasons else ""), file=sys.stderr)
         return 1
     # A phase that selected nothing (pytest's 5) is fine as long as some scenario ran.
     return next((c for c in codes if c not in (0, 5)), 0)

@@ -188,6 +188,15 @@ def pv_zone(pv: dict) -> tuple[str, list[str]]:
     return zones.pop(), problems
 
 
+def node_instance_id(node: dict) -> str:
+    """A node's ECS instance: its instance-id label, else its ``alicloud://`` providerID."""
+    found = (node["metadata"].get("labels") or {}).get(labels.INSTANCE_ID)
+    provider_id = (node.get("spec") or {}).get("providerID") or ""
+    if not found and provider_id.startswith("alicloud://") and "." in provider_id:
+        found = provider_id.removeprefix("alicloud://").split(".", 1)[1]
+    return found or ""
+
+
 def _schedulable(node: dict) -> bool:
     status = node.get("status") or {}
     ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
@@ -203,8 +212,7 @@ def check(snapshot: Snapshot, *, driver: str) -> Verdict:
             zone, problems = node_zone(node)
             if zone and not problems:
                 zones_with_room.add(zone)
-    node_instance = {name: (n["metadata"].get("labels") or {}).get(labels.INSTANCE_ID, "")
-                     for name, n in snapshot.nodes.items()}
+    node_instance = {name: node_instance_id(n) for name, n in snapshot.nodes.items()}
     verdicts = []
     for pod in sorted(snapshot.pods, key=lambda p: (p["metadata"]["namespace"], p["metadata"]["name"])):
         verdict = _check_pod(pod, snapshot, driver, zones_with_room, node_instance)
@@ -295,10 +303,15 @@ def _check_pod(pod: dict, snap: Snapshot, driver: str, zones_with_room: set[str]
     return v
 
 
-def take_snapshot(api, ecs_state: dict, namespace: str | None = None) -> Snapshot:
+def take_snapshot(api, cloud, namespace: str | None = None, *, driver: str) -> Snapshot:
     """Read everything the oracle needs: the namespace's pods and claims, all PVs, nodes and
-    VolumeAttachments from Kubernetes, and disks and instances from the fake ECS's state."""
+    VolumeAttachments from Kubernetes, then, through the ECS API (``cloud``, a
+    :class:`zoneproof.cloud.CloudAccess`), the disks behind the driver's PVs and the
+    nodes' instances."""
     from kubernetes import client
+
+    from zoneproof.cluster.base import ClusterError
+    from zoneproof.cluster.existing import instance_of
 
     core, storage = client.CoreV1Api(api), client.StorageV1Api(api)
     plain = api.sanitize_for_serialization
@@ -308,12 +321,22 @@ def take_snapshot(api, ecs_state: dict, namespace: str | None = None) -> Snapsho
     else:
         pods = core.list_pod_for_all_namespaces().items
         pvcs = core.list_persistent_volume_claim_for_all_namespaces().items
+    pvs = core.list_persistent_volume().items
+    nodes = core.list_node().items
+    disk_ids = [pv.spec.csi.volume_handle for pv in pvs if pv.spec.csi and pv.spec.csi.driver == driver]
+    instance_ids = []
+    for node in nodes:
+        try:
+            instance_ids.append(instance_of(node))
+        except ClusterError:
+            pass  # a node that names no instance holds no disk; its zone is still judged
+    state = cloud.state(disk_ids, instance_ids)
     return Snapshot(
         pods=[plain(p) for p in pods],
         pvcs={(c.metadata.namespace, c.metadata.name): plain(c) for c in pvcs},
-        pvs={pv.metadata.name: plain(pv) for pv in core.list_persistent_volume().items},
-        nodes={n.metadata.name: plain(n) for n in core.list_node().items},
+        pvs={pv.metadata.name: plain(pv) for pv in pvs},
+        nodes={n.metadata.name: plain(n) for n in nodes},
         volume_attachments=[plain(va) for va in storage.list_volume_attachment().items],
-        disks={d["DiskId"]: d for d in ecs_state["disks"]},
-        instance_zones={i["InstanceId"]: i["ZoneId"] for i in ecs_state["instances"]},
+        disks={d["DiskId"]: d for d in state["disks"]},
+        instance_zones={i["InstanceId"]: i["ZoneId"] for i in state["instances"]},
     )

@@ -1,5 +1,7 @@
-"""Child processes of zoneproof: started with their logs in a directory of ours, and found
-and stopped again by that directory, so that nothing outlives a run."""
+"""Child processes of zoneproof: started in process groups of their own with their logs in
+a directory of ours, recorded by pid and start time, and stopped again by group, so that
+nothing outlives a run. ``kill_processes_under`` is the safety net for tools that start
+processes we never saw (kwokctl's control plane): it finds them by their directory."""
 
 from __future__ import annotations
 
@@ -61,3 +63,57 @@ def start_process(name: str, args: list[str], log_dir: Path, env: dict[str, str]
                                 env=env, start_new_session=True)
     log.debug("started %s (pid %d): %s", name, proc.pid, " ".join(args))
     return proc
+
+
+def start_time(pid: int) -> int | None:
+    """The kernel's start time of a process (clock ticks since boot), or None if it is gone:
+    with the pid it names one process, never a later one that reused the pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])  # field 22, counted after the command name
+
+
+def stop_groups(groups: dict[str, tuple[int, int]], grace: float = 5.0) -> None:
+    """Stop process groups we started (``start_process`` makes each child a group leader):
+    name -> (pid, start time). SIGTERM to each group, then SIGKILL to what is left. A pid
+    whose start time changed belongs to someone else now and is left alone."""
+    live = {name: pid for name, (pid, started) in groups.items() if start_time(pid) == started}
+    if not live:
+        return
+    log.info("stopping %s", ", ".join(sorted(live)))
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in live.values():
+            try:
+                os.killpg(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + grace
+        while live and time.monotonic() < deadline:
+            for name, pid in list(live.items()):
+                if _gone(pid):
+                    del live[name]
+            if live:
+                time.sleep(0.05)
+        if not live:
+            return
+    raise RuntimeError(f"processes survived SIGKILL: {', '.join(f'{n} ({p})' for n, p in live.items())}")
+
+
+def _gone(pgid: int) -> bool:
+    """Every process of the group has exited (zombies hold nothing); reaps our own leader."""
+    try:
+        os.waitpid(pgid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":  # fields: state, ppid, pgrp, ...
+            return False
+    return True

@@ -1,24 +1,58 @@
 """Driver profiles: one small declarative file per CSI driver, so suites never hard-code a
-driver. A profile names the driver, how it is deployed, its topology keys, the
-StorageClass parameters of each provisioning scheme, and whether and how suites may
-create disks for static PVs. Shipped profiles live in ``zoneproof/profiles/``."""
+driver. A profile names the driver and declares what it can do (zone policies, topology
+keys, minimum size, disk categories, StorageClass parameters per scheme, whether suites
+may create disks for static PVs), and, in its ``run`` section, how zoneproof runs it
+beside a cluster: the controller's command and environment as templates, each node as a
+command or as a stand-in, the CSIDriver object and the sidecars' flags. A profile without
+``run`` describes a driver already installed in the cluster under test.
+
+Shipped profiles live in ``zoneproof/profiles/`` (package data)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import string
+from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import yaml
 
 from zoneproof.workloads import storage_class
 
-PROFILES_DIR = Path(__file__).parent / "profiles"
+PROFILES = resources.files("zoneproof") / "profiles"
 SCHEMES = ("wait-for-first-consumer", "dynamic-zoneid")
 BINDINGS = ("Immediate", "WaitForFirstConsumer")
-DEPLOYMENTS = ("local", "external")
+ZONE_POLICIES = ("topology", "round-robin")
 STATIC_VIA = ("ecs-api", "user-supplied")
-FIELDS = {"name", "description", "driver", "deployment", "zone_policies", "volume_zone_key", "topology_keys",
-          "min_size_gib", "storage_classes", "static_disks"}
+SIDECARS = ("csi-provisioner", "csi-attacher")
+FIELDS = {"name", "description", "driver", "zone_policies", "volume_zone_key", "topology_keys", "min_size_gib",
+          "disk_categories", "storage_classes", "static_disks", "run"}
+RUN_FIELDS = {"binary", "controller", "node", "csidriver", "sidecars"}
+
+# What a template may name. Deployment-wide values:
+DEPLOYMENT_VARS = {
+    "python": "the Python interpreter running zoneproof",
+    "driver": "the driver's name",
+    "driver_binary": "the binary given with --driver-binary",
+    "endpoint": "the CSI endpoint, unix:///path/to/socket",
+    "socket": "the CSI socket's path",
+    "ecs_endpoint": "host:port of the ECS API",
+    "region": "the cluster's region",
+    "kubeconfig": "the cluster's kubeconfig file",
+    "access_key_id": "the ECS access key id",
+    "access_key_secret": "the ECS access key secret",
+    "free_port": "a TCP port free on this machine, one per process",
+    "zone_policy": "the zone policy under test (topology or round-robin)",
+    "controller_zone": "the zone the controller runs in (the cluster's first)",
+    "workdir": "a directory of the deployment's own",
+}
+# ... and, in the node section, the node's:
+NODE_VARS = {
+    "node_name": "the Kubernetes node's name",
+    "instance_id": "the node's ECS instance id",
+    "zone": "the node's zone",
+}
+CATEGORY_VAR = "category"  # stand-in label keys only: one label per category the node's zone sells
 
 
 class ProfileError(ValueError):
@@ -29,7 +63,6 @@ class ProfileError(ValueError):
 class StaticDisks:
     allowed: bool
     via: str
-    category: str
 
 
 @dataclass(frozen=True)
@@ -39,46 +72,174 @@ class SchemeClass:
 
 
 @dataclass(frozen=True)
+class Command:
+    args: tuple[str, ...]
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StandInNode:
+    """What the real node plugin would report, written for it by the registrar: for drivers
+    whose node plugin needs a real host."""
+
+    node_id: str
+    topology: dict[str, str]  # segment key -> value template
+    labels: dict[str, str]  # extra node labels (templates; ``{category}`` expands per category)
+    max_volumes: int
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    controller: Command
+    node_command: Command | None
+    stand_in: StandInNode | None
+    csidriver: dict
+    sidecars: dict[str, tuple[str, ...]]
+    needs_binary: bool
+
+
+@dataclass(frozen=True)
 class DriverProfile:
     name: str
     description: str
     driver: str
-    deployment: str
     zone_policies: tuple[str, ...]
     volume_zone_key: str
     topology_keys: tuple[str, ...]
     min_size_gib: int
+    disk_categories: tuple[str, ...]  # in order of preference, as the driver tries them
     storage_classes: dict[str, SchemeClass]
     static_disks: StaticDisks
+    run: RunSpec | None
+    source: str = ""  # what load_profile takes to load it again: a shipped name or a file path
 
-    def storage_class(self, scheme: str, name: str, zones: list[str] | tuple[str, ...]) -> dict:
+    @property
+    def size(self) -> str:
+        """The volume size suites request: the smallest the driver accepts."""
+        return f"{self.min_size_gib}Gi"
+
+    def storage_class(self, scheme: str, name: str, zones: list[str] | tuple[str, ...], *,
+                      binding: str | None = None, allowed_zones: tuple[str, ...] = ()) -> dict:
         """The StorageClass object of a scheme, with ``{zones}`` expanded to a comma list."""
         if scheme not in self.storage_classes:
             raise ProfileError(f"profile {self.name!r} has no StorageClass for scheme {scheme!r} "
                                f"(it has: {', '.join(self.storage_classes)})")
         sc = self.storage_classes[scheme]
         params = {k: v.replace("{zones}", ",".join(zones)) for k, v in sc.parameters.items()}
-        return storage_class(name, self.driver, params, binding=sc.binding)
+        return storage_class(name, self.driver, params, binding=binding or sc.binding,
+                             allowed_zones=allowed_zones, zone_key=self.volume_zone_key)
 
 
 def _need(data: dict, key: str, kind, where: str):
     if key not in data:
         raise ProfileError(f"{where}: missing {key!r}")
     value = data[key]
-    if not isinstance(value, kind):
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise ProfileError(f"{where}: {key!r} must be {getattr(kind, '__name__', kind)}, got {value!r}")
     return value
 
 
-def parse_profile(data: object, where: str) -> DriverProfile:
+def _strings(data: dict, key: str, where: str, *, allowed: tuple[str, ...] = ()) -> tuple[str, ...]:
+    values = _need(data, key, list, where)
+    if not values or not all(isinstance(v, str) and v for v in values):
+        raise ProfileError(f"{where}: {key!r} must be a non-empty list of names, got {values!r}")
+    wrong = [v for v in values if allowed and v not in allowed]
+    if wrong:
+        raise ProfileError(f"{where}: {key!r} has {', '.join(wrong)}; known: {', '.join(allowed)}")
+    return tuple(values)
+
+
+def check_template(text: str, allowed: set[str], where: str) -> str:
+    """A template may name only the variables of its place; say which are known otherwise."""
+    try:
+        names = {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
+    except ValueError as err:
+        raise ProfileError(f"{where}: bad template {text!r}: {err}") from None
+    unknown = sorted(names - allowed)
+    if unknown:
+        raise ProfileError(f"{where}: unknown template variable(s) {', '.join('{' + u + '}' for u in unknown)} "
+                           f"in {text!r}; known here: {', '.join(sorted(allowed))}")
+    return text
+
+
+def _command(body: object, where: str, allowed: set[str]) -> Command:
+    if not isinstance(body, dict):
+        raise ProfileError(f"{where}: must be a mapping with 'command' (and 'env')")
+    unknown = sorted(set(body) - {"command", "env"})
+    if unknown:
+        raise ProfileError(f"{where}: unknown field(s) {', '.join(unknown)}; known: command, env")
+    args = _strings(body, "command", where)
+    env = body.get("env") or {}
+    if not isinstance(env, dict):
+        raise ProfileError(f"{where}: 'env' must be a mapping of variable to template")
+    return Command(tuple(check_template(a, allowed, f"{where}.command") for a in args),
+                   {str(k): check_template(str(v), allowed, f"{where}.env.{k}") for k, v in env.items()})
+
+
+def _stand_in(body: dict, where: str, topology_keys: tuple[str, ...]) -> StandInNode:
+    unknown = sorted(set(body) - {"node_id", "topology", "labels", "max_volumes"})
+    if unknown:
+        raise ProfileError(f"{where}: unknown field(s) {', '.join(unknown)}; known: labels, max_volumes, node_id, "
+                           "topology")
+    allowed = set(DEPLOYMENT_VARS) | set(NODE_VARS)
+    topology = _need(body, "topology", dict, where)
+    if set(topology) != set(topology_keys):
+        raise ProfileError(f"{where}.topology: keys {sorted(topology)} must be exactly the profile's "
+                           f"topology_keys {sorted(topology_keys)}")
+    node_labels = body.get("labels") or {}
+    if not isinstance(node_labels, dict):
+        raise ProfileError(f"{where}.labels: must be a mapping of label to value template")
+    return StandInNode(
+        node_id=check_template(_need(body, "node_id", str, where), allowed, f"{where}.node_id"),
+        topology={k: check_template(str(v), allowed, f"{where}.topology.{k}") for k, v in topology.items()},
+        labels={check_template(str(k), allowed | {CATEGORY_VAR}, f"{where}.labels"):
+                check_template(str(v), allowed, f"{where}.labels.{k}") for k, v in node_labels.items()},
+        max_volumes=int(body.get("max_volumes", 0)))
+
+
+def _run(body: object, where: str, topology_keys: tuple[str, ...]) -> RunSpec:
+    if not isinstance(body, dict):
+        raise ProfileError(f"{where}: must be a mapping")
+    unknown = sorted(set(body) - RUN_FIELDS)
+    if unknown:
+        raise ProfileError(f"{where}: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(RUN_FIELDS))}")
+    needs_binary = body.get("binary", "none")
+    if needs_binary not in ("required", "none"):
+        raise ProfileError(f"{where}.binary: must be 'required' (the user gives --driver-binary) or 'none'")
+    allowed = set(DEPLOYMENT_VARS)
+    if needs_binary == "none":
+        allowed.discard("driver_binary")
+    controller = _command(_need(body, "controller", dict, where), f"{where}.controller", allowed)
+    node = _need(body, "node", dict, where)
+    if ("command" in node) == ("stand_in" in node):
+        raise ProfileError(f"{where}.node: give either 'command' (a node endpoint per node) or 'stand_in' "
+                           "(the registrar reports for a node plugin that needs a real host)")
+    node_command = stand_in = None
+    if "command" in node:
+        node_command = _command(node, f"{where}.node", allowed | set(NODE_VARS))
+    else:
+        stand_in = _stand_in(_need(node, "stand_in", dict, f"{where}.node"), f"{where}.node.stand_in", topology_keys)
+    sidecars = body.get("sidecars") or {}
+    if not isinstance(sidecars, dict) or set(sidecars) - set(SIDECARS):
+        raise ProfileError(f"{where}.sidecars: a mapping from {', '.join(SIDECARS)} to flag lists")
+    flags = {}
+    for name in SIDECARS:
+        values = sidecars.get(name) or []
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise ProfileError(f"{where}.sidecars.{name}: must be a list of flags")
+        flags[name] = tuple(check_template(v, allowed, f"{where}.sidecars.{name}") for v in values)
+    csidriver = body.get("csidriver") or {}
+    if not isinstance(csidriver, dict):
+        raise ProfileError(f"{where}.csidriver: must be a CSIDriver spec (attachRequired, podInfoOnMount, ...)")
+    return RunSpec(controller, node_command, stand_in, csidriver, flags, needs_binary == "required")
+
+
+def parse_profile(data: object, where: str, source: str = "") -> DriverProfile:
     if not isinstance(data, dict):
         raise ProfileError(f"{where}: a profile is a mapping of fields")
     unknown = sorted(set(data) - FIELDS)
     if unknown:
         raise ProfileError(f"{where}: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(FIELDS))}")
-    deployment = _need(data, "deployment", str, where)
-    if deployment not in DEPLOYMENTS:
-        raise ProfileError(f"{where}: deployment {deployment!r} is not one of {', '.join(DEPLOYMENTS)}")
     classes = {}
     for scheme, body in _need(data, "storage_classes", dict, where).items():
         if scheme not in SCHEMES:
@@ -93,27 +254,38 @@ def parse_profile(data: object, where: str) -> DriverProfile:
     via = _need(static, "via", str, f"{where}: static_disks")
     if via not in STATIC_VIA:
         raise ProfileError(f"{where}: static_disks.via must be one of {', '.join(STATIC_VIA)}, got {via!r}")
+    topology_keys = _strings(data, "topology_keys", where)
+    min_size = _need(data, "min_size_gib", int, where)
+    if min_size < 1:
+        raise ProfileError(f"{where}: 'min_size_gib' must be at least 1, got {min_size}")
     return DriverProfile(
         name=_need(data, "name", str, where), description=str(data.get("description", "")),
-        driver=_need(data, "driver", str, where), deployment=deployment,
-        zone_policies=tuple(_need(data, "zone_policies", list, where)),
-        volume_zone_key=_need(data, "volume_zone_key", str, where),
-        topology_keys=tuple(_need(data, "topology_keys", list, where)),
-        min_size_gib=_need(data, "min_size_gib", int, where), storage_classes=classes,
-        static_disks=StaticDisks(allowed=_need(static, "allowed", bool, f"{where}: static_disks"), via=via,
-                                 category=_need(static, "category", str, f"{where}: static_disks")))
+        driver=_need(data, "driver", str, where),
+        zone_policies=_strings(data, "zone_policies", where, allowed=ZONE_POLICIES),
+        volume_zone_key=_need(data, "volume_zone_key", str, where), topology_keys=topology_keys,
+        min_size_gib=min_size, disk_categories=_strings(data, "disk_categories", where),
+        storage_classes=classes,
+        static_disks=StaticDisks(allowed=_need(static, "allowed", bool, f"{where}: static_disks"), via=via),
+        run=_run(data["run"], f"{where}: run", topology_keys) if data.get("run") is not None else None,
+        source=source or where)
+
+
+def shipped() -> list[str]:
+    return sorted(entry.name.removesuffix(".yaml") for entry in PROFILES.iterdir() if entry.name.endswith(".yaml"))
 
 
 def load_profile(name_or_path: str) -> DriverProfile:
     """A shipped profile by name (``reference``, ``alibaba``) or a profile file by path."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = PROFILES_DIR / f"{name_or_path}.yaml"
-    if not path.is_file():
-        shipped = ", ".join(sorted(p.stem for p in PROFILES_DIR.glob("*.yaml")))
-        raise ProfileError(f"no driver profile {name_or_path!r} (shipped: {shipped}; or give a file path)")
+    if name_or_path in shipped():
+        text, where = PROFILES.joinpath(f"{name_or_path}.yaml").read_text(), f"profile {name_or_path!r}"
+    else:
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise ProfileError(f"no driver profile {name_or_path!r} (shipped: {', '.join(shipped())}; "
+                               "or give a file path)")
+        text, where, name_or_path = path.read_text(), str(path), str(path.resolve())
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise ProfileError(f"{path}: not valid YAML: {err}") from None
-    return parse_profile(data, str(path))
+        raise ProfileError(f"{where}: not valid YAML: {err}") from None
+    return parse_profile(data, where, name_or_path)

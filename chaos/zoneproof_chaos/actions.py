@@ -1,8 +1,11 @@
 """Actions that break and mend the cluster and the cloud.
 
 Ours where chaostoolkit-kubernetes has nothing or falls short:
-- power: stop and start whole zones or single nodes through the zoneproof provider
-  (chaostoolkit-kubernetes can only delete Node objects, which is not a power cut);
+- power: stop and start the instances of whole zones or single nodes through the ECS API
+  (``StopInstances`` with ``ForceStop``, ``StartInstances``), so an experiment runs the
+  same against the fake ECS beside a local cluster (which cuts the node's power) and
+  against a real cloud (chaostoolkit-kubernetes can only delete Node objects, which is
+  not a power cut);
 - the non-graceful-shutdown taint ``node.kubernetes.io/out-of-service`` (it has no taint
   action);
 - drain: chaostoolkit-kubernetes 0.39 fails the activity on the first eviction a
@@ -26,6 +29,9 @@ from zoneproof.workloads import describe_pods
 from zoneproof.waiting import WaitTimeout, wait_for
 from zoneproof_chaos.context import log, namespace, target
 
+__all__ = ["power_off", "power_on", "restore_power", "set_out_of_service", "clear_out_of_service", "drain_nodes",
+           "scale_statefulset", "inject_cloud_fault", "clear_cloud_faults"]
+
 
 def _nodes(t, zone: str = "", node: str = "") -> list[str]:
     if bool(zone) == bool(node):
@@ -41,40 +47,42 @@ def _nodes(t, zone: str = "", node: str = "") -> list[str]:
 
 
 def power_off(zone: str = "", node: str = "", configuration: dict = None) -> dict:
-    """Cut the power of a zone's nodes (or one node) and wait until Kubernetes marks them
-    NotReady; returns how long that took (the node monitor grace period at work)."""
+    """Stop the instances of a zone's nodes (or one node's) through the ECS API, as a power
+    cut, and wait until Kubernetes marks the nodes NotReady; returns how long that took
+    (the node monitor grace period at work)."""
     t = target(configuration)
-    names = _nodes(t, zone, node)
+    instances = t.instances(_nodes(t, zone, node))
     started = time.monotonic()
-    for name in names:
-        t.provider.stop_node(name)
-    t.provider.wait_nodes_ready(names, ready=False, timeout=t.provider.spec.timings.not_ready_bound + 30)
+    t.cloud.stop_instances(list(instances.values()))
+    t.provider.wait_nodes_ready(list(instances), ready=False, timeout=t.provider.spec.timings.not_ready_bound + 30)
     detected = time.monotonic() - started
-    log.info("powered off %s; NotReady after %.1fs", ", ".join(names), detected)
-    return {"nodes": names, "not_ready_after_s": round(detected, 1)}
+    log.info("stopped the instances of %s; NotReady after %.1fs", ", ".join(instances), detected)
+    return {"nodes": list(instances), "not_ready_after_s": round(detected, 1)}
 
 
 def power_on(zone: str = "", node: str = "", configuration: dict = None) -> dict:
-    """Restore the power of a zone's nodes (or one node) and wait until they are Ready."""
+    """Start the instances of a zone's nodes (or one node's) and wait until they are Ready."""
     t = target(configuration)
-    names = _nodes(t, zone, node)
+    instances = t.instances(_nodes(t, zone, node))
     started = time.monotonic()
-    for name in names:
-        t.provider.start_node(name)
-    t.provider.wait_nodes_ready(names, timeout=60)
-    log.info("powered on %s; Ready after %.1fs", ", ".join(names), time.monotonic() - started)
-    return {"nodes": names, "ready_after_s": round(time.monotonic() - started, 1)}
+    t.cloud.start_instances(list(instances.values()))
+    t.provider.wait_nodes_ready(list(instances), timeout=60)
+    log.info("started the instances of %s; Ready after %.1fs", ", ".join(instances), time.monotonic() - started)
+    return {"nodes": list(instances), "ready_after_s": round(time.monotonic() - started, 1)}
 
 
 def restore_power(configuration: dict = None) -> list[str]:
-    """Rollback: power on every node that is off, and wait until every node is Ready."""
+    """Rollback: start every node's instance that is not running, and wait until every
+    node is Ready."""
     t = target(configuration)
-    off = [s.name for s in t.provider.node_states() if not s.powered]
-    for name in off:
-        t.provider.start_node(name)
+    instances = t.instances(t.provider.nodes())
+    stopped = set(t.cloud.stopped(list(instances.values())))
+    off = sorted(name for name, instance in instances.items() if instance in stopped)
+    if stopped:
+        t.cloud.start_instances(sorted(stopped))
     t.provider.wait_nodes_ready(t.provider.nodes(), timeout=90)
     if off:
-        log.info("rollback: powered on %s", ", ".join(off))
+        log.info("rollback: started the instances of %s", ", ".join(off))
     return off
 
 

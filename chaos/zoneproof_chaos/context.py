@@ -1,9 +1,13 @@
 """What an experiment's activities act on, resolved from its ``configuration``: the
-cluster (through its zoneproof provider, which alone can cut a node's power), the fake
-ECS behind its driver, the driver profile, and the namespace the workload control made.
+cluster (through its zoneproof provider), the cloud (the ECS API, through which power is
+cut; the fake ECS's admin API for faults and its audit), the driver profile, and the
+namespace the workload control made.
 
 Configuration keys:
+- ``zoneproof_provider``: ``local`` (default) or ``existing``;
 - ``zoneproof_cluster``: name of a local zoneproof cluster (default ``zoneproof``);
+- ``zoneproof_kubeconfig``, ``zoneproof_context``: the existing cluster (the cloud then
+  comes from ``ECS_ENDPOINT`` and the other variables of :mod:`zoneproof.cloud`);
 - ``zoneproof_driver_profile``: driver profile name or file (default ``reference``);
 - ``namespace``, ``replicas``, ``target_zone``, ``target_node``, ``other_zone``: set by
   the workload control once the workload is placed (a preset ``namespace`` is used as is).
@@ -19,10 +23,12 @@ from functools import cached_property
 from chaoslib.exceptions import ActivityFailed
 from kubernetes import client, config as kube_config
 
-from zoneproof.cluster.base import ClusterError
+from zoneproof.cloud import CloudAccess
+from zoneproof.cluster.base import ClusterError, ClusterProvider
+from zoneproof.cluster.existing import ExistingProvider, instance_of
 from zoneproof.cluster.local import LocalProvider
 from zoneproof.cluster.spec import DEFAULT_CLUSTER_NAME
-from zoneproof.csi.deploy import LocalDriver
+from zoneproof.csi.deploy import DriverDeployment
 from zoneproof.ecs.admin import EcsAdmin
 from zoneproof.oracle import Verdict, check, take_snapshot
 from zoneproof.profile import DriverProfile, load_profile
@@ -32,7 +38,7 @@ log = logging.getLogger("zoneproof.chaos")  # shown on the chaos console by the 
 
 @dataclass
 class Target:
-    provider: LocalProvider
+    provider: ClusterProvider
     profile: DriverProfile
 
     @property
@@ -40,29 +46,73 @@ class Target:
         return self.provider.api_client
 
     @cached_property
-    def ecs(self) -> EcsAdmin:
-        driver = LocalDriver(self.provider)
-        if not driver.is_up():
+    def cloud(self) -> CloudAccess:
+        if isinstance(self.provider, ExistingProvider):
+            return self.provider.cloud
+        deployment = DriverDeployment(self.provider, self.profile)
+        if not deployment.is_up():
             raise ActivityFailed(f"no driver is deployed in cluster {self.provider.spec.name!r}; "
                                  "run `zoneproof driver up` first")
-        return EcsAdmin(driver.ecs_endpoint)
+        return deployment.cloud()
+
+    @cached_property
+    def ecs(self) -> EcsAdmin:
+        """The fake ECS's admin API: faults and the audit log, which no cloud API offers."""
+        if self.cloud.admin is None:
+            raise ActivityFailed(f"this activity needs the fake ECS's admin API (faults, audit); the ECS endpoint "
+                                 f"{self.cloud.endpoint} is not the fake")
+        return self.cloud.admin
+
+    def instances(self, names: list[str]) -> dict[str, str]:
+        """Node name -> ECS instance id."""
+        try:
+            return {name: instance_of(self.provider.core.read_node(name)) for name in names}
+        except ClusterError as err:
+            raise ActivityFailed(str(err)) from None
 
     def verdict(self, namespace: str) -> Verdict:
-        return check(take_snapshot(self.api, self.ecs.state(), namespace), driver=self.profile.driver)
+        return check(take_snapshot(self.api, self.cloud, namespace, driver=self.profile.driver),
+                     driver=self.profile.driver)
 
 
 def target(configuration: dict | None) -> Target:
     """A fresh view per activity (cheap: two small files and a client), so that nothing
     stale survives a cluster or driver that was restarted between experiments."""
     configuration = configuration or {}
-    name = configuration.get("zoneproof_cluster") or DEFAULT_CLUSTER_NAME
     profile = configuration.get("zoneproof_driver_profile") or "reference"
+    kind = configuration.get("zoneproof_provider") or "local"
     try:
-        provider = LocalProvider.attach(name)
+        if kind == "existing":
+            kubeconfig = configuration.get("zoneproof_kubeconfig") or os.environ.get("KUBECONFIG")
+            if not kubeconfig:
+                raise ClusterError("zoneproof_provider is existing but no zoneproof_kubeconfig (or KUBECONFIG) is set")
+            provider = ExistingProvider(kubeconfig, configuration.get("zoneproof_context") or None)
+        elif kind == "local":
+            provider = LocalProvider.attach(configuration.get("zoneproof_cluster") or DEFAULT_CLUSTER_NAME)
+        else:
+            raise ClusterError(f"zoneproof_provider {kind!r} is not local or existing")
     except ClusterError as err:
         raise ActivityFailed(f"{err}; set zoneproof_cluster (env ZONEPROOF_CLUSTER) to a running "
                              "cluster, or start one with `zoneproof cluster up`") from None
     return Target(provider, load_profile(profile))
+
+
+def configuration_for(cluster: ClusterProvider, profile: str) -> dict[str, str]:
+    """The configuration keys that point an experiment at a cluster and a driver profile."""
+    if isinstance(cluster, ExistingProvider):
+        return {"zoneproof_provider": "existing", "zoneproof_kubeconfig": str(cluster.kubeconfig),
+                "zoneproof_context": cluster.context or "", "zoneproof_driver_profile": profile}
+    return {"zoneproof_provider": "local", "zoneproof_cluster": cluster.spec.name, "zoneproof_driver_profile": profile}
+
+
+def configuration_env(cluster: ClusterProvider, profile: str) -> dict[str, str]:
+    """The same as the environment variables the experiments' configuration reads (for `chaos run`)."""
+    env = {"KUBECONFIG": str(cluster.kubeconfig), "ZONEPROOF_DRIVER_PROFILE": profile}
+    if isinstance(cluster, ExistingProvider):
+        env.update(ZONEPROOF_PROVIDER="existing", KUBERNETES_CONTEXT=cluster.context or "")
+    else:
+        env.update(ZONEPROOF_PROVIDER="local", ZONEPROOF_CLUSTER=cluster.spec.name, KUBERNETES_CONTEXT="")
+    return env
 
 
 def namespace(configuration: dict | None) -> str:

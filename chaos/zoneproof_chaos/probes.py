@@ -21,6 +21,9 @@ from zoneproof.watcher import History, transient_violations
 from zoneproof_chaos.context import log, namespace, target
 
 
+__all__ = ["placement_settled", "placement_holds", "no_disk_lost_or_leaked", "cloud_calls_refused",
+           "no_cross_zone_attach_attempt"]
+
 def _replicas(t, ns: str) -> int:
     return client.AppsV1Api(t.api).read_namespaced_stateful_set(manifests.STATEFULSET, ns).spec.replicas
 

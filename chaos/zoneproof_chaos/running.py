@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 from contextlib import contextmanager
+from importlib import resources
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
@@ -15,29 +16,45 @@ from chaoslib.loader import load_experiment
 from chaoslib.types import Schedule, Strategy
 from kubernetes.config import kube_config
 
-EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent
+EXPERIMENTS = resources.files("zoneproof_chaos") / "experiments"
 RECOVERY_PREFIX = "recovery"  # probes named so measure fault -> every pod back in its disk's zone
 
 
 @contextmanager
-def kubeconfig(path: Path) -> Iterator[None]:
-    """Point chaostoolkit-kubernetes at a cluster for a while, in this process: $KUBECONFIG,
-    and the default the kubernetes client computed from $KUBECONFIG at import time (which
+def kubeconfig(path: Path, context: str | None = None) -> Iterator[None]:
+    """Point chaostoolkit-kubernetes at a cluster for a while, in this process: $KUBECONFIG
+    (and $KUBERNETES_CONTEXT, which it reads for the context), and the default the
+    kubernetes client computed from $KUBECONFIG at import time (which
     chaostoolkit-kubernetes' load_kube_config() falls back on)."""
-    saved = os.environ.get("KUBECONFIG"), kube_config.KUBE_CONFIG_DEFAULT_LOCATION
+    saved = {k: os.environ.get(k) for k in ("KUBECONFIG", "KUBERNETES_CONTEXT")}
+    saved_default = kube_config.KUBE_CONFIG_DEFAULT_LOCATION
     os.environ["KUBECONFIG"] = kube_config.KUBE_CONFIG_DEFAULT_LOCATION = str(path)
+    if context:
+        os.environ["KUBERNETES_CONTEXT"] = context
+    else:
+        os.environ.pop("KUBERNETES_CONTEXT", None)
     try:
         yield
     finally:
-        if saved[0] is None:
-            os.environ.pop("KUBECONFIG", None)
-        else:
-            os.environ["KUBECONFIG"] = saved[0]
-        kube_config.KUBE_CONFIG_DEFAULT_LOCATION = saved[1]
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        kube_config.KUBE_CONFIG_DEFAULT_LOCATION = saved_default
 
 
 def experiments() -> list[Path]:
-    return sorted(EXPERIMENTS_DIR.glob("*.yaml"))
+    """The experiment files shipped with the extension (package data)."""
+    return sorted(Path(str(entry)) for entry in EXPERIMENTS.iterdir() if entry.name.endswith(".yaml"))
+
+
+def experiment(name: str) -> Path:
+    """A shipped experiment by name (``zone-loss``)."""
+    found = {p.stem: p for p in experiments()}
+    if name not in found:
+        raise ValueError(f"no experiment {name!r}; known: {', '.join(found)}")
+    return found[name]
 
 
 def run(path: Path, configuration: dict[str, object]) -> dict:

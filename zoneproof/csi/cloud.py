@@ -3,6 +3,7 @@ the current Go driver's v2 SDK), with ``Throttling`` retried and a few typed cal
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import re
@@ -68,16 +69,20 @@ class EcsCloud:
 
     def _call_once(self, action: str, params: dict) -> dict:
         kwargs = {}
+        request_cls = getattr(ecs_models, f"{action}Request")
+        fields = inspect.signature(request_cls.__init__).parameters
         for key, value in params.items():
             if value is None:
                 continue
             if key == "Tag":
                 tag_cls = getattr(ecs_models, f"{action}RequestTag")
                 value = [tag_cls(key=t["Key"], value=t.get("Value")) for t in value]
-            elif isinstance(value, list):
+            elif isinstance(value, list) and "List" not in str(fields[snake(key)].annotation):
+                # ECS takes most id lists as one JSON array ("DiskIds"); the SDK sends
+                # repeat lists ("InstanceId.N" of StopInstances) itself from a list.
                 value = json.dumps(value)
             kwargs[snake(key)] = value
-        request = getattr(ecs_models, f"{action}Request")(**kwargs)
+        request = request_cls(**kwargs)
         try:
             response = getattr(self.client, f"{snake(action)}_with_options")(request, self.runtime)
         except ResponseException as err:

@@ -1,12 +1,18 @@
-"""The reference driver deployed into a local cluster, as local processes:
+"""A driver under test deployed beside a local cluster, as its profile says, as local
+processes:
 
-- the fake ECS (its state in the deployment directory), holding one instance per node;
-- the driver's controller endpoint, and one node endpoint per node, on unix sockets;
-- the real ``csi-provisioner`` and ``csi-attacher`` sidecars against the controller socket;
-- the ``CSIDriver`` object, and each node registered as kubelet would.
+- the fake ECS (its state in the deployment directory), holding one instance per node,
+  which cuts a node's power when its instance is stopped through the ECS API;
+- the driver's controller, from the profile's command and environment templates;
+- per node, the profile's node command (a node endpoint the registrar asks NodeGetInfo,
+  as kubelet would) or a stand-in that reports what the real node plugin would;
+- the real ``csi-provisioner`` and ``csi-attacher`` sidecars with the profile's flags;
+- the ``CSIDriver`` object from the profile.
 
-Everything lives under ``<cluster dir>/driver``; ``down()`` stops every process whose
-command line names that directory, so a failed or interrupted run leaves nothing behind.
+Every process is recorded by pid and start time in ``<cluster dir>/driver/deployment.json``
+as it starts, so ``down()`` stops exactly those process groups, even after an interrupted
+``up()``. Logs go to a directory of the caller's choice (``reports/`` in ``zoneproof e2e``)
+and are kept after ``down()``: they are the evidence of a failure.
 """
 
 from __future__ import annotations
@@ -15,21 +21,24 @@ import json
 import logging
 import os
 import shutil
+import socket
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from zoneproof import labels, toolchain
+from zoneproof.cloud import CloudAccess
 from zoneproof.cluster.base import ClusterError
 from zoneproof.cluster.local import LocalProvider
 from zoneproof.csi import registrar
-from zoneproof.csi.identity import DRIVER_NAME
 from zoneproof.ecs.admin import EcsAdmin, EcsProcess
-from zoneproof.ecs.server import DEFAULT_CREDENTIALS
-from zoneproof.processes import kill_processes_under, processes_under, start_process
+from zoneproof.ecs.catalog import DEFAULT_CATEGORIES
+from zoneproof.processes import start_process, start_time, stop_groups
+from zoneproof.profile import CATEGORY_VAR, Command, DriverProfile, ProfileError, load_profile
 from zoneproof.waiting import wait_for
 
 log = logging.getLogger(__name__)
@@ -41,126 +50,292 @@ class DriverError(ClusterError):
     """The driver cannot be deployed or is in the way; the message says why."""
 
 
-class LocalDriver:
-    def __init__(self, provider: LocalProvider, *, zone_policy: str = "topology",
-                 zone_categories: dict[str, tuple[str, ...]] | None = None):
-        self.provider = provider
-        self.zone_policy = zone_policy
-        self.zone_categories = zone_categories or {}  # zones selling fewer disk categories than all
-        self.workdir = provider.cluster_dir / "driver"
-        self.ecs: EcsProcess | None = None
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
-    @property
-    def ecs_endpoint(self) -> str:
-        return json.loads((self.workdir / STATE_FILE).read_text())["ecs_endpoint"]
+
+class _Vars(dict):
+    """Template values; ``{free_port}`` draws a new free port for each command."""
+
+    def __missing__(self, key: str) -> str:
+        if key == "free_port":
+            self[key] = str(free_port())
+            return self[key]
+        raise KeyError(key)
+
+
+def render(command: Command, values: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+    values = _Vars(values)
+    return ([arg.format_map(values) for arg in command.args],
+            {key: value.format_map(values) for key, value in command.env.items()})
+
+
+@dataclass(frozen=True)
+class RunningDeployment:
+    """What ``deployment.json`` records of a deployment."""
+
+    profile: str
+    zone_policy: str
+    ecs_endpoint: str
+    logs: str
+    processes: dict[str, tuple[int, int]]  # name -> (pid, start time)
+
+
+def parse_zone_categories(values: tuple[str, ...] | list[str], zones: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    """``ZONE=CAT,CAT`` options: the disk categories a zone sells (default: all)."""
+    out: dict[str, tuple[str, ...]] = {}
+    for value in values:
+        zone, sep, cats = value.partition("=")
+        categories = tuple(c for c in cats.split(",") if c)
+        if not sep or zone not in zones or not categories:
+            raise DriverError(f"zone categories {value!r}: write ZONE=CATEGORY[,CATEGORY...] with ZONE one of "
+                              f"{', '.join(zones)}")
+        unknown = sorted(set(categories) - set(DEFAULT_CATEGORIES))
+        if unknown:
+            raise DriverError(f"zone categories {value!r}: unknown categories {', '.join(unknown)}; known: "
+                              f"{', '.join(DEFAULT_CATEGORIES)}")
+        out[zone] = categories
+    return out
+
+
+def check_run_inputs(profile: DriverProfile, driver_binary: str | None) -> None:
+    """What zoneproof needs to run a profile's driver, checked before anything starts."""
+    if profile.run is None:
+        raise DriverError(f"profile {profile.name!r} has no run section, so zoneproof cannot run the driver; "
+                          "deploy it into a cluster yourself and use --provider existing")
+    if profile.run.needs_binary:
+        if not driver_binary:
+            raise DriverError(f"profile {profile.name!r} runs a driver binary you build from its source tree: "
+                              "pass --driver-binary PATH")
+        if not (Path(driver_binary).is_file() and os.access(driver_binary, os.X_OK)):
+            raise DriverError(f"--driver-binary {driver_binary}: not an executable file")
+
+
+class DriverDeployment:
+    def __init__(self, provider: LocalProvider, profile: DriverProfile, *, zone_policy: str | None = None,
+                 zone_categories: dict[str, tuple[str, ...]] | None = None, driver_binary: str | None = None,
+                 logs: Path | None = None):
+        self.provider = provider
+        self.profile = profile
+        self.zone_policy = zone_policy or profile.zone_policies[0]
+        self.zone_categories = zone_categories or {}  # zones selling fewer disk categories than all
+        self.driver_binary = driver_binary
+        self.workdir = provider.cluster_dir / "driver"
+        self.logs = Path(logs) if logs else provider.cluster_dir / "driver-logs"
+
+    # ------------------------------------------------------------ what runs
+    def running(self) -> RunningDeployment | None:
+        path = self.workdir / STATE_FILE
+        if not path.is_file():
+            return None
+        data = json.loads(path.read_text())
+        return RunningDeployment(data["profile"], data["zone_policy"], data["ecs_endpoint"], data["logs"],
+                                 {k: tuple(v) for k, v in data["processes"].items()})
 
     def is_up(self) -> bool:
-        return (self.workdir / STATE_FILE).is_file() and bool(processes_under(self.workdir))
+        state = self.running()
+        return bool(state and state.processes) and all(
+            start_time(pid) == started for pid, started in state.processes.values())
 
     def running_policy(self) -> str | None:
         """The zone policy of the deployment running in this cluster, if one is."""
-        if not self.is_up():
-            return None
-        return json.loads((self.workdir / STATE_FILE).read_text())["zone_policy"]
+        state = self.running()
+        return state.zone_policy if state and self.is_up() else None
 
-    def _serve_args(self, endpoint: str, *extra: str) -> list[str]:
-        return [sys.executable, "-m", "zoneproof.cli", "csi", "serve", "--endpoint", endpoint,
-                "--ecs-endpoint", self.ecs.endpoint, "--region", self.provider.spec.region, *extra]
+    @property
+    def ecs_endpoint(self) -> str:
+        state = self.running()
+        if state is None or not state.ecs_endpoint:
+            raise DriverError(f"no driver is deployed in {self.provider.spec.name!r}")
+        return state.ecs_endpoint
+
+    def cloud(self) -> CloudAccess:
+        return CloudAccess.fake(self.ecs_endpoint, self.provider.spec.region)
+
+    def _record(self, **changes) -> None:
+        path = self.workdir / STATE_FILE
+        data = json.loads(path.read_text()) if path.is_file() else {
+            "profile": self.profile.source, "zone_policy": self.zone_policy, "ecs_endpoint": "",
+            "logs": str(self.logs), "processes": {}}
+        processes = changes.pop("processes", {})
+        data["processes"].update({name: [pid, start_time(pid)] for name, pid in processes.items()})
+        data.update(changes)
+        path.write_text(json.dumps(data, indent=2))
+
+    def _start(self, name: str, args: list[str], env: dict[str, str]) -> None:
+        proc = start_process(name, args, self.logs, dict(os.environ, **env))
+        self._record(processes={name: proc.pid})
+
+    # ------------------------------------------------------------ up
+    def _check(self) -> None:
+        name = self.provider.spec.name
+        if not self.provider.is_up():
+            raise DriverError(f"cluster {name!r} is not running; start it first")
+        if self.is_up():
+            raise DriverError(f"a driver is already deployed in {name!r}; run `zoneproof driver down` first")
+        check_run_inputs(self.profile, self.driver_binary)
+        if self.zone_policy not in self.profile.zone_policies:
+            raise DriverError(f"profile {self.profile.name!r} declares zone policies "
+                              f"{', '.join(self.profile.zone_policies)}, not {self.zone_policy!r}")
+
+    def _values(self, ecs_endpoint: str, socket_path: str) -> dict[str, str]:
+        spec = self.provider.spec
+        cloud = CloudAccess.fake(ecs_endpoint, spec.region)
+        return {"python": sys.executable, "driver": self.profile.driver, "driver_binary": self.driver_binary or "",
+                "endpoint": f"unix://{socket_path}", "socket": socket_path, "ecs_endpoint": ecs_endpoint,
+                "region": spec.region, "kubeconfig": str(self.provider.kubeconfig),
+                "access_key_id": cloud.access_key_id, "access_key_secret": cloud.access_key_secret,
+                "zone_policy": self.zone_policy, "controller_zone": spec.zones[0], "workdir": str(self.workdir)}
 
     def up(self) -> None:
-        if not self.provider.is_up():
-            raise DriverError(f"cluster {self.provider.spec.name!r} is not running; start it first")
-        if self.is_up():
-            raise DriverError(f"the driver is already deployed in {self.provider.spec.name!r}; "
-                              "run `zoneproof driver down` first")
+        self._check()
+        run = self.profile.run
         sidecars = {b: str(toolchain.binary(b)) for b in ("csi-provisioner", "csi-attacher")}
         started = time.monotonic()
         shutil.rmtree(self.workdir, ignore_errors=True)
-        logs = self.workdir / "logs"
+        self.workdir.mkdir(parents=True)
+        self.logs.mkdir(parents=True, exist_ok=True)
         try:
             spec = self.provider.spec
             categories = [f"--categories={zone}={','.join(cats)}" for zone, cats in self.zone_categories.items()]
-            self.ecs = EcsProcess(self.workdir / "ecs.sqlite", log_path=logs / "fake-ecs.log", args=(
-                "--region", spec.region, "--zones", ",".join(spec.zones), *categories)).start()
-            EcsAdmin(self.ecs.endpoint).register_instances(self.provider.instances())
-            env = dict(os.environ)
-            key_id, secret = next(iter(DEFAULT_CREDENTIALS.items()))
-            env.update(ALIBABA_CLOUD_ACCESS_KEY_ID=key_id, ALIBABA_CLOUD_ACCESS_KEY_SECRET=secret)
+            ecs = EcsProcess(self.workdir / "ecs.sqlite", log_path=self.logs / "fake-ecs.log", args=(
+                "--region", spec.region, "--zones", ",".join(spec.zones), *categories,
+                "--power-cluster", spec.name))
+            try:
+                ecs.start()
+            finally:
+                if ecs.proc is not None:
+                    self._record(processes={"fake-ecs": ecs.proc.pid})
+            self._record(ecs_endpoint=ecs.endpoint)
+            EcsAdmin(ecs.endpoint).register_instances(self.provider.instances())
 
-            controller = f"unix://{self.workdir}/controller.sock"
-            start_process("csi-controller", self._serve_args(controller, "--zone-policy", self.zone_policy,
-                                                             "--controller-zone", spec.zones[0]), logs, env)
-            nodes = {}
-            for name in self.provider.nodes():
-                node = self.provider.core.read_node(name)
-                endpoint = f"unix://{self.workdir}/nodes/{name}.sock"
-                start_process(f"csi-node-{name}", self._serve_args(
-                    endpoint, "--node-id", node.metadata.labels[labels.INSTANCE_ID],
-                    "--node-zone", node.metadata.labels[labels.ZONE]), logs, env)
-                nodes[name] = endpoint
-
+            controller_socket = str(self.workdir / "controller.sock")
+            self._start("csi-controller", *render(run.controller, self._values(ecs.endpoint, controller_socket)))
             storage = client.StorageV1Api(self.provider.api_client)
             self._ensure_csidriver(storage)
-            for name, endpoint in nodes.items():
-                registrar.register(self.provider.api_client, name, DRIVER_NAME, registrar.node_info(endpoint))
+            self._register_nodes(ecs.endpoint)
 
-            socket = controller[len("unix://"):]
             kubeconfig = str(self.provider.kubeconfig)
-            start_process("csi-provisioner", [
-                sidecars["csi-provisioner"], f"--csi-address={socket}", f"--kubeconfig={kubeconfig}",
-                "--strict-topology", "--extra-create-metadata", "--leader-election=false", "--timeout=60s",
-                "--retry-interval-start=1s", "--retry-interval-max=30s", "--worker-threads=16",
-                "--v=3"], logs)
-            start_process("csi-attacher", [
-                sidecars["csi-attacher"], f"--csi-address={socket}", f"--kubeconfig={kubeconfig}",
-                "--leader-election=false", "--timeout=60s", "--retry-interval-start=1s", "--retry-interval-max=30s",
-                "--worker-threads=16", "--v=3"], logs)
-            (self.workdir / STATE_FILE).write_text(json.dumps({
-                "ecs_endpoint": self.ecs.endpoint, "zone_policy": self.zone_policy}))
-            self._wait_sidecars(logs)
+            common = [f"--csi-address={controller_socket}", f"--kubeconfig={kubeconfig}", "--leader-election=false",
+                      "--v=3"]
+            values = self._values(ecs.endpoint, controller_socket)
+            for name, path in sidecars.items():
+                flags = [flag.format_map(_Vars(values)) for flag in run.sidecars[name]]
+                self._start(name, [path, *common, *flags], {})
+            self._wait_sidecars()
         except BaseException:
-            log.warning("driver deployment failed; stopping what was started")
+            log.warning("driver deployment failed; stopping what was started (logs kept in %s)", self.logs)
             self.down()
             raise
-        log.info("driver %s up in %.1fs (zone policy %s, fake ECS at %s)", DRIVER_NAME,
-                 time.monotonic() - started, self.zone_policy, self.ecs.endpoint)
+        log.info("driver %s (profile %s) up in %.1fs (zone policy %s, fake ECS at %s, logs in %s)",
+                 self.profile.driver, self.profile.name, time.monotonic() - started, self.zone_policy, ecs.endpoint,
+                 self.logs)
+
+    def _register_nodes(self, ecs_endpoint: str) -> None:
+        run, spec = self.profile.run, self.provider.spec
+        endpoints = {}
+        for name in self.provider.nodes():
+            node_labels = self.provider.core.read_node(name).metadata.labels
+            zone = node_labels[labels.ZONE]
+            values = {"node_name": name, "instance_id": node_labels[labels.INSTANCE_ID], "zone": zone}
+            if run.node_command is not None:
+                node_socket = str(self.workdir / "nodes" / f"{name}.sock")
+                (self.workdir / "nodes").mkdir(exist_ok=True)
+                args, env = render(run.node_command, {**self._values(ecs_endpoint, node_socket), **values})
+                self._start(f"csi-node-{name}", args, env)
+                endpoints[name] = f"unix://{node_socket}"
+                continue
+            stand_in = run.stand_in
+            all_values = _Vars({**self._values(ecs_endpoint, ""), **values})
+            sold = self.zone_categories.get(zone, DEFAULT_CATEGORIES)
+            extra = {}
+            for key, value in stand_in.labels.items():
+                for category in (sold if "{" + CATEGORY_VAR + "}" in key else ("",)):
+                    extra[key.format_map(_Vars({**all_values, CATEGORY_VAR: category}))] = value.format_map(all_values)
+            info = registrar.NodeInfo(stand_in.node_id.format_map(all_values),
+                                      {k: v.format_map(all_values) for k, v in stand_in.topology.items()},
+                                      stand_in.max_volumes)
+            registrar.register(self.provider.api_client, name, self.profile.driver, info, extra)
+        for name, endpoint in endpoints.items():
+            info = registrar.node_info(endpoint)
+            if set(info.segments) != set(self.profile.topology_keys):
+                raise DriverError(f"node {name}: NodeGetInfo reports topology keys {sorted(info.segments)}, but "
+                                  f"profile {self.profile.name!r} declares {sorted(self.profile.topology_keys)}")
+            registrar.register(self.provider.api_client, name, self.profile.driver, info)
+        log.info("registered %s on %d nodes (%s)", self.profile.driver, len(self.provider.nodes()),
+                 "node endpoints" if endpoints else "stand-in nodes")
 
     def _ensure_csidriver(self, storage: client.StorageV1Api) -> None:
-        body = client.V1CSIDriver(metadata=client.V1ObjectMeta(name=DRIVER_NAME), spec=client.V1CSIDriverSpec(
-            attach_required=True, pod_info_on_mount=False, volume_lifecycle_modes=["Persistent"]))
+        body = {"apiVersion": "storage.k8s.io/v1", "kind": "CSIDriver",
+                "metadata": {"name": self.profile.driver}, "spec": self.profile.run.csidriver}
         try:
             storage.create_csi_driver(body)
         except ApiException as err:
-            if err.status != 409:
-                raise
+            if err.status == 409:
+                raise DriverError(f"a CSIDriver {self.profile.driver!r} exists already in "
+                                  f"{self.provider.spec.name!r}: another deployment of that driver is in the way; "
+                                  "remove it first") from None
+            if err.status in (400, 422):
+                raise DriverError(f"profile {self.profile.name!r}: the API refused its csidriver spec: "
+                                  f"{err.body}") from None
+            raise
 
-    def _wait_sidecars(self, logs: Path) -> None:
-        """Both sidecars must have connected to the driver and found its name."""
+    def _wait_sidecars(self) -> None:
+        """Both sidecars must have connected to the driver and found its name; a process
+        that exits meanwhile fails the deployment at once, with its log's tail."""
+        names = ("csi-controller", "csi-provisioner", "csi-attacher")
+
         def check():
-            pending = []
-            for name in ("csi-provisioner", "csi-attacher"):
-                text = (logs / f"{name}.log").read_text(errors="replace") if (logs / f"{name}.log").exists() else ""
-                if DRIVER_NAME not in text:
-                    pending.append(name)
+            state = self.running()
+            for name in names:
+                pid, started = state.processes[name]
+                if start_time(pid) != started:
+                    tail = (self.logs / f"{name}.log").read_text(errors="replace")[-2000:]
+                    raise DriverError(f"{name} exited during start-up; the end of its log:\n{tail}")
+            pending = [n for n in names[1:] if self.profile.driver not in self._log(n)]
             return not pending, f"waiting on {', '.join(pending)}"
         wait_for(check, what="the CSI sidecars to connect to the driver", timeout=60)
 
+    def _log(self, name: str) -> str:
+        path = self.logs / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    # ------------------------------------------------------------ down
     def down(self) -> None:
+        state = self.running()
         try:
             if self.provider.is_up():
                 self._unregister()
         finally:
-            kill_processes_under(self.workdir, leftovers=False)
+            if state is not None:
+                stop_groups(state.processes)
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     def _unregister(self) -> None:
+        driver = self.profile.driver
         for name in self.provider.nodes():
             try:
-                registrar.unregister(self.provider.api_client, name, DRIVER_NAME)
+                registrar.unregister(self.provider.api_client, name, driver)
             except ApiException as err:
-                log.warning("could not unregister %s from %s: %s", DRIVER_NAME, name, err.reason)
+                log.warning("could not unregister %s from %s: %s", driver, name, err.reason)
         try:
-            client.StorageV1Api(self.provider.api_client).delete_csi_driver(DRIVER_NAME)
+            client.StorageV1Api(self.provider.api_client).delete_csi_driver(driver)
         except ApiException as err:
             if err.status != 404:
                 raise
+
+
+def attach(provider: LocalProvider, **options) -> DriverDeployment:
+    """The deployment running in a local cluster, with the profile it was started with."""
+    path = provider.cluster_dir / "driver" / STATE_FILE
+    if not path.is_file():
+        raise DriverError(f"no driver is deployed in {provider.spec.name!r}: run `zoneproof driver up "
+                          f"--name {provider.spec.name}`")
+    state = json.loads(path.read_text())
+    try:
+        profile = load_profile(state["profile"])
+    except ProfileError as err:
+        raise DriverError(f"the running deployment's profile cannot be read again: {err}") from None
+    return DriverDeployment(provider, profile, zone_policy=state["zone_policy"], logs=Path(state["logs"]), **options)

@@ -1,12 +1,14 @@
-"""Stands in for kubelet plus node-driver-registrar on kwok nodes: asks each node
-endpoint for NodeGetInfo and writes what kubelet would, the node's CSINode driver entry
-(node id, topology keys, allocatable volume count), the node-id annotation, and the
-topology segments as node labels."""
+"""Stands in for kubelet plus node-driver-registrar on kwok nodes: takes a node's
+NodeGetInfo answer (asked from its node endpoint, or stated for a node plugin that needs a
+real host) and writes what kubelet would, the node's CSINode driver entry (node id,
+topology keys, allocatable volume count), the node-id annotation, and the topology
+segments as node labels, plus any labels the node plugin itself would set."""
 
 from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 
 import grpc
 from kubernetes import client
@@ -22,19 +24,30 @@ csi, csi_grpc = load()
 NODE_ID_ANNOTATION = "csi.volume.kubernetes.io/nodeid"
 
 
-def node_info(endpoint: str, timeout: float = 30) -> "csi.NodeGetInfoResponse":
+@dataclass(frozen=True)
+class NodeInfo:
+    """What NodeGetInfo answers: node id, topology segments, volume limit (0: none)."""
+
+    node_id: str
+    segments: dict[str, str]
+    max_volumes: int = 0
+
+
+def node_info(endpoint: str, timeout: float = 30) -> NodeInfo:
     with grpc.insecure_channel(endpoint) as channel:
         grpc.channel_ready_future(channel).result(timeout=timeout)
-        return csi_grpc.NodeStub(channel).NodeGetInfo(csi.NodeGetInfoRequest(), timeout=timeout)
+        answer = csi_grpc.NodeStub(channel).NodeGetInfo(csi.NodeGetInfoRequest(), timeout=timeout)
+    return NodeInfo(answer.node_id, dict(answer.accessible_topology.segments), answer.max_volumes_per_node)
 
 
 @retry(retry=retry_if_exception(is_conflict), stop=stop_after_attempt(10), wait=wait_fixed(0.2), reraise=True)
-def register(api: client.ApiClient, node_name: str, driver: str, info) -> None:
+def register(api: client.ApiClient, node_name: str, driver: str, info: NodeInfo,
+             extra_labels: dict[str, str] | None = None) -> None:
     core, storage = client.CoreV1Api(api), client.StorageV1Api(api)
     node = core.read_node(node_name)
-    segments = dict(info.accessible_topology.segments)
+    segments = dict(info.segments)
     entry = client.V1CSINodeDriver(name=driver, node_id=info.node_id, topology_keys=sorted(segments),
-                                   allocatable=client.V1VolumeNodeResources(count=info.max_volumes_per_node or None))
+                                   allocatable=client.V1VolumeNodeResources(count=info.max_volumes or None))
     try:
         csinode = storage.read_csi_node(node_name)
         csinode.spec.drivers = [d for d in (csinode.spec.drivers or []) if d.name != driver] + [entry]
@@ -48,7 +61,8 @@ def register(api: client.ApiClient, node_name: str, driver: str, info) -> None:
             spec=client.V1CSINodeSpec(drivers=[entry])))
     ids = json.loads((node.metadata.annotations or {}).get(NODE_ID_ANNOTATION, "{}"))
     ids[driver] = info.node_id
-    core.patch_node(node_name, {"metadata": {"labels": segments, "annotations": {NODE_ID_ANNOTATION: json.dumps(ids)}}})
+    core.patch_node(node_name, {"metadata": {"labels": {**segments, **(extra_labels or {})},
+                                             "annotations": {NODE_ID_ANNOTATION: json.dumps(ids)}}})
     log.debug("registered %s on %s as %s with %s", driver, node_name, info.node_id, segments)
 
 

@@ -1,6 +1,6 @@
 """The article's objects rendered from parameters: zones, replicas, sizes, driver profile.
 
-The YAML bases live in ``manifests/``; nothing there names a zone. Replica N of a
+The YAML bases live beside this module (package data); nothing there names a zone. Replica N of a
 static scheme is placed in ``zones[N % len(zones)]``, as the article places web-0, web-1
 and web-2 in zones a, b and c.
 """
@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from pathlib import Path
+from importlib import resources
 
 import yaml
 
 from zoneproof import labels
 from zoneproof.profile import DriverProfile
 
-MANIFESTS_DIR = Path(__file__).resolve().parent.parent / "manifests"
+BASES = resources.files(__name__)
 STATIC_STYLES = ("nodeaffinity", "zone-labels")
 STORAGE_CLASS_NAMES = {"wait-for-first-consumer": "csi-disk-topology", "dynamic-zoneid": "csi-disk-multizone"}
 TEMPLATE = "disk-ssd"
@@ -28,7 +28,7 @@ class ManifestError(ValueError):
 
 
 def _base(name: str) -> dict:
-    return yaml.safe_load((MANIFESTS_DIR / name).read_text())
+    return yaml.safe_load(BASES.joinpath(name).read_text())
 
 
 def check_manifest(obj: dict, source: str = "manifest") -> dict:

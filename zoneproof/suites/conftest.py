@@ -1,12 +1,11 @@
-"""What the placement suites stand on: the driver deployment for a zone policy, the
-driver profile, and a placement environment per test that deploys the article's objects
-and removes them again, disks included."""
+"""What the placement suites stand on: a placement environment per test that reaches the
+driver under test and the cloud, deploys the article's objects, takes disks for static
+PVs as the profile allows, and removes everything again, disks included."""
 
 from __future__ import annotations
 
 import logging
 import os
-import random
 import time
 from dataclasses import dataclass, field
 
@@ -14,18 +13,17 @@ import pytest
 from kubernetes import client
 
 from zoneproof import workloads
-from zoneproof.csi.cloud import EcsCloud, EcsSettings
-from zoneproof.csi.deploy import LocalDriver
-from zoneproof.ecs.admin import EcsAdmin
-from zoneproof.ecs.server import DEFAULT_CREDENTIALS
+from zoneproof.cloud import CloudAccess, CloudError
 from zoneproof.oracle import Verdict, check, take_snapshot
-from zoneproof.profile import DriverProfile, load_profile
+from zoneproof.profile import DriverProfile
 from zoneproof.watcher import Watcher, node_zones, transient_violations
 
 log = logging.getLogger(__name__)
 
-
 STARTED = pytest.StashKey[float]()
+# Codes with which ECS refuses a category a zone does not sell: the next category is tried,
+# as drivers do.
+CATEGORY_REFUSALS = ("InvalidDataDiskCategory", "InvalidDiskCategory")
 
 
 def pytest_sessionstart(session):
@@ -47,80 +45,34 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
                           f"violations {tally.counts['violations']}, time {elapsed:.0f}s")
 
 
-def pytest_addoption(parser):
-    group = parser.getgroup("zoneproof", "zoneproof cluster")
-    group.addoption("--driver-profile", default="reference", help="driver profile name or file")
-    group.addoption("--seed", type=int, default=None, help="seed of every random choice (default: random)")
-
-
 @pytest.fixture(scope="session")
-def seed(request) -> int:
-    value = request.config.getoption("--seed")
-    value = value if value is not None else random.SystemRandom().randrange(1 << 31)
-    log.info("random seed %d (rerun with --seed %d)", value, value)
-    return value
-
-
-@pytest.fixture(scope="session")
-def profile(request) -> DriverProfile:
-    return load_profile(request.config.getoption("--driver-profile"))
-
-
-class Deployments:
-    """The driver deployment tests run against. One that is already running with the zone
-    policy a test needs is used as it is (``zoneproof e2e`` deploys one for its parallel
-    phase); otherwise this session deploys its own, redeploying when a test needs another
-    policy, which only a serial run may do."""
-
-    def __init__(self, cluster):
-        self.cluster = cluster
-        self.current: LocalDriver | None = None
-        self.owned = False
-
-    def get(self, policy: str) -> LocalDriver:
-        if self.current and self.current.zone_policy == policy:
-            return self.current
-        running = LocalDriver(self.cluster).running_policy()
-        if running == policy:
-            self.stop()
-            self.current, self.owned = LocalDriver(self.cluster, zone_policy=policy), False
-            return self.current
-        if os.environ.get("PYTEST_XDIST_WORKER"):
-            pytest.fail(f"this test needs a driver with zone policy {policy!r}, but the deployment shared by "
-                        f"parallel workers runs {running!r}; tests that switch policies must be marked serial")
-        self.stop()
-        deployment = LocalDriver(self.cluster, zone_policy=policy)
-        if deployment.is_up():
-            deployment.down()
-        deployment.up()
-        self.current, self.owned = deployment, True
-        return deployment
-
-    def stop(self) -> None:
-        if self.current and self.owned:
-            self.current.down()
-        self.current, self.owned = None, False
-
-
-@pytest.fixture(scope="session")
-def deployments(cluster, profile):
-    if profile.deployment != "local":
-        pytest.skip(f"profile {profile.name!r} is deployed externally; these suites deploy the driver locally "
-                    "(the kind and existing providers are not built yet)")
-    holder = Deployments(cluster)
-    yield holder
-    holder.stop()
+def user_disks(request, cluster) -> dict[str, list[str]]:
+    """Disks the user gave for static PVs (``--static-disk ZONE=ID``), by zone. Parallel
+    workers split them, so that no disk serves two tests at once."""
+    by_zone: dict[str, list[str]] = {}
+    for value in request.config.getoption("--static-disk"):
+        zone, sep, disk_id = value.partition("=")
+        if not sep or not disk_id or zone not in cluster.spec.zones:
+            raise pytest.UsageError(f"--static-disk {value!r}: write ZONE=DISK_ID with ZONE one of "
+                                    f"{', '.join(cluster.spec.zones)}")
+        by_zone.setdefault(zone, []).append(disk_id)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    index = int(worker.removeprefix("gw")) if worker.startswith("gw") else 0
+    return {zone: ids[index::count] for zone, ids in by_zone.items()}
 
 
 @dataclass
 class PlacementEnv:
     cluster: object
     namespace: str
-    driver: LocalDriver
+    driver: object  # a DriverDeployment or, on an existing cluster, an ExternalDriver
     profile: DriverProfile
+    user_disks: dict[str, list[str]]
     storage_classes: list[str] = field(default_factory=list)
     static_pvs: list[str] = field(default_factory=list)
-    static_disks: list[str] = field(default_factory=list)
+    created_disks: list[str] = field(default_factory=list)  # static disks this test made, deleted after it
+    borrowed_disks: list[str] = field(default_factory=list)  # the user's, left in place
     watcher: Watcher | None = None
 
     @property
@@ -130,17 +82,40 @@ class PlacementEnv:
         return self.namespace.rsplit("-", 1)[-1]
 
     @property
-    def ecs(self) -> EcsAdmin:
-        return EcsAdmin(self.driver.ecs_endpoint)
+    def cloud(self) -> CloudAccess:
+        return self.driver.cloud()
 
-    def cloud(self) -> EcsCloud:
-        key_id, secret = next(iter(DEFAULT_CREDENTIALS.items()))
-        return EcsCloud(EcsSettings(self.driver.ecs_endpoint, key_id, secret, self.cluster.spec.region))
+    def static_disk(self, zone: str, name: str) -> str:
+        """A disk in ``zone`` for a static PV: created through the ECS API in the first of
+        the profile's categories the zone sells, or, where the profile may not create
+        disks, one the user gave; skips the test naming what is missing."""
+        if not self.profile.static_disks.allowed:
+            free = [d for d in self.user_disks.get(zone, []) if d not in self.borrowed_disks]
+            if not free:
+                pytest.skip(f"profile {self.profile.name!r} has static_disks.allowed: false, and no free disk of "
+                            f"yours in {zone} (give them with --static-disk {zone}=DISK_ID)")
+            self.borrowed_disks.append(free[0])
+            return free[0]
+        refused = []
+        for category in self.profile.disk_categories:
+            try:
+                disk_id = self.cloud.api.call("CreateDisk", RegionId=self.cloud.region, ZoneId=zone,
+                                              DiskCategory=category, Size=self.profile.min_size_gib,
+                                              DiskName=name)["DiskId"]
+            except CloudError as err:
+                if not err.code.startswith(CATEGORY_REFUSALS):
+                    raise
+                refused.append(f"{category}: {err.code}")
+                continue
+            self.created_disks.append(disk_id)
+            return disk_id
+        raise AssertionError(f"no disk category of profile {self.profile.name!r} is sold in {zone}: "
+                             + "; ".join(refused))
 
     def disks_seen(self, history) -> set[str]:
         """Disks of this test: its static disks and those behind PVs claimed from its namespace
-        (other tests may share the fake ECS at the same time)."""
-        disks = set(self.static_disks)
+        (other tests may share the cloud at the same time)."""
+        disks = set(self.created_disks) | set(self.borrowed_disks)
         for change in history.changes:
             spec = change.obj.get("spec") or {}
             if change.kind == "PersistentVolume" and (spec.get("claimRef") or {}).get("namespace") == self.namespace:
@@ -148,28 +123,27 @@ class PlacementEnv:
         return disks
 
     def verdict(self) -> Verdict:
-        return check(take_snapshot(self.cluster.api_client, self.ecs.state(), self.namespace),
+        return check(take_snapshot(self.cluster.api_client, self.cloud, self.namespace, driver=self.profile.driver),
                      driver=self.profile.driver)
 
     def clean_up(self) -> None:
         """Remove what the test made, in the order that lets every disk detach and go."""
         workloads.remove_workload(self.cluster.api_client, self.namespace, static_pvs=tuple(self.static_pvs))
-        cloud = self.cloud()
-        for disk_id in self.static_disks:
-            cloud.call("DeleteDisk", DiskId=disk_id)
+        for disk_id in self.created_disks:
+            self.cloud.api.call("DeleteDisk", DiskId=disk_id)
         for name in self.storage_classes:
             client.StorageV1Api(self.cluster.api_client).delete_storage_class(name)
 
 
 @pytest.fixture
-def placement(cluster, namespace, profile, deployments):
+def placement(cluster, namespace, profile, deployments, user_disks):
     """A factory: ``placement(policy)`` deploys the driver with that zone policy (if it is
     not already) and returns the test's environment; clean-up runs whatever happened."""
     envs: list[PlacementEnv] = []
 
     def make(policy: str = "topology") -> PlacementEnv:
-        env = PlacementEnv(cluster, namespace, deployments.get(policy), profile)
-        env.watcher = Watcher(cluster.api_client, namespace, env.ecs).start()
+        env = PlacementEnv(cluster, namespace, deployments.get(policy), profile, user_disks)
+        env.watcher = Watcher(cluster.api_client, namespace, env.cloud.admin).start()
         envs.append(env)
         return env
 
@@ -179,7 +153,8 @@ def placement(cluster, namespace, profile, deployments):
         history = env.watcher.stop()
         transient += transient_violations(history, node_zones(cluster.api_client),
                                           disks=env.disks_seen(history))
-        log.info("watched %d changes and %d ECS calls", len(history.changes), len(history.audit))
+        log.info("watched %d changes and %d ECS calls%s", len(history.changes), len(history.audit),
+                 "" if env.cloud.admin else " (no ECS audit: the cloud is not the fake)")
         env.clean_up()
     # Checked after the test's own verdicts: a violation that came and went still fails it.
     assert not transient, "transient placement violations:\n" + "\n".join(transient)

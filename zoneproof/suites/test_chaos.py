@@ -23,10 +23,11 @@ import allure
 import pytest
 
 from zoneproof import labels, workloads
-from zoneproof.ecs.admin import EcsAdmin
+from zoneproof.cluster.existing import instance_of
 from zoneproof.namespaces import TEST_LABEL
 from zoneproof.waiting import wait_for
 from zoneproof_chaos import running
+from zoneproof_chaos.context import configuration_env, configuration_for
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ def chaos_env(alone, placement, cluster):
     """The driver with the topology policy, a watched namespace, and chaostoolkit-kubernetes
     pointed at this cluster."""
     env = placement("topology")
-    with running.kubeconfig(cluster.kubeconfig):
+    with running.kubeconfig(cluster.kubeconfig, getattr(cluster, "context", None)):
         yield env
 
 
@@ -57,13 +58,14 @@ def record_metrics(name: str, measured: dict[str, float], record_testsuite_prope
     path = os.environ.get("ZONEPROOF_CHAOS_METRICS_FILE")
     if path:
         with open(path, "a") as out:
-            out.write(json.dumps({"experiment": name, "seconds": measured}) + "\n")
+            out.write(json.dumps({"experiment": name, "recovery": running.recovery_seconds(measured),
+                                  "seconds": measured}) + "\n")
 
 
 @pytest.mark.parametrize("experiment", running.experiments(), ids=lambda p: p.stem)
 def test_experiment(chaos_env, cluster, experiment, seed, record_testsuite_property):
-    journal = running.run(experiment, {"zoneproof_cluster": cluster.spec.name, "namespace": chaos_env.namespace,
-                                       "zoneproof_driver_profile": chaos_env.profile.name, "seed": seed})
+    journal = running.run(experiment, {**configuration_for(cluster, chaos_env.profile.source),
+                                       "namespace": chaos_env.namespace, "seed": seed})
     allure.attach(json.dumps(journal, indent=2, default=str), name="chaos journal",
                   attachment_type=allure.attachment_type.JSON)
     measured = running.metrics(journal)
@@ -75,25 +77,25 @@ def test_experiment(chaos_env, cluster, experiment, seed, record_testsuite_prope
     assert any(k.startswith(running.RECOVERY_PREFIX) for k in measured), f"no recovery measured: {measured}"
 
 
-def test_interrupt_during_zone_loss_restores_the_zone(alone, cluster, deployments, tmp_path):
+def test_interrupt_during_zone_loss_restores_the_zone(alone, cluster, deployments, profile, tmp_path):
     """Ctrl-C while a zone is powered off and tainted: `chaos run` must still power the zone
     on, lift the taint, and delete the namespace and disks it made."""
-    ecs = EcsAdmin(deployments.get("topology").ecs_endpoint)
+    cloud = deployments.get("topology").cloud()
     core = cluster.core
-    env = dict(os.environ, KUBECONFIG=str(cluster.kubeconfig), ZONEPROOF_CLUSTER=cluster.spec.name)
+    env = dict(os.environ, **configuration_env(cluster, profile.source))
     chaos = os.path.join(os.path.dirname(sys.executable), "chaos")
-    experiment = running.EXPERIMENTS_DIR / "zone-loss.yaml"
+    experiment = running.experiment("zone-loss")
     proc = subprocess.Popen([chaos, "--log-file", str(tmp_path / "chaos.log"), "run", str(experiment),
                              "--journal-path", str(tmp_path / "journal.json")],
                             cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:
         def in_outage():
             states = cluster.node_states()
-            tainted = [s.name for s in states if not s.powered
+            tainted = [s.name for s in states if not s.is_ready
                        and any(t.startswith(labels.TAINT_OUT_OF_SERVICE) for t in s.taints)]
             if proc.poll() is not None:
                 raise AssertionError(f"`chaos run` ended ({proc.returncode}) before the outage began")
-            return bool(tainted), f"powered off and out of service: {tainted or 'none yet'}"
+            return bool(tainted), f"NotReady and out of service: {tainted or 'none yet'}"
 
         wait_for(in_outage, what="the zone-loss experiment to take a zone down", timeout=120)
         made = [ns.metadata.name for ns in core.list_namespace(label_selector=f"{TEST_LABEL}=chaos").items]
@@ -108,7 +110,10 @@ def test_interrupt_during_zone_loss_restores_the_zone(alone, cluster, deployment
     assert proc.returncode == 1
     assert all(r["status"] == "succeeded" for r in journal.get("rollbacks") or []), journal.get("rollbacks")
     states = cluster.node_states()
-    assert all(s.powered and s.is_ready for s in states), [s for s in states if not (s.powered and s.is_ready)]
+    assert len(states) == len(cluster.spec.zones) * cluster.spec.nodes_per_zone
+    assert all(s.is_ready for s in states), [s for s in states if not s.is_ready]
+    instances = [instance_of(n) for n in core.list_node().items]
+    assert not cloud.stopped(instances), f"instances still stopped: {cloud.stopped(instances)}"
     assert not [s.name for s in states if any(t.startswith(labels.TAINT_OUT_OF_SERVICE) for t in s.taints)]
 
     def namespaces_gone():
@@ -116,5 +121,5 @@ def test_interrupt_during_zone_loss_restores_the_zone(alone, cluster, deployment
         return not left, f"namespaces left: {left}"
 
     wait_for(namespaces_gone, what="the experiment's namespace to be deleted", timeout=90)
-    leaked = [d["DiskId"] for n in made for d in workloads.disks_created_for(ecs.state(), n)]
+    leaked = [d["DiskId"] for n in made for d in cloud.disks_tagged(workloads.PVC_NAMESPACE_TAG, n)]
     assert not leaked, f"disks left behind by the interrupted run: {leaked}"

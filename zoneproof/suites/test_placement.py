@@ -78,29 +78,25 @@ def deploy(env, scheme: str, zones: list[str], replicas: int, rng: random.Random
     expected: dict[int, str] = {}
     if scheme.startswith("static-"):
         style = scheme.removeprefix("static-")
-        cloud = env.cloud()
         order = list(zones)
         rng.shuffle(order)  # which zone gets web-0 is a seeded choice, so every zone gets tested first
         for n in range(replicas):
             zone = manifests.static_zone(order, n)
-            disk_id = cloud.call("CreateDisk", RegionId=env.cluster.spec.region, ZoneId=zone,
-                                 DiskCategory=env.profile.static_disks.category, Size=25,
-                                 DiskName=f"{env.namespace}-web-{n}")["DiskId"]
-            env.static_disks.append(disk_id)
-            pair = manifests.static_pair(n, zone, env.cluster.spec.region, disk_id, env.profile, style,
-                                         pv_prefix=f"{env.suffix}-")
+            disk_id = env.static_disk(zone, f"{env.namespace}-web-{n}")
+            pair = manifests.static_pair(n, zone, env.cloud.region, disk_id, env.profile, style,
+                                         size=env.profile.size, pv_prefix=f"{env.suffix}-")
             core.create_persistent_volume(pair.pv)
             env.static_pvs.append(pair.pv["metadata"]["name"])
             core.create_namespaced_persistent_volume_claim(env.namespace, pair.pvc)
             expected[n] = zone
-        sts = manifests.statefulset(replicas, "", "25Gi")
+        sts = manifests.statefulset(replicas, "", env.profile.size)
     else:
         kind = "wait-for-first-consumer" if scheme == "wait-for-first-consumer" else "dynamic-zoneid"
         sc = manifests.storage_class(env.profile, kind, zones,
                                      name=f"{manifests.STORAGE_CLASS_NAMES[kind]}-{env.namespace}")
         storage.create_storage_class(sc)
         env.storage_classes.append(sc["metadata"]["name"])
-        sts = manifests.statefulset(replicas, sc["metadata"]["name"])
+        sts = manifests.statefulset(replicas, sc["metadata"]["name"], env.profile.size)
     if len(zones) < len(env.cluster.spec.zones):  # keep every scheme to the zones under test
         sts["spec"]["template"]["spec"]["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
             "nodeSelectorTerms": [{"matchExpressions": [{"key": labels.ZONE, "operator": "In", "values": zones}]}]}}}

@@ -11,18 +11,16 @@ from kubernetes import client
 from zoneproof import labels, manifests
 from zoneproof.oracle import is_volume_zone_conflict
 from zoneproof.waiting import hold_for, wait_for
-from zoneproof.workloads import claim, pod_with_claims, storage_class
+from zoneproof.workloads import claim, pod_with_claims
 
 
 def test_a_pod_forced_into_another_zone_than_its_pv_waits_with_the_conflict(placement, cluster, seed):
     env = placement("topology")
     rng = random.Random(f"{seed}-forced")
     disk_zone, other = rng.sample(list(cluster.spec.zones), 2)
-    disk_id = env.cloud().call("CreateDisk", RegionId=cluster.spec.region, ZoneId=disk_zone,
-                               DiskCategory=env.profile.static_disks.category, Size=25)["DiskId"]
-    env.static_disks.append(disk_id)
+    disk_id = env.static_disk(disk_zone, f"{env.namespace}-forced")
     pair = manifests.static_pair(0, disk_zone, cluster.spec.region, disk_id, env.profile, "nodeaffinity",
-                                 pv_prefix=f"{env.suffix}-")
+                                 size=env.profile.size, pv_prefix=f"{env.suffix}-")
     cluster.core.create_persistent_volume(pair.pv)
     env.static_pvs.append(pair.pv["metadata"]["name"])
     cluster.core.create_namespaced_persistent_volume_claim(env.namespace, pair.pvc)
@@ -38,30 +36,41 @@ def test_a_pod_forced_into_another_zone_than_its_pv_waits_with_the_conflict(plac
 
     def still_unplaced():
         ok, messages = conflicted()
-        disk = {d["DiskId"]: d for d in env.ecs.state()["disks"]}[disk_id]
+        disk = env.cloud.describe_disks([disk_id])[0]
         attached = [a["InstanceId"] for a in disk["Attachments"]["Attachment"]]
         return ok and not attached, f"conditions {messages}, attached to {attached}"
 
     hold_for(still_unplaced, what="the pod staying Pending with no attachment", duration=10, interval=1)
-    refused = [e for e in env.ecs.audit() if e["action"] == "AttachDisk" and e["disk_id"] == disk_id]
-    assert not refused, f"attach attempts for a pod that must not run: {refused}"
+    # The fake ECS logs refused calls too; a real cloud's refusals show in the watcher's
+    # Kubernetes history (the VolumeAttachment) instead.
+    if env.cloud.admin:
+        refused = [e for e in env.cloud.admin.audit() if e["action"] == "AttachDisk" and e["disk_id"] == disk_id]
+        assert not refused, f"attach attempts for a pod that must not run: {refused}"
+    attachments = [va.metadata.name for va in client.StorageV1Api(cluster.api_client).list_volume_attachment().items
+                   if va.spec.source.persistent_volume_name == pair.pv["metadata"]["name"]]
+    assert not attachments, f"VolumeAttachments for a pod that must not run: {attachments}"
 
 
 def test_allowed_topologies_restricted_to_one_zone_only_provision_there(placement, cluster, seed):
     env = placement("topology")
     zone = random.Random(f"{seed}-allowed").choice(list(cluster.spec.zones))
     name = f"csi-disk-{zone}-{env.suffix}"
-    client.StorageV1Api(cluster.api_client).create_storage_class(storage_class(
-        name, env.profile.driver, {"type": "cloud_ssd"}, allowed_zones=(zone,), zone_key=env.profile.volume_zone_key))
+    # The profile's WaitForFirstConsumer parameters, bound at once: only allowedTopologies
+    # can keep the disks in one zone.
+    client.StorageV1Api(cluster.api_client).create_storage_class(env.profile.storage_class(
+        "wait-for-first-consumer", name, cluster.spec.zones, binding="Immediate", allowed_zones=(zone,)))
     env.storage_classes.append(name)
     for n in range(3):
-        cluster.core.create_namespaced_persistent_volume_claim(env.namespace, claim(f"data-{n}", name))
+        cluster.core.create_namespaced_persistent_volume_claim(env.namespace, claim(f"data-{n}", name,
+                                                                                    env.profile.size))
 
     def all_bound():
         claims = cluster.core.list_namespaced_persistent_volume_claim(env.namespace).items
         return all(c.status.phase == "Bound" for c in claims), [c.status.phase for c in claims]
 
     wait_for(all_bound, what="three claims to bind", timeout=60)
-    disk_zones = {d["ZoneId"] for d in env.ecs.state()["disks"]
-                  if any(t["TagValue"] == env.namespace for t in d["Tags"]["Tag"])}
-    assert disk_zones == {zone}
+    volumes = [c.spec.volume_name for c in cluster.core.list_namespaced_persistent_volume_claim(env.namespace).items]
+    handles = [cluster.core.read_persistent_volume(v).spec.csi.volume_handle for v in volumes]
+    disks = env.cloud.describe_disks(handles)
+    assert len(disks) == 3, f"three claims bound, but ECS knows {len(disks)} of their disks {handles}"
+    assert {d["ZoneId"] for d in disks} == {zone}, {d["DiskId"]: d["ZoneId"] for d in disks}

@@ -52,7 +52,7 @@ def test_claim_waits_for_its_consumer_then_provisions_in_its_zone(placement, clu
 
     watcher = threading.Thread(target=record, daemon=True)
     watcher.start()
-    cluster.core.create_namespaced_persistent_volume_claim(env.namespace, claim("data", sc))
+    cluster.core.create_namespaced_persistent_volume_claim(env.namespace, claim("data", sc, env.profile.size))
 
     def waiting_event():
         events = cluster.core.list_namespaced_event(env.namespace, field_selector="involvedObject.name=data").items
@@ -70,8 +70,8 @@ def test_claim_waits_for_its_consumer_then_provisions_in_its_zone(placement, clu
     assert history[first_selected][1] == scheduled_node(cluster, env.namespace, "app")
 
     pv = cluster.core.read_persistent_volume(history[first_bound][2])
-    disk = {d["DiskId"]: d for d in env.ecs.state()["disks"]}[pv.spec.csi.volume_handle]
-    assert disk["ZoneId"] == zone
+    disks = env.cloud.describe_disks([pv.spec.csi.volume_handle])
+    assert [d["ZoneId"] for d in disks] == [zone], f"disk {pv.spec.csi.volume_handle} of the claim: {disks}"
 
 
 def test_several_claims_of_one_pod_land_in_one_zone(placement, cluster, seed):
@@ -79,7 +79,7 @@ def test_several_claims_of_one_pod_land_in_one_zone(placement, cluster, seed):
     sc = wffc_class(env)
     names = [f"data-{n}" for n in range(3)]
     for name in names:
-        cluster.core.create_namespaced_persistent_volume_claim(env.namespace, claim(name, sc))
+        cluster.core.create_namespaced_persistent_volume_claim(env.namespace, claim(name, sc, env.profile.size))
     cluster.core.create_namespaced_pod(env.namespace, pod_with_claims("app", names))
 
     def bound():

@@ -1,0 +1,36 @@
+"""Power through the cloud for a local cluster: the fake ECS calls this when an instance
+is stopped or started (``StopInstances``/``StartInstances``), and the node holding that
+instance loses or regains power exactly as ``LocalProvider.stop_node`` makes it. So a
+power cut asked of the ECS API behaves here as it does in a real cloud."""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+from zoneproof.cluster.base import ClusterError
+from zoneproof.cluster.existing import instance_of
+from zoneproof.cluster.local import LocalProvider
+
+log = logging.getLogger(__name__)
+
+
+def local_power_switch(cluster_name: str) -> Callable[[str, bool], None]:
+    """``switch(instance_id, on)`` for the nodes of a running local cluster."""
+    provider = LocalProvider.attach(cluster_name)
+
+    def switch(instance_id: str, on: bool) -> None:
+        nodes = [n.metadata.name for n in provider.core.list_node().items if _holds(n, instance_id)]
+        if len(nodes) != 1:
+            raise ClusterError(f"instance {instance_id} is held by {len(nodes)} nodes of cluster "
+                               f"{cluster_name!r} ({', '.join(nodes) or 'none'}); expected one")
+        (provider.start_node if on else provider.stop_node)(nodes[0])
+
+    return switch
+
+
+def _holds(node, instance_id: str) -> bool:
+    try:
+        return instance_of(node) == instance_id
+    except ClusterError:
+        return False

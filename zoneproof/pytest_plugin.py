@@ -1,0 +1,42 @@
+"""The zoneproof pytest plugin (entry point ``pytest11``): the cluster options and
+fixtures, a fresh namespace per test, and the markers the suites use. Installed with the
+package, so a driver's own repository runs the suites with its own pytest:
+
+    pytest --pyargs zoneproof.suites --driver-profile my-driver.yaml
+"""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+pytest_plugins = ["zoneproof.fixtures.cluster", "zoneproof.fixtures.driver", "zoneproof.fixtures.namespaces"]
+
+MARKERS = {
+    "cluster": "needs a real cluster (started once per test session)",
+    "serial": "redeploys the driver (another zone policy), so never runs beside other tests",
+    "disruptive": "breaks nodes, zones or the cloud for the whole cluster, so runs alone, after the other suites",
+}
+_PREVIOUS_SIGTERM = pytest.StashKey[object]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, text in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {text}")
+
+
+def _sigterm_as_interrupt(signum, frame):  # noqa: ARG001
+    # CI runners and `timeout` send SIGTERM: treat it like Ctrl-C so fixture teardown
+    # (cluster down, namespace deletion, disks) still runs.
+    raise KeyboardInterrupt
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_PREVIOUS_SIGTERM] = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    previous = session.config.stash.get(_PREVIOUS_SIGTERM, None)
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
