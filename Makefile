@@ -9,6 +9,8 @@ VENV       := .venv
 PY         := $(VENV)/bin/python
 ZP         := $(VENV)/bin/zoneproof
 PYTEST_ARGS ?=
+# The packaging test builds and installs a wheel with the same pinned uv.
+export ZONEPROOF_UV := $(UV)
 # Live log lines show what a test is waiting for while it waits.
 PYTEST_LOG  := -o log_cli=true --log-cli-level=INFO
 

@@ -107,6 +107,8 @@ def _pytest_options(opts: E2eOptions, phase: str) -> list[str]:
 
 def run_e2e(opts: E2eOptions) -> int:
     started = time.monotonic()
+    if opts.provider == "local":
+        check_run_inputs(opts.profile, opts.driver_binary)  # before minutes of bring-up, not after
     reports = opts.reports
     reports.mkdir(parents=True, exist_ok=True)
     tally_file = reports / "placement-tally.jsonl"
@@ -115,8 +117,6 @@ def run_e2e(opts: E2eOptions) -> int:
         stale.unlink(missing_ok=True)  # a phase that never ran must not be counted from an old run
     env = dict(os.environ, ZONEPROOF_TALLY_FILE=str(tally_file.resolve()),
                ZONEPROOF_CHAOS_METRICS_FILE=str(metrics_file.resolve()))
-    if opts.provider == "local":
-        check_run_inputs(opts.profile, opts.driver_binary)  # before minutes of bring-up, not after
     phases = {"parallel": ["-m", "not serial and not disruptive",
                            *(["-n", str(opts.workers), "--dist", "load"] if opts.workers > 1 else ["-p", "no:xdist"])],
               "serial": ["-p", "no:xdist", "-m", "serial and not disruptive"],

@@ -20,12 +20,26 @@ import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-TOOLS_DIR = Path(os.environ.get("ZONEPROOF_TOOLS_DIR", REPO_ROOT / "tools"))
+
+
+def _tools_dir() -> Path:
+    """The Go modules of the tool sets: $ZONEPROOF_TOOLS_DIR; else those an installed wheel
+    carries (package data); else, in a source checkout, the repository's ``tools/``."""
+    explicit = os.environ.get("ZONEPROOF_TOOLS_DIR")
+    if explicit:
+        return Path(explicit)
+    shipped = resources.files("zoneproof") / "_tools"
+    if shipped.is_dir():
+        return Path(str(shipped))
+    return Path(__file__).resolve().parent.parent / "tools"
+
+
+TOOLS_DIR = _tools_dir()
 
 
 class ToolchainError(RuntimeError):
