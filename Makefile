@@ -51,9 +51,10 @@ test: tools
 	@$(call run_pytest,tests)
 
 E2E_WORKERS ?= 2
+E2E_ARGS ?=
 
 e2e: tools
-	$(ZP) e2e --workers $(E2E_WORKERS) $(PYTEST_ARGS)
+	$(ZP) e2e --workers $(E2E_WORKERS) $(E2E_ARGS) $(PYTEST_ARGS)
 
 cluster-up: tools
 	$(ZP) cluster up

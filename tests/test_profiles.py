@@ -119,3 +119,39 @@ def test_unknown_profile_lists_the_shipped_ones():
 def test_unknown_scheme_on_render():
     with pytest.raises(ProfileError, match="no StorageClass for scheme 'static'"):
         load_profile("reference").storage_class("static", "x", ["z"])
+
+
+def driver_info_file(tmp_path, **changes) -> str:
+    (tmp_path / "sc.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "disk"},
+        "provisioner": "diskplugin.csi.alibabacloud.com", "parameters": {"type": "cloud_essd,cloud_ssd"}}))
+    data = {"ShortName": "ack-disk", "StorageClass": {"FromFile": "sc.yaml"}, "DriverInfo": {
+        "Name": "diskplugin.csi.alibabacloud.com", "SupportedSizeRange": {"Min": "20Gi", "Max": "64Ti"},
+        "TopologyKeys": ["topology.diskplugin.csi.alibabacloud.com/zone"], "Capabilities": {"topology": True}}}
+    for key, value in changes.items():
+        data["DriverInfo"][key] = value
+    (tmp_path / "driver.yaml").write_text(yaml.safe_dump(data))
+    return str(tmp_path / "driver.yaml")
+
+
+def test_an_external_test_driver_file_is_a_profile(tmp_path):
+    profile = load_profile(driver_info_file(tmp_path))
+    assert (profile.name, profile.driver, profile.min_size_gib) == ("ack-disk", "diskplugin.csi.alibabacloud.com", 20)
+    assert profile.volume_zone_key == "topology.diskplugin.csi.alibabacloud.com/zone"
+    assert profile.disk_categories == ("cloud_essd", "cloud_ssd")
+    assert profile.run is None and not profile.static_disks.allowed
+    sc = profile.storage_class("wait-for-first-consumer", "x", ["z1"])
+    assert sc["parameters"] == {"type": "cloud_essd,cloud_ssd"} and sc["volumeBindingMode"] == "WaitForFirstConsumer"
+    assert "dynamic-zoneid" not in profile.storage_classes
+    assert load_profile(driver_info_file(tmp_path, SupportedSizeRange={"Min": "500M"})).min_size_gib == 1
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"Capabilities": {"topology": False}}, "Capabilities.topology: true and TopologyKeys"),
+    ({"TopologyKeys": []}, "Capabilities.topology: true and TopologyKeys"),
+    ({"TopologyKeys": ["kubernetes.io/hostname"]}, "names a zone"),
+    ({"SupportedSizeRange": {"Min": "a lot"}}, "not a quantity"),
+])
+def test_a_driver_file_without_zones_is_refused(tmp_path, changes, message):
+    with pytest.raises(ProfileError, match=message):
+        load_profile(driver_info_file(tmp_path, **changes))

@@ -10,6 +10,8 @@ Shipped profiles live in ``zoneproof/profiles/`` (package data)."""
 
 from __future__ import annotations
 
+import math
+import re
 import string
 from dataclasses import dataclass, field
 from importlib import resources
@@ -270,6 +272,59 @@ def parse_profile(data: object, where: str, source: str = "") -> DriverProfile:
         source=source or where)
 
 
+# Kubernetes' external storage test driver file (the YAML ``e2e.test -storage.testdriver``
+# takes) read as a profile, so a driver that has one needs no new file. It describes a
+# driver installed in the cluster under test: no ``run`` section, the topology policy only,
+# the StorageClass it names as the WaitForFirstConsumer scheme, no disk creation for static
+# PVs (its disks are not ECS disks).
+QUANTITY_BYTES = {"Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "M": 10**6, "G": 10**9, "T": 10**12}
+
+
+def _gib(quantity: object, where: str) -> int:
+    """A Kubernetes quantity (20Gi, 500M), rounded up to whole GiB."""
+    match = re.fullmatch(r"(\d+)(Mi|Gi|Ti|M|G|T)", str(quantity).strip())
+    if not match:
+        raise ProfileError(f"{where}: size {quantity!r} is not a quantity such as 20Gi")
+    return max(1, math.ceil(int(match[1]) * QUANTITY_BYTES[match[2]] / 2**30))
+
+
+def from_driver_info(data: dict, where: str, directory: Path) -> DriverProfile:
+    """A profile from an external storage test driver file (``DriverInfo``, ``StorageClass``)."""
+    info = data.get("DriverInfo")
+    if not isinstance(info, dict) or not info.get("Name"):
+        raise ProfileError(f"{where}: DriverInfo.Name is missing")
+    capabilities = info.get("Capabilities") or {}
+    keys = info.get("TopologyKeys") or []
+    if not capabilities.get("topology") or not keys:
+        raise ProfileError(f"{where}: DriverInfo must set Capabilities.topology: true and TopologyKeys; without "
+                           "them there is no zone to check (Kubernetes' own topology suite skips such a driver "
+                           "silently; zoneproof refuses it)")
+    zone_keys = [k for k in keys if "zone" in k]
+    if not zone_keys:
+        raise ProfileError(f"{where}: none of TopologyKeys {keys} names a zone")
+    source = data.get("StorageClass") or {}
+    if "FromFile" in source:
+        path = directory / source["FromFile"]
+        try:
+            sc = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as err:
+            raise ProfileError(f"{where}: StorageClass.FromFile {path}: {err}") from None
+        params = {str(k): str(v) for k, v in (sc.get("parameters") or {}).items()}
+    elif source.get("FromName"):
+        params = {}
+    else:
+        raise ProfileError(f"{where}: StorageClass must be FromFile (zoneproof renders the class itself, with its "
+                           f"parameters) or FromName; got {sorted(source) or 'nothing'}")
+    size = (info.get("SupportedSizeRange") or {}).get("Min", "1Gi")
+    return DriverProfile(
+        name=str(data.get("ShortName") or info["Name"]), description=f"from the external test driver file {where}",
+        driver=str(info["Name"]), zone_policies=("topology",), volume_zone_key=zone_keys[0],
+        topology_keys=tuple(keys), min_size_gib=_gib(size, f"{where}: DriverInfo.SupportedSizeRange.Min"),
+        disk_categories=tuple(c for c in params.get("type", "").split(",") if c) or ("default",),
+        storage_classes={"wait-for-first-consumer": SchemeClass("WaitForFirstConsumer", params)},
+        static_disks=StaticDisks(allowed=False, via="user-supplied"), run=None, source=where)
+
+
 def shipped() -> list[str]:
     return sorted(entry.name.removesuffix(".yaml") for entry in PROFILES.iterdir() if entry.name.endswith(".yaml"))
 
@@ -288,4 +343,6 @@ def load_profile(name_or_path: str) -> DriverProfile:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise ProfileError(f"{where}: not valid YAML: {err}") from None
+    if isinstance(data, dict) and "DriverInfo" in data:
+        return from_driver_info(data, name_or_path, Path(name_or_path).parent)
     return parse_profile(data, where, name_or_path)

@@ -105,13 +105,18 @@ def configuration_for(cluster: ClusterProvider, profile: str) -> dict[str, str]:
     return {"zoneproof_provider": "local", "zoneproof_cluster": cluster.spec.name, "zoneproof_driver_profile": profile}
 
 
-def configuration_env(cluster: ClusterProvider, profile: str) -> dict[str, str]:
-    """The same as the environment variables the experiments' configuration reads (for `chaos run`)."""
-    env = {"KUBECONFIG": str(cluster.kubeconfig), "ZONEPROOF_DRIVER_PROFILE": profile}
+def configuration_env(cluster: ClusterProvider, profile: str, environ: dict[str, str]) -> dict[str, str]:
+    """``environ`` with the variables the experiments' configuration reads set for a cluster
+    and a profile (for `chaos run`). KUBERNETES_CONTEXT is set only to name a context: an
+    empty one is an error to the kubernetes client."""
+    env = {k: v for k, v in environ.items() if k != "KUBERNETES_CONTEXT"}
+    env.update(KUBECONFIG=str(cluster.kubeconfig), ZONEPROOF_DRIVER_PROFILE=profile)
     if isinstance(cluster, ExistingProvider):
-        env.update(ZONEPROOF_PROVIDER="existing", KUBERNETES_CONTEXT=cluster.context or "")
+        env["ZONEPROOF_PROVIDER"] = "existing"
+        if cluster.context:
+            env["KUBERNETES_CONTEXT"] = cluster.context
     else:
-        env.update(ZONEPROOF_PROVIDER="local", ZONEPROOF_CLUSTER=cluster.spec.name, KUBERNETES_CONTEXT="")
+        env.update(ZONEPROOF_PROVIDER="local", ZONEPROOF_CLUSTER=cluster.spec.name)
     return env
 
 
@@ -130,7 +135,8 @@ def check_kubeconfig_matches(t: Target) -> None:
     wanted = t.api.configuration.host
     try:
         server = kube_config.new_client_from_config(config_file=path.split(os.pathsep)[0],
-                                                    context=os.environ.get("KUBERNETES_CONTEXT")).configuration.host
+                                                    context=os.environ.get("KUBERNETES_CONTEXT") or None
+                                                    ).configuration.host
     except (OSError, ValueError, kube_config.ConfigException) as err:
         raise ActivityFailed(f"cannot use the kubeconfig {path} that chaostoolkit-kubernetes reads: {err}; run "
                              f"`eval \"$(zoneproof cluster env --name {t.provider.spec.name})\"`") from None

@@ -26,8 +26,9 @@ STARTED = pytest.StashKey[float]()
 CATEGORY_REFUSALS = ("InvalidDataDiskCategory", "InvalidDiskCategory")
 
 
-def pytest_sessionstart(session):
-    session.config.stash[STARTED] = time.monotonic()
+def pytest_configure(config):
+    # Not pytest_sessionstart: found by import name (--pyargs), this conftest loads after it.
+    config.stash[STARTED] = time.monotonic()
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):

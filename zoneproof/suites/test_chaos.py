@@ -82,7 +82,7 @@ def test_interrupt_during_zone_loss_restores_the_zone(alone, cluster, deployment
     on, lift the taint, and delete the namespace and disks it made."""
     cloud = deployments.get("topology").cloud()
     core = cluster.core
-    env = dict(os.environ, **configuration_env(cluster, profile.source))
+    env = configuration_env(cluster, profile.source, dict(os.environ))
     chaos = os.path.join(os.path.dirname(sys.executable), "chaos")
     experiment = running.experiment("zone-loss")
     proc = subprocess.Popen([chaos, "--log-file", str(tmp_path / "chaos.log"), "run", str(experiment),

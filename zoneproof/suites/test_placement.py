@@ -19,6 +19,7 @@ from kubernetes import client
 
 from zoneproof import labels, manifests, tally, workloads
 from zoneproof.oracle import picture
+from zoneproof.suites.capabilities import require_scheme
 from zoneproof.waiting import wait_for
 
 log = logging.getLogger(__name__)
@@ -105,9 +106,11 @@ def deploy(env, scheme: str, zones: list[str], replicas: int, rng: random.Random
 
 
 @pytest.mark.parametrize(("scheme", "zone_count", "replicas"), MATRIX)
-def test_pods_follow_their_disks(placement, cluster, scheme, zone_count, replicas, seed):
+def test_pods_follow_their_disks(placement, cluster, profile, scheme, zone_count, replicas, seed):
     if zone_count > len(cluster.spec.zones):
         pytest.skip(f"needs {zone_count} zones; the cluster under test has {len(cluster.spec.zones)}")
+    if not scheme.startswith("static-"):
+        require_scheme(profile, "wait-for-first-consumer" if scheme == "wait-for-first-consumer" else "dynamic-zoneid")
     rng = random.Random(f"{seed}-{scheme}-{zone_count}-{replicas}")
     zones = sorted(rng.sample(list(cluster.spec.zones), zone_count))
     env = placement(SCHEMES[scheme])

@@ -10,6 +10,7 @@ from kubernetes import client
 
 from zoneproof import labels, manifests
 from zoneproof.oracle import is_volume_zone_conflict
+from zoneproof.suites.capabilities import require_scheme
 from zoneproof.waiting import hold_for, wait_for
 from zoneproof.workloads import claim, pod_with_claims
 
@@ -53,6 +54,7 @@ def test_a_pod_forced_into_another_zone_than_its_pv_waits_with_the_conflict(plac
 
 def test_allowed_topologies_restricted_to_one_zone_only_provision_there(placement, cluster, seed):
     env = placement("topology")
+    require_scheme(env.profile, "wait-for-first-consumer")
     zone = random.Random(f"{seed}-allowed").choice(list(cluster.spec.zones))
     name = f"csi-disk-{zone}-{env.suffix}"
     # The profile's WaitForFirstConsumer parameters, bound at once: only allowedTopologies

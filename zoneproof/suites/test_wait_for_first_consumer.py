@@ -10,6 +10,7 @@ import threading
 from kubernetes import client, watch
 
 from zoneproof import labels, manifests, tally
+from zoneproof.suites.capabilities import require_scheme
 from zoneproof.waiting import wait_for
 from zoneproof.workloads import claim, pod_with_claims
 
@@ -25,6 +26,7 @@ def scheduled_node(cluster, namespace: str, pod: str) -> str:
 
 
 def wffc_class(env) -> str:
+    require_scheme(env.profile, "wait-for-first-consumer")
     sc = manifests.storage_class(env.profile, "wait-for-first-consumer", env.cluster.spec.zones,
                                  name=f"csi-disk-topology-{env.suffix}")
     client.StorageV1Api(env.cluster.api_client).create_storage_class(sc)

@@ -1,0 +1,89 @@
+"""The generic deployment path runs whatever a profile says: here the shipped alibaba
+profile, with the reference driver's own command put in place of the plugin binary, so its
+stand-in nodes (the registrar reporting what the plugin's node side would) and its four
+topology keys are exercised without the upstream binary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes import client
+
+from zoneproof import labels
+from zoneproof.fixtures.driver import provide_driver
+from zoneproof.profile import PROFILES, parse_profile
+from zoneproof.waiting import wait_for
+from zoneproof.workloads import claim, pod_with_claims
+
+pytestmark = pytest.mark.cluster
+
+REFERENCE_CONTROLLER = ["{python}", "-m", "zoneproof.cli", "csi", "serve", "--endpoint", "{endpoint}",
+                        "--ecs-endpoint", "{ecs_endpoint}", "--region", "{region}", "--zone-policy", "topology",
+                        "--controller-zone", "{controller_zone}"]
+
+
+@pytest.fixture(scope="module")
+def profile():
+    data = yaml.safe_load(PROFILES.joinpath("alibaba.yaml").read_text())
+    data["run"]["binary"] = "none"
+    data["run"]["controller"]["command"] = REFERENCE_CONTROLLER
+    return parse_profile(data, "alibaba profile running the reference controller")
+
+
+@pytest.fixture(scope="module")
+def driver(cluster, profile, tmp_path_factory):
+    # The last zone sells no cloud_essd: its stand-in nodes must say so in their labels.
+    yield from provide_driver(cluster, profile, logs=tmp_path_factory.mktemp("logs"),
+                              zone_categories={cluster.spec.zones[-1]: ("cloud_ssd", "cloud_efficiency")})
+
+
+def test_stand_in_nodes_report_the_profiles_keys_and_disk_types(cluster, driver, profile):
+    last = cluster.spec.zones[-1]
+    for name in cluster.nodes():
+        node = cluster.core.read_node(name)
+        entry = next(d for d in client.StorageV1Api(cluster.api_client).read_csi_node(name).spec.drivers
+                     if d.name == profile.driver)
+        assert sorted(entry.topology_keys) == sorted(profile.topology_keys)
+        assert entry.node_id == node.metadata.labels[labels.INSTANCE_ID]
+        assert entry.allocatable.count == 15
+        types = sorted(k.rsplit(".", 1)[-1] for k in node.metadata.labels
+                       if k.startswith("node.csi.alibabacloud.com/disktype."))
+        zone = node.metadata.labels[labels.ZONE]
+        expected = ["cloud_efficiency", "cloud_ssd"] if zone == last else None
+        assert types == expected or (expected is None and "cloud_essd" in types), (name, types)
+
+
+def test_a_claim_provisions_in_its_consumers_zone_through_the_generic_path(cluster, driver, profile, namespace):
+    zone = cluster.spec.zones[1]
+    name = f"{namespace}-wffc"
+    client.StorageV1Api(cluster.api_client).create_storage_class(
+        profile.storage_class("wait-for-first-consumer", name, cluster.spec.zones))
+    try:
+        cluster.core.create_namespaced_persistent_volume_claim(namespace, claim("data", name, profile.size))
+        cluster.core.create_namespaced_pod(namespace, pod_with_claims("app", ["data"], {labels.ZONE: zone}))
+
+        def bound():
+            pvc = cluster.core.read_namespaced_persistent_volume_claim("data", namespace)
+            return pvc.status.phase == "Bound", pvc.status.phase
+        wait_for(bound, what="the claim to bind", timeout=60)
+        volume = cluster.core.read_namespaced_persistent_volume_claim("data", namespace).spec.volume_name
+        handle = cluster.core.read_persistent_volume(volume).spec.csi.volume_handle
+        assert [d["ZoneId"] for d in driver.cloud().describe_disks([handle])] == [zone]
+    finally:
+        cluster.core.delete_collection_namespaced_pod(namespace)
+        cluster.core.delete_collection_namespaced_persistent_volume_claim(namespace)
+        client.StorageV1Api(cluster.api_client).delete_storage_class(name)
+
+
+def test_down_stops_every_process_it_started_and_keeps_the_logs(driver):
+    """Last in this module: it takes the deployment down itself (the fixture's own down()
+    then finds nothing left to do)."""
+    pids = [pid for pid, _ in driver.running().processes.values()]
+    assert len(pids) == 4, driver.running().processes  # fake ECS, controller, provisioner, attacher
+    driver.down()
+    assert not driver.is_up() and driver.running() is None
+    assert [pid for pid in pids if Path(f"/proc/{pid}").exists()] == []
+    assert {"fake-ecs.log", "csi-controller.log", "csi-provisioner.log", "csi-attacher.log"} <= {
+        p.name for p in driver.logs.iterdir()}

@@ -1,0 +1,96 @@
+"""A local cluster handed to zoneproof as an existing one, as a user's cluster would be:
+started on its own, the driver deployed on its own, and only its kubeconfig and the ECS
+endpoint (in the standard environment variables) given. Zones come from the node labels,
+power goes through ECS StopInstances/StartInstances, the oracle reads the cloud through
+the ECS API, and the suites and the chaos experiments run unchanged."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from zoneproof import labels
+from zoneproof.cluster import ExistingProvider
+from zoneproof.cluster.base import ClusterError
+from zoneproof.fixtures.driver import provide_driver
+
+pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture(scope="module")
+def driver(cluster):
+    yield from provide_driver(cluster)
+
+
+@pytest.fixture
+def cloud_env(driver, monkeypatch) -> dict[str, str]:
+    env = driver.cloud().env()
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
+
+
+@pytest.fixture
+def existing(cluster, cloud_env) -> ExistingProvider:
+    provider = ExistingProvider(cluster.kubeconfig)
+    provider.up()
+    return provider
+
+
+def test_zones_and_region_come_from_the_nodes(existing, cluster):
+    assert existing.spec.zones == tuple(sorted(cluster.spec.zones))
+    assert existing.spec.region == cluster.spec.region
+    assert existing.spec.nodes_per_zone == cluster.spec.nodes_per_zone
+    existing.down()  # never deletes a cluster zoneproof did not make
+    assert existing.is_up()
+
+
+def test_without_the_cloud_variables_power_is_refused_by_name(cluster, driver, monkeypatch):
+    monkeypatch.delenv("ECS_ENDPOINT", raising=False)
+    provider = ExistingProvider(cluster.kubeconfig)
+    with pytest.raises(ClusterError, match="ECS_ENDPOINT"):
+        provider.stop_node(cluster.nodes()[0])
+
+
+def test_a_power_cut_goes_through_the_ecs_api(existing, cluster, driver):
+    name = cluster.nodes(cluster.spec.zones[0])[0]
+    instance = cluster.core.read_node(name).metadata.labels[labels.INSTANCE_ID]
+    cloud = driver.cloud()
+    try:
+        existing.stop_node(name)
+        assert cloud.stopped([instance]) == [instance]
+        cluster.wait_nodes_ready([name], ready=False, timeout=cluster.spec.timings.not_ready_bound + 10)
+        assert cluster.core.read_node(name).metadata.labels[labels.POWER] == labels.POWER_OFF
+        existing.start_node(name)
+        assert cloud.stopped([instance]) == []
+        cluster.wait_nodes_ready([name], timeout=60)
+    finally:
+        if cloud.stopped([instance]):
+            existing.start_node(name)
+        cluster.wait_nodes_ready(cluster.nodes(), timeout=60)
+
+
+def test_check_reads_the_cloud_and_refuses_to_pass_on_nothing(cluster, cloud_env, namespace):
+    result = subprocess.run([sys.executable, "-m", "zoneproof.cli", "check", "--provider", "existing",
+                             "--kubeconfig", str(cluster.kubeconfig), "-n", namespace],
+                            env=dict(os.environ, **cloud_env), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "0 pods checked" in result.stdout and "nothing was checked" in result.stderr
+
+
+def test_the_suites_and_an_experiment_run_against_it(cluster, cloud_env, tmp_path):
+    """One placement case and one power-cut experiment, through the pytest plugin, with only
+    the kubeconfig and the environment's ECS endpoint."""
+    selection = "test_pods_follow_their_disks and static-nodeaffinity-2zones-3replicas or test_experiment and " \
+                "partial-zone-loss"
+    junit = tmp_path / "junit.xml"
+    run = subprocess.run([sys.executable, "-m", "pytest", "--pyargs", "zoneproof.suites", "-p", "no:cacheprovider",
+                          "-p", "no:xdist", "--provider", "existing", "--kubeconfig", str(cluster.kubeconfig),
+                          "-k", selection, f"--junitxml={junit}", "-q"],
+                         env=dict(os.environ, **cloud_env), capture_output=True, text=True, timeout=600)
+    tail = run.stdout[-4000:] + run.stderr[-2000:]
+    assert run.returncode == 0, tail
+    assert "2 passed" in run.stdout, tail
