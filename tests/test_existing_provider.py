@@ -88,7 +88,7 @@ def test_the_suites_and_an_experiment_run_against_it(cluster, cloud_env, tmp_pat
                 "partial-zone-loss"
     junit = tmp_path / "junit.xml"
     run = subprocess.run([sys.executable, "-m", "pytest", "--pyargs", "zoneproof.suites", "-p", "no:cacheprovider",
-                          "-p", "no:xdist", "--provider", "existing", "--kubeconfig", str(cluster.kubeconfig),
+                          "-p", "no:xdist", "--provider=existing", f"--kubeconfig={cluster.kubeconfig}",
                           "-k", selection, f"--junitxml={junit}", "-q"],
                          env=dict(os.environ, **cloud_env), capture_output=True, text=True, timeout=600)
     tail = run.stdout[-4000:] + run.stderr[-2000:]
