@@ -44,6 +44,10 @@ class RpcSdk:
             else:
                 req.add_query_param(key, json.dumps(value) if isinstance(value, list) else
                                     str(value).lower() if isinstance(value, bool) else str(value))
+        return self.send(req)
+
+    def send(self, req) -> dict:
+        """Send a prepared request (a CommonRequest, or the SDK's own class for an action)."""
         try:
             return json.loads(self.client.do_action_with_exception(req))
         except V1ServerException as err:
@@ -69,3 +73,10 @@ class V3Sdk:
 
 
 SDKS = (RpcSdk, V3Sdk)
+
+
+def register_instances(server, instances: dict[str, str]) -> None:
+    """Put instance id -> zone pairs into an in-process fake ECS."""
+    with server.store.transaction() as db:
+        for instance_id, zone in instances.items():
+            server.backend.register_instance(db, instance_id, zone)

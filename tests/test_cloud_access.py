@@ -9,6 +9,8 @@ from zoneproof.cloud import BATCH, CloudAccess, CloudConfigError
 from zoneproof.ecs.backend import EcsConfig
 from zoneproof.ecs.server import EcsServer
 
+from tests.ecs_clients import register_instances
+
 GOOD = {"ECS_ENDPOINT": "127.0.0.1:1", "ALIBABA_CLOUD_ACCESS_KEY_ID": "id", "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "s",
         "REGION_ID": "cn-x"}
 
@@ -42,9 +44,8 @@ def fake():
 def test_reads_and_power_through_the_api_in_batches(fake):
     access, server = fake
     instances = [f"i-{n:03d}" for n in range(BATCH + 5)]  # more than one batch
-    with server.store.transaction() as db:
-        for n, instance in enumerate(instances):
-            server.backend.register_instance(db, instance, "cn-beijing-a" if n % 2 else "cn-beijing-b")
+    register_instances(server, {instance: "cn-beijing-a" if n % 2 else "cn-beijing-b"
+                                for n, instance in enumerate(instances)})
     disks = [access.api.call("CreateDisk", RegionId="cn-beijing", ZoneId="cn-beijing-a", DiskCategory="cloud_ssd",
                              Size=20)["DiskId"] for _ in range(3)]
     state = access.state(disks + ["d-unknown"], instances)

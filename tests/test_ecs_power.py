@@ -5,17 +5,14 @@ switch hook they call."""
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 import threading
 
 import pytest
-from aliyunsdkcore.acs_exception.exceptions import ClientException as V1ClientException
-from aliyunsdkcore.acs_exception.exceptions import ServerException as V1ServerException
 from alibabacloud_ecs20140526 import models as ecs_models
 from darabonba.exceptions import ResponseException
 
-from tests.ecs_clients import SDKS, ApiError, RpcSdk
+from tests.ecs_clients import SDKS, ApiError, RpcSdk, register_instances
 from zoneproof.csi.cloud import snake
 from zoneproof.ecs.backend import EcsBackend, EcsConfig
 from zoneproof.ecs.catalog import DEFAULT_CATEGORIES
@@ -46,9 +43,7 @@ class Switch:
 
 def make_server(switch=None, db_path=":memory:") -> EcsServer:
     server = EcsServer(CONFIG, db_path=db_path, power_switch=switch).start()
-    with server.store.transaction() as db:
-        for instance_id, zone in INSTANCES.items():
-            server.backend.register_instance(db, instance_id, zone)
+    register_instances(server, INSTANCES)
     return server
 
 
@@ -89,12 +84,7 @@ def power(sdk, action: str, ids, **params) -> dict:
                     req.add_query_param("RegionId", value)
             else:
                 getattr(req, f"set_{key}")(value)
-        try:
-            return json.loads(sdk.client.do_action_with_exception(req))
-        except V1ServerException as err:
-            raise ApiError(err.get_error_code(), err.get_http_status(), err.get_error_msg()) from None
-        except V1ClientException as err:
-            raise ApiError(err.get_error_code(), None, err.get_error_msg()) from None
+        return sdk.send(req)
     kwargs = {snake(k): v for k, v in params.items()}
     if plural:
         kwargs.setdefault("region_id", REGION)

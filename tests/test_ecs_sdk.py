@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tests.ecs_clients import SDKS, ApiError
+from tests.ecs_clients import SDKS, ApiError, register_instances
 from zoneproof.ecs.backend import EcsConfig, Latencies
 from zoneproof.ecs.catalog import DEFAULT_CATEGORIES
 from zoneproof.ecs.server import DEFAULT_CREDENTIALS, EcsServer
@@ -22,9 +22,7 @@ def make_server(latencies: Latencies | None = None) -> EcsServer:
         ZONE_A: DEFAULT_CATEGORIES, ZONE_B: DEFAULT_CATEGORIES,
         ZONE_C: tuple(c for c in DEFAULT_CATEGORIES if c != "cloud_ssd")})  # zone c sells no cloud_ssd
     server = EcsServer(config).start()
-    with server.store.transaction() as db:
-        for instance_id, zone in INSTANCES.items():
-            server.backend.register_instance(db, instance_id, zone)
+    register_instances(server, INSTANCES)
     return server
 
 

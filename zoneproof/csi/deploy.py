@@ -234,7 +234,7 @@ class DriverDeployment:
                  self.logs)
 
     def _register_nodes(self, ecs_endpoint: str) -> None:
-        run, spec = self.profile.run, self.provider.spec
+        run = self.profile.run
         endpoints = {}
         for name in self.provider.nodes():
             node_labels = self.provider.core.read_node(name).metadata.labels

@@ -529,7 +529,6 @@ class EcsBackend:
 
     # ------------------------------------------------------------ state for oracles and tests
     def snapshot(self, db) -> dict:
-        now = self.clock()
         return {
             "region": self.config.region,
             "zones": {z: list(c) for z, c in self.config.zones.items()},

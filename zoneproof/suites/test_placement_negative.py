@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import random
 
-import pytest
 from kubernetes import client
 
 from zoneproof import labels, manifests
