@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark of the chaos set: each experiment in chaos/ run through chaoslib on a local
+"""Benchmark of the chaos set: each shipped experiment run through chaoslib on a local
 cluster (started for the run unless --cluster-name names a running one), reporting the
 recovery time of each next to the Kubernetes timings the cluster is configured with, and
 the wall time of the whole set against its 5-minute target.

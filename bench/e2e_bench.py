@@ -21,7 +21,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 REPORT = REPO / "reports" / "bench-e2e.json"
-SUMMARY = re.compile(r"zoneproof e2e: scenarios (\d+) \((\d+) passed, (\d+) failed")
+SUMMARY = re.compile(r"zoneproof e2e on .*?: scenarios (\d+) \((\d+) passed, (\d+) failed")
 
 
 def main() -> int:
