@@ -11,11 +11,13 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
 from zoneproof import labels
 from zoneproof.cluster import ExistingProvider
 from zoneproof.cluster.base import ClusterError
 from zoneproof.fixtures.driver import provide_driver
+from zoneproof.profile import PROFILES
 
 pytestmark = pytest.mark.cluster
 
@@ -94,3 +96,31 @@ def test_the_suites_and_an_experiment_run_against_it(cluster, cloud_env, tmp_pat
     tail = run.stdout[-4000:] + run.stderr[-2000:]
     assert run.returncode == 0, tail
     assert "2 passed" in run.stdout, tail
+
+
+def test_disks_of_the_users_serve_static_pvs_where_the_profile_may_not_create_any(cluster, cloud_env, driver,
+                                                                                  tmp_path):
+    """A profile with ``static_disks.allowed: false`` takes the disks given with
+    ``--static-disk``, one per replica in its zone, and leaves them in place afterwards."""
+    data = yaml.safe_load(PROFILES.joinpath("reference.yaml").read_text())
+    data["static_disks"] = {"allowed": False, "via": "user-supplied"}
+    data.pop("run")  # the driver running in the existing cluster is the reference one
+    profile = tmp_path / "no-disk-creation.yaml"
+    profile.write_text(yaml.safe_dump(data))
+    cloud = driver.cloud()
+    disks = {zone: [cloud.api.call("CreateDisk", RegionId=cloud.region, ZoneId=zone, DiskCategory="cloud_ssd",
+                                   Size=20)["DiskId"] for _ in range(2)] for zone in cluster.spec.zones}
+    try:
+        run = subprocess.run([sys.executable, "-m", "pytest", "--pyargs", "zoneproof.suites", "-p", "no:cacheprovider",
+                              "-p", "no:xdist", "--provider=existing", f"--kubeconfig={cluster.kubeconfig}",
+                              f"--driver-profile={profile}", "-k", "static-zone-labels-3zones-3replicas", "-q",
+                              *(f"--static-disk={zone}={d}" for zone, ids in disks.items() for d in ids)],
+                             env=dict(os.environ, **cloud_env), capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0 and "1 passed" in run.stdout, run.stdout[-4000:] + run.stderr[-2000:]
+        left = {d["DiskId"]: d["Status"] for d in cloud.describe_disks([d for ids in disks.values() for d in ids])}
+        assert len(left) == 6 and set(left.values()) == {"Available"}, left
+    finally:
+        for ids in disks.values():
+            for disk_id in ids:
+                cloud.api.wait_disk(disk_id, {"Available"})
+                cloud.api.call("DeleteDisk", DiskId=disk_id)

@@ -169,8 +169,8 @@ def summarise(opts: E2eOptions, where: str, codes: list[int], elapsed: float) ->
           f"scenarios {len(cases)} ({outcomes.count('passed')} passed, {failed} failed, "
           f"{outcomes.count('skipped')} skipped), placement verdicts {placed['verdicts']}, "
           f"pods checked {placed['pods checked']}, violations {placed['violations']}, "
-          f"time {elapsed:.0f}s ({opts.workers} worker{'s' if opts.workers > 1 else ''}); "
-          f"driver logs in {reports / 'driver-logs'}")
+          f"time {elapsed:.0f}s ({opts.workers} worker{'s' if opts.workers > 1 else ''})"
+          + (f"; driver logs in {reports / 'driver-logs'}" if opts.provider == "local" else ""))
     reasons = skip_reasons(cases)
     for reason, count in sorted(reasons.items(), key=lambda r: -r[1]):
         print(f"  skipped {count}: {reason}")

@@ -191,6 +191,10 @@ class DriverDeployment:
 
     def up(self) -> None:
         self._check()
+        if self.running() is not None:  # a deployment some of whose processes died: clear what is left
+            log.warning("a broken driver deployment is in the way in %r; stopping what is left of it",
+                        self.provider.spec.name)
+            self.down()
         run = self.profile.run
         sidecars = {b: str(toolchain.binary(b)) for b in ("csi-provisioner", "csi-attacher")}
         started = time.monotonic()
