@@ -35,6 +35,7 @@ def test_a_group_is_stopped_whole_even_when_it_ignores_sigterm(tmp_path):
     started = time.monotonic()
     stop_groups({"stubborn": (proc.pid, start_time(proc.pid))}, grace=1)
     assert not _alive(proc.pid) and not _alive(grandchild)
+    assert not os.path.exists(f"/proc/{proc.pid}"), "our child was left a zombie"
     assert time.monotonic() - started < 5
 
 

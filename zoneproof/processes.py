@@ -102,11 +102,15 @@ def stop_groups(groups: dict[str, tuple[int, int]], grace: float = 5.0) -> None:
 
 
 def _gone(pgid: int) -> bool:
-    """Every process of the group has exited (zombies hold nothing); reaps our own leader."""
+    """Every process of the group has exited. The leader, when it is our child, counts as
+    gone only once reaped (a process on its way out can vanish from /proc for a moment
+    before it becomes a zombie); other members count as gone when absent or zombies."""
     try:
-        os.waitpid(pgid, os.WNOHANG)
-    except ChildProcessError:
-        pass
+        reaped, _ = os.waitpid(pgid, os.WNOHANG)
+    except ChildProcessError:  # not our child: someone else reaps it
+        reaped = -1
+    if reaped == 0:
+        return False
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
