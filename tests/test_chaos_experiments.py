@@ -1,4 +1,4 @@
-"""The experiments in chaos/ are valid for Chaos Toolkit, call functions that exist with
+"""The shipped experiments are valid for Chaos Toolkit, call functions that exist with
 arguments those functions take, undo in their rollbacks whatever their method breaks, and
 their journals are read strictly."""
 

@@ -1,5 +1,5 @@
-"""The Chaos Toolkit experiments in ``chaos/``, run through chaoslib with rollbacks always
-played: each journal must show no deviation and no failed activity or rollback, the
+"""The Chaos Toolkit experiments shipped with zoneproof_chaos, run through chaoslib with
+rollbacks always played: each journal must show no deviation and no failed activity or rollback, the
 watcher's full history no transient violation, and the recovery times go to the report.
 
 These tests break nodes, zones and the cloud for the whole cluster, so they are marked
