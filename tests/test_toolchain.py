@@ -65,6 +65,7 @@ def test_version_comes_from_the_pinned_requirement():
     assert toolchain.TOOL_SETS["kubernetes"].version == toolchain.KUBERNETES_VERSION
     assert toolchain.TOOL_SETS["kwok"].version.startswith("v0.")
     assert toolchain.TOOL_SETS["etcd"].version.startswith("v3.")
+    assert toolchain.TOOL_SETS["kind"].version == "v0.33.0"
 
 
 def test_unknown_binary_is_named():

@@ -119,6 +119,8 @@ TOOL_SETS: dict[str, GoToolSet] = {
     # covers the attacher's and csi-test's pins too.
     "csi": GoToolSet(name="csi", main_module="github.com/kubernetes-csi/external-provisioner/v6", package="tool",
                      binaries=("csi-provisioner", "csi-attacher", "csi-sanity")),
+    # kind, for the kind provider (multi-node clusters of containers with real kubelets).
+    "kind": GoToolSet(name="kind", main_module="sigs.k8s.io/kind", package="tool", binaries=("kind",)),
 }
 
 
