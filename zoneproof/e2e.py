@@ -23,7 +23,7 @@ from pathlib import Path
 
 from zoneproof import tally
 from zoneproof.cluster import ClusterSpec, ExistingProvider, LocalProvider
-from zoneproof.csi.deploy import DriverDeployment, check_run_inputs, parse_zone_categories
+from zoneproof.csi.deploy import DriverDeployment, DriverError, check_run_inputs, parse_zone_categories
 from zoneproof.profile import DriverProfile
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,14 @@ def skip_reasons(cases: list[ET.Element]) -> dict[str, int]:
     return reasons
 
 
+def check_static_disks(values: tuple[str, ...], zones: tuple[str, ...]) -> None:
+    """``--static-disk ZONE=DISK_ID`` options, refused before anything starts."""
+    for value in values:
+        zone, sep, disk_id = value.partition("=")
+        if not sep or not disk_id or zone not in zones:
+            raise DriverError(f"--static-disk {value!r}: write ZONE=DISK_ID with ZONE one of {', '.join(zones)}")
+
+
 def _pytest_options(opts: E2eOptions, phase: str) -> list[str]:
     args = [f"--driver-profile={opts.profile.source}", f"--alluredir={opts.reports / 'allure-results'}",
             f"--junitxml={opts.reports / f'junit-{phase}.xml'}",
@@ -125,6 +133,7 @@ def run_e2e(opts: E2eOptions) -> int:
     if opts.provider == "existing":
         cluster = ExistingProvider(opts.kubeconfig, opts.context)
         cluster.up()
+        check_static_disks(opts.static_disks, cluster.spec.zones)
         where = f"existing cluster {cluster.spec.name!r}"
         for phase, selection in phases.items():
             codes.append(_pytest([*_pytest_options(opts, phase), *selection], env))
@@ -132,6 +141,10 @@ def run_e2e(opts: E2eOptions) -> int:
         provider = LocalProvider(ClusterSpec(name=opts.name))
         own_cluster = not (provider.exists() and provider.is_up())
         where = f"local cluster {opts.name!r}"
+        # Bad options are refused before a cluster starts: the zones are the running cluster's, or the default's.
+        zones = provider.spec.zones if own_cluster else LocalProvider.attach(opts.name).spec.zones
+        categories = parse_zone_categories(opts.zone_categories, zones)
+        check_static_disks(opts.static_disks, zones)
         driver = None
         try:
             if own_cluster:
@@ -140,8 +153,7 @@ def run_e2e(opts: E2eOptions) -> int:
             # The parallel phase's deployment: workers share it, so it is made here, once.
             policy = "topology" if "topology" in opts.profile.zone_policies else opts.profile.zone_policies[0]
             driver = DriverDeployment(provider, opts.profile, zone_policy=policy, driver_binary=opts.driver_binary,
-                                      zone_categories=parse_zone_categories(opts.zone_categories, provider.spec.zones),
-                                      logs=reports / "driver-logs" / "parallel")
+                                      zone_categories=categories, logs=reports / "driver-logs" / "parallel")
             if driver.running() is not None:
                 driver.down()
             driver.up()
