@@ -115,8 +115,20 @@ def _pytest_options(opts: E2eOptions, phase: str) -> list[str]:
 
 def run_e2e(opts: E2eOptions) -> int:
     started = time.monotonic()
-    if opts.provider == "local":
-        check_run_inputs(opts.profile, opts.driver_binary)  # before minutes of bring-up, not after
+    # Bad input is refused before a cluster starts and before an old run's reports are touched.
+    if opts.provider == "existing":
+        cluster = ExistingProvider(opts.kubeconfig, opts.context)
+        cluster.up()
+        check_static_disks(opts.static_disks, cluster.spec.zones)
+        where = f"existing cluster {cluster.spec.name!r}"
+    else:
+        check_run_inputs(opts.profile, opts.driver_binary)
+        provider = LocalProvider(ClusterSpec(name=opts.name))
+        own_cluster = not (provider.exists() and provider.is_up())
+        zones = provider.spec.zones if own_cluster else LocalProvider.attach(opts.name).spec.zones
+        categories = parse_zone_categories(opts.zone_categories, zones)
+        check_static_disks(opts.static_disks, zones)
+        where = f"local cluster {opts.name!r}"
     reports = opts.reports
     reports.mkdir(parents=True, exist_ok=True)
     tally_file = reports / "placement-tally.jsonl"
@@ -131,41 +143,30 @@ def run_e2e(opts: E2eOptions) -> int:
               "chaos": ["-p", "no:xdist", "-m", "disruptive"]}
     codes = []
     if opts.provider == "existing":
-        cluster = ExistingProvider(opts.kubeconfig, opts.context)
-        cluster.up()
-        check_static_disks(opts.static_disks, cluster.spec.zones)
-        where = f"existing cluster {cluster.spec.name!r}"
         for phase, selection in phases.items():
             codes.append(_pytest([*_pytest_options(opts, phase), *selection], env))
-    else:
-        provider = LocalProvider(ClusterSpec(name=opts.name))
-        own_cluster = not (provider.exists() and provider.is_up())
-        where = f"local cluster {opts.name!r}"
-        # Bad options are refused before a cluster starts: the zones are the running cluster's, or the default's.
-        zones = provider.spec.zones if own_cluster else LocalProvider.attach(opts.name).spec.zones
-        categories = parse_zone_categories(opts.zone_categories, zones)
-        check_static_disks(opts.static_disks, zones)
-        driver = None
-        try:
-            if own_cluster:
-                provider.up()
-            provider = LocalProvider.attach(opts.name)
-            # The parallel phase's deployment: workers share it, so it is made here, once.
-            policy = "topology" if "topology" in opts.profile.zone_policies else opts.profile.zone_policies[0]
-            driver = DriverDeployment(provider, opts.profile, zone_policy=policy, driver_binary=opts.driver_binary,
-                                      zone_categories=categories, logs=reports / "driver-logs" / "parallel")
-            if driver.running() is not None:
-                driver.down()
-            driver.up()
-            codes.append(_pytest([*_pytest_options(opts, "parallel"), *phases["parallel"]], env))
-            driver.down()  # the serial and chaos phases deploy the driver they need
-            for phase in ("serial", "chaos"):
-                codes.append(_pytest([*_pytest_options(opts, phase), *phases[phase]], env))
-        finally:
-            if driver is not None:
-                driver.down()
-            if own_cluster:
-                provider.down()
+        return summarise(opts, where, codes, time.monotonic() - started)
+    driver = None
+    try:
+        if own_cluster:
+            provider.up()
+        provider = LocalProvider.attach(opts.name)
+        # The parallel phase's deployment: workers share it, so it is made here, once.
+        policy = "topology" if "topology" in opts.profile.zone_policies else opts.profile.zone_policies[0]
+        driver = DriverDeployment(provider, opts.profile, zone_policy=policy, driver_binary=opts.driver_binary,
+                                  zone_categories=categories, logs=reports / "driver-logs" / "parallel")
+        if driver.running() is not None:
+            driver.down()
+        driver.up()
+        codes.append(_pytest([*_pytest_options(opts, "parallel"), *phases["parallel"]], env))
+        driver.down()  # the serial and chaos phases deploy the driver they need
+        for phase in ("serial", "chaos"):
+            codes.append(_pytest([*_pytest_options(opts, phase), *phases[phase]], env))
+    finally:
+        if driver is not None:
+            driver.down()
+        if own_cluster:
+            provider.down()
     return summarise(opts, where, codes, time.monotonic() - started)
 
 
