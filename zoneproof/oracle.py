@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from zoneproof import labels
+from zoneproof.cluster.nodes import ecs_instance_id
 
 PV_ZONE_LABELS = (labels.ZONE, labels.ZONE_DEPRECATED)
 # How the scheduler says "this pod's volumes pin it to nodes that cannot take it": the
@@ -189,12 +190,8 @@ def pv_zone(pv: dict) -> tuple[str, list[str]]:
 
 
 def node_instance_id(node: dict) -> str:
-    """A node's ECS instance: its instance-id label, else its ``alicloud://`` providerID."""
-    found = (node["metadata"].get("labels") or {}).get(labels.INSTANCE_ID)
-    provider_id = (node.get("spec") or {}).get("providerID") or ""
-    if not found and provider_id.startswith("alicloud://") and "." in provider_id:
-        found = provider_id.removeprefix("alicloud://").split(".", 1)[1]
-    return found or ""
+    """A node's ECS instance ("" when it names none)."""
+    return ecs_instance_id(node["metadata"].get("labels") or {}, (node.get("spec") or {}).get("providerID") or "")
 
 
 def _schedulable(node: dict) -> bool:
@@ -310,9 +307,6 @@ def take_snapshot(api, cloud, namespace: str | None = None, *, driver: str) -> S
     nodes' instances."""
     from kubernetes import client
 
-    from zoneproof.cluster.base import ClusterError
-    from zoneproof.cluster.existing import instance_of
-
     core, storage = client.CoreV1Api(api), client.StorageV1Api(api)
     plain = api.sanitize_for_serialization
     if namespace:
@@ -321,21 +315,17 @@ def take_snapshot(api, cloud, namespace: str | None = None, *, driver: str) -> S
     else:
         pods = core.list_pod_for_all_namespaces().items
         pvcs = core.list_persistent_volume_claim_for_all_namespaces().items
-    pvs = core.list_persistent_volume().items
-    nodes = core.list_node().items
-    disk_ids = [pv.spec.csi.volume_handle for pv in pvs if pv.spec.csi and pv.spec.csi.driver == driver]
-    instance_ids = []
-    for node in nodes:
-        try:
-            instance_ids.append(instance_of(node))
-        except ClusterError:
-            pass  # a node that names no instance holds no disk; its zone is still judged
-    state = cloud.state(disk_ids, instance_ids)
+    pvs = {pv.metadata.name: plain(pv) for pv in core.list_persistent_volume().items}
+    nodes = {n.metadata.name: plain(n) for n in core.list_node().items}
+    disk_ids = [pv["spec"]["csi"]["volumeHandle"] for pv in pvs.values()
+                if ((pv.get("spec") or {}).get("csi") or {}).get("driver") == driver]
+    # A node that names no instance holds no disk; its zone is still judged.
+    state = cloud.state(disk_ids, [node_instance_id(n) for n in nodes.values()])
     return Snapshot(
         pods=[plain(p) for p in pods],
         pvcs={(c.metadata.namespace, c.metadata.name): plain(c) for c in pvcs},
-        pvs={pv.metadata.name: plain(pv) for pv in pvs},
-        nodes={n.metadata.name: plain(n) for n in nodes},
+        pvs=pvs,
+        nodes=nodes,
         volume_attachments=[plain(va) for va in storage.list_volume_attachment().items],
         disks={d["DiskId"]: d for d in state["disks"]},
         instance_zones={i["InstanceId"]: i["ZoneId"] for i in state["instances"]},

@@ -65,14 +65,19 @@ def start_process(name: str, args: list[str], log_dir: Path, env: dict[str, str]
     return proc
 
 
+def _stat(pid: int | str) -> list[str] | None:
+    """/proc/<pid>/stat after the command name (state, ppid, pgrp, ...), or None if gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
 def start_time(pid: int) -> int | None:
     """The kernel's start time of a process (clock ticks since boot), or None if it is gone:
     with the pid it names one process, never a later one that reused the pid."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat.rsplit(")", 1)[1].split()[19])  # field 22, counted after the command name
+    fields = _stat(pid)
+    return int(fields[19]) if fields else None  # field 22 of stat
 
 
 def stop_groups(groups: dict[str, tuple[int, int]], grace: float = 5.0) -> None:
@@ -112,12 +117,7 @@ def _gone(pgid: int) -> bool:
     if reaped == 0:
         return False
     for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":  # fields: state, ppid, pgrp, ...
+        fields = _stat(proc.name) if proc.name.isdigit() else None
+        if fields and int(fields[2]) == pgid and fields[0] != "Z":
             return False
     return True

@@ -26,7 +26,6 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 
-
 def _tools_dir() -> Path:
     """The Go modules of the tool sets: $ZONEPROOF_TOOLS_DIR; else those an installed wheel
     carries (package data); else, in a source checkout, the repository's ``tools/``."""

@@ -19,6 +19,7 @@ from kubernetes import client, config
 from zoneproof import labels
 from zoneproof.cloud import CloudAccess, CloudConfigError
 from zoneproof.cluster.base import ClusterError, ClusterProvider
+from zoneproof.cluster.nodes import ecs_instance_id
 from zoneproof.cluster.spec import ClusterSpec, Timings
 
 log = logging.getLogger(__name__)
@@ -32,12 +33,9 @@ UPSTREAM_TIMINGS = Timings(node_monitor_grace_period=50, node_monitor_period=5, 
 def instance_of(node: client.V1Node) -> str:
     """A node's ECS instance id: its ``alibabacloud.com/ecs-instance-id`` label, else its
     providerID ``alicloud://<region>.<instance-id>``."""
-    node_labels = node.metadata.labels or {}
-    if node_labels.get(labels.INSTANCE_ID):
-        return node_labels[labels.INSTANCE_ID]
-    provider_id = (node.spec.provider_id or "") if node.spec else ""
-    if provider_id.startswith("alicloud://") and "." in provider_id:
-        return provider_id.removeprefix("alicloud://").split(".", 1)[1]
+    found = ecs_instance_id(node.metadata.labels or {}, (node.spec.provider_id or "") if node.spec else "")
+    if found:
+        return found
     raise ClusterError(f"node {node.metadata.name} names no ECS instance (no {labels.INSTANCE_ID} label, no "
                        "alicloud:// providerID), so it cannot be powered off through the cloud")
 

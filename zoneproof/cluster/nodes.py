@@ -10,6 +10,17 @@ from zoneproof import labels
 from zoneproof.cluster.spec import ClusterSpec
 
 _INSTANCE_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+PROVIDER_ID_SCHEME = "alicloud://"
+
+
+def ecs_instance_id(node_labels: dict[str, str], provider_id: str) -> str:
+    """The ECS instance a node names: its instance-id label, else its providerID
+    ``alicloud://<region>.<instance-id>``; "" when it names none."""
+    if node_labels.get(labels.INSTANCE_ID):
+        return node_labels[labels.INSTANCE_ID]
+    if provider_id.startswith(PROVIDER_ID_SCHEME) and "." in provider_id:
+        return provider_id.removeprefix(PROVIDER_ID_SCHEME).split(".", 1)[1]
+    return ""
 
 
 @dataclass(frozen=True)
@@ -21,7 +32,7 @@ class PlannedNode:
 
     @property
     def provider_id(self) -> str:
-        return f"alicloud://{self.region}.{self.instance_id}"
+        return f"{PROVIDER_ID_SCHEME}{self.region}.{self.instance_id}"
 
 
 def instance_id(cluster: str, region: str, node_name: str) -> str:

@@ -9,8 +9,8 @@ import logging
 from typing import Callable
 
 from zoneproof.cluster.base import ClusterError
-from zoneproof.cluster.existing import instance_of
 from zoneproof.cluster.local import LocalProvider
+from zoneproof.cluster.nodes import ecs_instance_id
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +20,8 @@ def local_power_switch(cluster_name: str) -> Callable[[str, bool], None]:
     provider = LocalProvider.attach(cluster_name)
 
     def switch(instance_id: str, on: bool) -> None:
-        nodes = [n.metadata.name for n in provider.core.list_node().items if _holds(n, instance_id)]
+        nodes = [n.metadata.name for n in provider.core.list_node().items
+                 if ecs_instance_id(n.metadata.labels or {}, n.spec.provider_id or "") == instance_id]
         if len(nodes) != 1:
             raise ClusterError(f"instance {instance_id} is held by {len(nodes)} nodes of cluster "
                                f"{cluster_name!r} ({', '.join(nodes) or 'none'}); expected one")
@@ -28,9 +29,3 @@ def local_power_switch(cluster_name: str) -> Callable[[str, bool], None]:
 
     return switch
 
-
-def _holds(node, instance_id: str) -> bool:
-    try:
-        return instance_of(node) == instance_id
-    except ClusterError:
-        return False
