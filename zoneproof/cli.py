@@ -95,25 +95,13 @@ def _selected(provider: str, name: str, kubeconfig: str | None, context: str | N
     return cluster
 
 
-def _cloud_of(cluster, profile=None):
-    """The ECS API of a cluster: the fake beside a local cluster's driver, else the
-    environment's (ECS_ENDPOINT and credentials)."""
-    from zoneproof.cluster import ExistingProvider
-    from zoneproof.csi.deploy import DriverDeployment, DriverError
-    from zoneproof.profile import load_profile
+def _cloud_of(cluster):
+    """The ECS API of a cluster's driver, or exit saying why there is none."""
+    from zoneproof.csi.deploy import cloud_of
 
-    if isinstance(cluster, ExistingProvider):
-        try:
-            return cluster.cloud
-        except ClusterError as err:
-            _fail(err)
-    deployment = DriverDeployment(cluster, profile or load_profile("reference"))
     try:
-        if not deployment.is_up():
-            raise DriverError(f"the driver is not deployed in {cluster.spec.name!r}: run `zoneproof driver up "
-                              f"--name {cluster.spec.name}`")
-        return deployment.cloud()
-    except DriverError as err:
+        return cloud_of(cluster)
+    except ClusterError as err:  # a DriverError too
         _fail(err)
 
 
@@ -450,7 +438,7 @@ def check_placement(provider: str, name: str, kubeconfig: str | None, context: s
 
     cluster = _selected(provider, name, kubeconfig, context)
     profile = _profile(profile_name)
-    cloud = _cloud_of(cluster, profile)
+    cloud = _cloud_of(cluster)
     verdict = check(take_snapshot(cluster.api_client, cloud, namespace, driver=profile.driver), driver=profile.driver)
     click.echo(verdict.table())
     click.echo()
@@ -510,7 +498,8 @@ def chaos_run(provider: str, name: str, kubeconfig: str | None, context: str | N
 
     paths = _experiment_paths(experiments)
     cluster = _selected(provider, name, kubeconfig, context)
-    _cloud_of(cluster, _profile(profile_name))  # fail now, not in the first activity, if the cloud is out of reach
+    _profile(profile_name)  # an unknown profile is refused before anything runs
+    _cloud_of(cluster)  # fail now, not in the first activity, if the cloud is out of reach
     failed = 0
     with running.kubeconfig(cluster.kubeconfig, context):
         for path in paths:

@@ -86,22 +86,19 @@ class CloudAccess:
         return candidate
 
     # ------------------------------------------------------------ reads for the oracle
-    def describe_disks(self, disk_ids: list[str]) -> list[dict]:
+    def _describe(self, kind: str, ids: list[str]) -> list[dict]:
+        """DescribeDisks or DescribeInstances (``kind``: Disk, Instance) of the named ids."""
         found = []
-        for batch in _batches(disk_ids):
-            found += self.api.call("DescribeDisks", RegionId=self.region, DiskIds=batch,
-                                   PageSize=BATCH)["Disks"]["Disk"]
+        for batch in _batches(ids):
+            answer = self.api.call(f"Describe{kind}s", RegionId=self.region, **{f"{kind}Ids": batch}, PageSize=BATCH)
+            found += answer[f"{kind}s"][kind]
         return found
+
+    def describe_disks(self, disk_ids: list[str]) -> list[dict]:
+        return self._describe("Disk", disk_ids)
 
     def describe_instances(self, instance_ids: list[str]) -> list[dict]:
-        found = []
-        for batch in _batches(instance_ids):
-            found += self.api.call("DescribeInstances", RegionId=self.region, InstanceIds=batch,
-                                   PageSize=BATCH)["Instances"]["Instance"]
-        return found
-
-    def disks_tagged(self, key: str, value: str) -> list[dict]:
-        return self.api.describe_disks(Tag=[{"Key": key, "Value": value}])
+        return self._describe("Instance", instance_ids)
 
     def state(self, disk_ids: list[str], instance_ids: list[str]) -> dict:
         """What the oracle compares Kubernetes with: the named disks and instances."""

@@ -92,15 +92,11 @@ def pod_with_claims(name: str, claims: list[str], node_selector: dict[str, str] 
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}
 
 
-def disk_tag(disk: dict, key: str) -> str:
-    """A tag's value on a disk as DescribeDisks renders it ('' when absent)."""
-    return next((t["TagValue"] for t in (disk.get("Tags") or {}).get("Tag", []) if t["TagKey"] == key), "")
-
-
-def disks_created_for(ecs_state: dict, namespace: str) -> list[dict]:
+def disks_created_for(cloud, namespace: str) -> list[dict]:
     """Disks the driver provisioned for claims of a namespace (the provisioner passes the
-    claim's namespace, and the driver tags the disk with it)."""
-    return [d for d in ecs_state["disks"] if disk_tag(d, PVC_NAMESPACE_TAG) == namespace]
+    claim's namespace, and the driver tags the disk with it), found through the ECS API
+    (``cloud``, a :class:`zoneproof.cloud.CloudAccess`) by that tag."""
+    return cloud.api.describe_disks(Tag=[{"Key": PVC_NAMESPACE_TAG, "Value": namespace}])
 
 
 

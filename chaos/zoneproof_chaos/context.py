@@ -28,7 +28,7 @@ from zoneproof.cluster.base import ClusterError, ClusterProvider
 from zoneproof.cluster.existing import ExistingProvider, instance_of
 from zoneproof.cluster.local import LocalProvider
 from zoneproof.cluster.spec import DEFAULT_CLUSTER_NAME
-from zoneproof.csi.deploy import DriverDeployment
+from zoneproof.csi.deploy import cloud_of
 from zoneproof.ecs.admin import EcsAdmin
 from zoneproof.oracle import Verdict, check, take_snapshot
 from zoneproof.profile import DriverProfile, load_profile
@@ -47,13 +47,10 @@ class Target:
 
     @cached_property
     def cloud(self) -> CloudAccess:
-        if isinstance(self.provider, ExistingProvider):
-            return self.provider.cloud
-        deployment = DriverDeployment(self.provider, self.profile)
-        if not deployment.is_up():
-            raise ActivityFailed(f"no driver is deployed in cluster {self.provider.spec.name!r}; "
-                                 "run `zoneproof driver up` first")
-        return deployment.cloud()
+        try:
+            return cloud_of(self.provider)
+        except ClusterError as err:  # no driver deployed, or no cloud variables set
+            raise ActivityFailed(str(err)) from None
 
     @cached_property
     def ecs(self) -> EcsAdmin:

@@ -150,7 +150,7 @@ def after_experiment_control(context: dict, state: dict = None, configuration: d
     t = target(configuration)
     try:
         workloads.remove_workload(t.api, ns)
-        wait_for(lambda: (not (left := workloads.disks_created_for(t.ecs.state(), ns)),
+        wait_for(lambda: (not (left := workloads.disks_created_for(t.cloud, ns)),
                           f"disks left: {[d['DiskId'] for d in left]}"),
                  what=f"the disks of {ns} to be deleted", timeout=60)
     except (WaitTimeout, ApiException) as err:

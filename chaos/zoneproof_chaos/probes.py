@@ -90,10 +90,9 @@ def no_disk_lost_or_leaked(configuration: dict = None) -> dict:
     rescheduled provisioning left nothing behind."""
     t, ns = target(configuration), namespace(configuration)
     handles = _claimed_disks(t, ns)
-    ecs_state = t.ecs.state()
-    disks = {d["DiskId"] for d in ecs_state["disks"]}
+    disks = {d["DiskId"] for d in t.cloud.describe_disks(list(handles))}
     lost = sorted(f"{disk} (claim {claim})" for disk, claim in handles.items() if disk not in disks)
-    leaked = sorted(d["DiskId"] for d in workloads.disks_created_for(ecs_state, ns) if d["DiskId"] not in handles)
+    leaked = sorted(d["DiskId"] for d in workloads.disks_created_for(t.cloud, ns) if d["DiskId"] not in handles)
     if lost or leaked:
         raise ActivityFailed(f"disks lost: {', '.join(lost) or 'none'}; disks leaked (provisioned for {ns}, "
                              f"behind no claim): {', '.join(leaked) or 'none'}")
@@ -120,7 +119,7 @@ def no_cross_zone_attach_attempt(configuration: dict = None) -> int:
     since the workload was placed (refused or not, the attempt itself is the bug: the
     end state would hide it). Returns how many AttachDisk calls were checked."""
     t, ns = target(configuration), namespace(configuration)
-    disks = set(_claimed_disks(t, ns)) | {d["DiskId"] for d in workloads.disks_created_for(t.ecs.state(), ns)}
+    disks = set(_claimed_disks(t, ns)) | {d["DiskId"] for d in workloads.disks_created_for(t.cloud, ns)}
     audit = [e for e in _audit_since_placed(t, configuration) if e["action"] == "AttachDisk"]
     found = transient_violations(History(audit=audit), {}, disks=disks)
     if found:

@@ -33,6 +33,7 @@ from kubernetes.client.exceptions import ApiException
 from zoneproof import labels, toolchain
 from zoneproof.cloud import CloudAccess
 from zoneproof.cluster.base import ClusterError
+from zoneproof.cluster.existing import ExistingProvider
 from zoneproof.cluster.local import LocalProvider
 from zoneproof.csi import registrar
 from zoneproof.ecs.admin import EcsAdmin, EcsProcess
@@ -82,6 +83,21 @@ class RunningDeployment:
     logs: str
     processes: dict[str, tuple[int, int]]  # name -> (pid, start time)
 
+    @property
+    def alive(self) -> bool:
+        """Every recorded process still runs (none died, none is another's recycled pid)."""
+        return bool(self.processes) and all(start_time(pid) == started for pid, started in self.processes.values())
+
+
+def running_deployment(provider: LocalProvider) -> RunningDeployment | None:
+    """What ``deployment.json`` of a local cluster records, if a deployment was made there."""
+    path = provider.cluster_dir / "driver" / STATE_FILE
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    return RunningDeployment(data["profile"], data["zone_policy"], data["ecs_endpoint"], data["logs"],
+                             {k: tuple(v) for k, v in data["processes"].items()})
+
 
 def parse_zone_categories(values: tuple[str, ...] | list[str], zones: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
     """``ZONE=CAT,CAT`` options: the disk categories a zone sells (default: all)."""
@@ -127,17 +143,11 @@ class DriverDeployment:
 
     # ------------------------------------------------------------ what runs
     def running(self) -> RunningDeployment | None:
-        path = self.workdir / STATE_FILE
-        if not path.is_file():
-            return None
-        data = json.loads(path.read_text())
-        return RunningDeployment(data["profile"], data["zone_policy"], data["ecs_endpoint"], data["logs"],
-                                 {k: tuple(v) for k, v in data["processes"].items()})
+        return running_deployment(self.provider)
 
     def is_up(self) -> bool:
         state = self.running()
-        return bool(state and state.processes) and all(
-            start_time(pid) == started for pid, started in state.processes.values())
+        return state is not None and state.alive
 
     def running_policy(self) -> str | None:
         """The zone policy of the deployment running in this cluster, if one is."""
@@ -331,15 +341,26 @@ class DriverDeployment:
                 raise
 
 
+def cloud_of(cluster) -> CloudAccess:
+    """The cloud a cluster's driver works against: the environment's for an existing
+    cluster, the fake ECS of the deployment running beside a local one."""
+    if isinstance(cluster, ExistingProvider):
+        return cluster.cloud
+    state = running_deployment(cluster)
+    if state is None or not state.alive:
+        raise DriverError(f"no driver is deployed in {cluster.spec.name!r}: run `zoneproof driver up "
+                          f"--name {cluster.spec.name}`")
+    return CloudAccess.fake(state.ecs_endpoint, cluster.spec.region)
+
+
 def attach(provider: LocalProvider, **options) -> DriverDeployment:
     """The deployment running in a local cluster, with the profile it was started with."""
-    path = provider.cluster_dir / "driver" / STATE_FILE
-    if not path.is_file():
+    state = running_deployment(provider)
+    if state is None:
         raise DriverError(f"no driver is deployed in {provider.spec.name!r}: run `zoneproof driver up "
                           f"--name {provider.spec.name}`")
-    state = json.loads(path.read_text())
     try:
-        profile = load_profile(state["profile"])
+        profile = load_profile(state.profile)
     except ProfileError as err:
         raise DriverError(f"the running deployment's profile cannot be read again: {err}") from None
-    return DriverDeployment(provider, profile, zone_policy=state["zone_policy"], logs=Path(state["logs"]), **options)
+    return DriverDeployment(provider, profile, zone_policy=state.zone_policy, logs=Path(state.logs), **options)

@@ -120,5 +120,5 @@ def test_interrupt_during_zone_loss_restores_the_zone(alone, cluster, deployment
         return not left, f"namespaces left: {left}"
 
     wait_for(namespaces_gone, what="the experiment's namespace to be deleted", timeout=90)
-    leaked = [d["DiskId"] for n in made for d in cloud.disks_tagged(workloads.PVC_NAMESPACE_TAG, n)]
+    leaked = [d["DiskId"] for n in made for d in workloads.disks_created_for(cloud, n)]
     assert not leaked, f"disks left behind by the interrupted run: {leaked}"
