@@ -69,5 +69,13 @@ def test_version_comes_from_the_pinned_requirement():
 
 
 def test_unknown_binary_is_named():
-    with pytest.raises(toolchain.ToolchainError, match="'kubelet'"):
-        toolchain.binary("kubelet")
+    with pytest.raises(toolchain.ToolchainError, match="'kube-apiserverr'"):
+        toolchain.binary("kube-apiserverr")
+
+
+def test_node_image_tool_sets_are_pinned_and_apart_from_the_local_providers():
+    # The kind node image's extra binaries are not built for a local-only run.
+    assert not set(toolchain.NODE_IMAGE_TOOL_SETS) & set(toolchain.TOOL_SETS)
+    assert toolchain.NODE_IMAGE_TOOL_SETS["kubernetes-node"].version == toolchain.KUBERNETES_VERSION
+    binaries = {b for ts in toolchain.ALL_TOOL_SETS.values() for b in ts.binaries}
+    assert {"kubelet", "kubeadm", "kube-proxy", "coredns", "crictl"} <= binaries

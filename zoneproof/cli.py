@@ -12,6 +12,7 @@ import click
 
 from zoneproof import toolchain
 from zoneproof.cluster import ClusterError, LocalProvider, SpecError
+from zoneproof.cluster.kind import NODE_IMAGE_CHOICES, PRIVILEGED_CHOICES
 from zoneproof.cluster.spec import (
     DEFAULT_CLUSTER_NAME,
     DEFAULT_NODES_PER_ZONE,
@@ -57,10 +58,12 @@ def _fail(err: Exception, code: int = 1) -> None:
     sys.exit(code)
 
 
-def _attached(name: str) -> LocalProvider:
-    """The running local cluster of that name, or exit saying there is none."""
+def _attached(name: str, provider: str = "local"):
+    """The running cluster of that name made by ``provider``, or exit saying there is none."""
+    from zoneproof.cluster import attach
+
     try:
-        return LocalProvider.attach(name)
+        return attach(provider, name)
     except ClusterError as err:
         _fail(err)
 
@@ -68,8 +71,9 @@ def _attached(name: str) -> LocalProvider:
 def cluster_options(func):
     """Which cluster a command acts on: a local one by name, or an existing one."""
     for option in reversed((
-            click.option("--provider", type=click.Choice(["local", "existing"]), default="local", show_default=True,
-                         help="local: a cluster zoneproof runs here; existing: the cluster of --kubeconfig"),
+            click.option("--provider", type=click.Choice(["local", "kind", "existing"]), default="local",
+                         show_default=True, help="local or kind: a cluster zoneproof made here; "
+                                                 "existing: the cluster of --kubeconfig"),
             click.option("--name", default=DEFAULT_CLUSTER_NAME, show_default=True, help="Local cluster name."),
             click.option("--kubeconfig", type=click.Path(dir_okay=False), help="Kubeconfig of an existing cluster."),
             click.option("--context", help="Context in --kubeconfig (default: its current one)."))):
@@ -81,10 +85,10 @@ def _selected(provider: str, name: str, kubeconfig: str | None, context: str | N
     """The cluster the options name, checked to answer; exits with the reason otherwise."""
     from zoneproof.cluster import ExistingProvider
 
-    if provider == "local":
+    if provider != "existing":
         if kubeconfig or context:
             _fail(click.BadParameter("--kubeconfig and --context go with --provider existing"), 2)
-        return _attached(name)
+        return _attached(name, provider)
     if not kubeconfig:
         _fail(click.BadParameter("--provider existing needs --kubeconfig PATH"), 2)
     try:
@@ -159,34 +163,61 @@ def timing_options(func):
     return func
 
 
+own_provider_option = click.option("--provider", type=click.Choice(["local", "kind"]), default="local",
+                                   show_default=True, help="local: real control plane with kwok nodes; "
+                                                           "kind: node containers with real kubelets")
+
+
 @cluster.command("up")
+@own_provider_option
 @name_option
 @click.option("--zones", default=",".join(DEFAULT_ZONES), show_default=True, help="Comma-separated zone names.")
 @click.option("--region", default=DEFAULT_REGION, show_default=True)
 @click.option("--nodes-per-zone", type=int, default=DEFAULT_NODES_PER_ZONE, show_default=True)
+@click.option("--node-image", type=click.Choice(NODE_IMAGE_CHOICES), default="auto", show_default=True,
+              help="kind: kind's stock image, one built here, or auto (stock if it can be had).")
+@click.option("--privileged", type=click.Choice(PRIVILEGED_CHOICES), default="auto", show_default=True,
+              help="kind: docker --privileged as is, through the capability shim, or auto (probe).")
 @timing_options
-def cluster_up(name: str, zones: str, region: str, nodes_per_zone: int, **timings) -> None:
-    """Start a local cluster (real control plane, kwok nodes) with Ready nodes in every zone."""
+def cluster_up(provider: str, name: str, zones: str, region: str, nodes_per_zone: int, node_image: str,
+               privileged: str, **timings) -> None:
+    """Start a cluster with Ready nodes in every zone: local (real control plane, kwok
+    nodes) or kind (node containers with real kubelets)."""
+    from zoneproof.cluster import KindProvider
+
     try:
         spec = ClusterSpec(name=name, region=region, zones=parse_zones(zones), nodes_per_zone=nodes_per_zone,
                            timings=Timings(**timings)).validate()
     except SpecError as err:
         _fail(err, code=2)
-    provider = LocalProvider(spec)
-    _start_or_fail(provider.up)
-    click.echo(f"export KUBECONFIG={provider.kubeconfig}")
-    click.echo(f"export ZONEPROOF_CLUSTER={provider.spec.name}")  # read by the chaos experiments
+    if provider == "kind":
+        cluster = KindProvider(spec, node_image=node_image, privileged=privileged)
+    else:
+        if (node_image, privileged) != ("auto", "auto"):
+            _fail(click.BadParameter("--node-image and --privileged go with --provider kind"), 2)
+        cluster = LocalProvider(spec)
+    _start_or_fail(cluster.up)
+    click.echo(f"export KUBECONFIG={cluster.kubeconfig}")
+    click.echo(f"export ZONEPROOF_CLUSTER={cluster.spec.name}")  # read by the chaos experiments
+    click.echo(f"export ZONEPROOF_PROVIDER={provider}")
 
 
 @cluster.command("down")
+@own_provider_option
 @name_option
-def cluster_down(name: str) -> None:
-    """Stop a local cluster and remove its processes and files."""
+def cluster_down(provider: str, name: str) -> None:
+    """Stop a cluster and remove its processes, containers and files."""
+    from zoneproof.cluster import OWN_PROVIDERS
+
+    cls = OWN_PROVIDERS[provider]
     try:
-        LocalProvider.attach(name).down()
+        cls.attach(name).down()
     except ClusterError:
         # Nothing recorded: still clean any half-made leftovers under that name.
-        LocalProvider(ClusterSpec(name=name)).down()
+        try:
+            cls(ClusterSpec(name=name)).down()
+        except ClusterError as err:
+            _fail(err)
     click.echo(f"cluster {name!r} is down")
 
 
@@ -209,12 +240,14 @@ def cluster_status(provider: str, name: str, kubeconfig: str | None, context: st
 
 
 @cluster.command("env")
+@own_provider_option
 @name_option
-def cluster_env(name: str) -> None:
+def cluster_env(provider: str, name: str) -> None:
     """Print shell exports for a running cluster: eval "$(zoneproof cluster env)"."""
-    provider = _attached(name)
-    click.echo(f"export KUBECONFIG={provider.kubeconfig}")
-    click.echo(f"export ZONEPROOF_CLUSTER={provider.spec.name}")  # read by the chaos experiments
+    cluster = _attached(name, provider)
+    click.echo(f"export KUBECONFIG={cluster.kubeconfig}")
+    click.echo(f"export ZONEPROOF_CLUSTER={cluster.spec.name}")  # read by the chaos experiments
+    click.echo(f"export ZONEPROOF_PROVIDER={provider}")
     click.echo(f"export PATH={toolchain.binary('kubectl').parent}:$PATH")
 
 
@@ -228,15 +261,16 @@ def tools() -> None:
 @click.option("--force", is_flag=True, help="Rebuild even if an identical build is cached.")
 @click.argument("names", nargs=-1)
 def tools_build(force: bool, names: tuple[str, ...]) -> None:
-    """Build every tool set (or the named ones) unless cached."""
-    unknown = set(names) - toolchain.TOOL_SETS.keys()
+    """Build the local provider's tool sets (or the named ones, kind node parts included)
+    unless cached."""
+    unknown = set(names) - toolchain.ALL_TOOL_SETS.keys()
     if unknown:
         _fail(toolchain.ToolchainError(
-            f"unknown tool set(s) {', '.join(sorted(unknown))}; known: {', '.join(toolchain.TOOL_SETS)}"), code=2)
+            f"unknown tool set(s) {', '.join(sorted(unknown))}; known: {', '.join(toolchain.ALL_TOOL_SETS)}"), code=2)
     try:
         for name in names or toolchain.TOOL_SETS:
-            path = toolchain.build(toolchain.TOOL_SETS[name], force=force)
-            click.echo(f"{name} {toolchain.TOOL_SETS[name].version}: {path}")
+            path = toolchain.build(toolchain.ALL_TOOL_SETS[name], force=force)
+            click.echo(f"{name} {toolchain.ALL_TOOL_SETS[name].version}: {path}")
     except toolchain.ToolchainError as err:
         _fail(err)
 

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from zoneproof.progress import step
+
 log = logging.getLogger(__name__)
 
 
@@ -122,6 +124,22 @@ TOOL_SETS: dict[str, GoToolSet] = {
     "kind": GoToolSet(name="kind", main_module="sigs.k8s.io/kind", package="tool", binaries=("kind",)),
 }
 
+# What a kind node image carries beyond the control plane above: built only when the kind
+# provider needs a node image of its own (see zoneproof.cluster.nodeimage).
+NODE_IMAGE_TOOL_SETS: dict[str, GoToolSet] = {
+    "kubernetes-node": GoToolSet(
+        name="kubernetes-node",
+        main_module="k8s.io/kubernetes",
+        package="tool",
+        binaries=("kubelet", "kubeadm", "kube-proxy"),
+        ldflags=_kube_version_flags(KUBERNETES_VERSION),
+    ),
+    # kubeadm's default DNS add-on, and the CRI client kind uses to load images.
+    "coredns": GoToolSet(name="coredns", main_module="github.com/coredns/coredns", package="tool", binaries=("coredns",)),
+    "crictl": GoToolSet(name="crictl", main_module="sigs.k8s.io/cri-tools", package="tool", binaries=("crictl",)),
+}
+ALL_TOOL_SETS: dict[str, GoToolSet] = {**TOOL_SETS, **NODE_IMAGE_TOOL_SETS}
+
 
 def go_version() -> str:
     """The Go version builds use; asked once per GOTOOLCHAIN setting, not on every lookup."""
@@ -178,7 +196,8 @@ def build(tool_set: GoToolSet, *, force: bool = False) -> Path:
                    "-o", str(staging / "bin") + "/", tool_set.package]
             if tool_set.package == ".":
                 cmd[cmd.index("-o") + 1] = str(staging / "bin" / tool_set.binaries[0])
-            proc = subprocess.run(cmd, cwd=tool_set.module_dir, env=go_env(), capture_output=True, text=True)
+            with step(f"go build of {tool_set.name} {tool_set.version} ({', '.join(tool_set.binaries)})"):
+                proc = subprocess.run(cmd, cwd=tool_set.module_dir, env=go_env(), capture_output=True, text=True)
             if proc.returncode != 0:
                 raise ToolchainError(f"building {tool_set.name} failed:\n{proc.stderr[-4000:]}")
             missing = [b for b in tool_set.binaries if not (staging / "bin" / b).is_file()]
@@ -199,7 +218,7 @@ def build_all(*, force: bool = False) -> dict[str, Path]:
 
 def binary(name: str) -> Path:
     """Path of a built binary (e.g. "kube-apiserver"); builds its tool set if needed."""
-    for tool_set in TOOL_SETS.values():
+    for tool_set in ALL_TOOL_SETS.values():
         if name in tool_set.binaries:
             return build(tool_set) / name
     raise ToolchainError(f"no tool set provides a binary named {name!r}")

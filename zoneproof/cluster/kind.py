@@ -1,0 +1,362 @@
+"""The kind provider: every node a container with its own systemd, containerd and kubelet,
+made by kind (sigs.k8s.io/kind, built from the Go module proxy like the other tools).
+
+Same cluster spec as the local provider: one control plane plus zones × nodes-per-zone
+workers, each worker labelled as an ACK worker (zone and region keys, its ECS instance
+id, an ``alicloud://`` providerID), the node-lifecycle timings applied through kubeadm
+patches. Power is the container runtime's: ``docker kill`` is a power cut (the kubelet
+dies with its node and its lease expires), ``docker start`` brings the node back.
+
+Two things a normal Docker host has may be missing; each is detected, logged and can be
+forced: kind's stock node image (no registry reachable: a node image is built here, see
+:mod:`zoneproof.cluster.nodeimage`) and ``docker run --privileged`` (a capability missing
+from the host's bounding set: kind runs through :mod:`zoneproof.cluster.dockershim`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from zoneproof import labels, toolchain
+from zoneproof.cluster import dockershim
+from zoneproof.cluster import docker as docker_daemon
+from zoneproof.cluster.base import ClusterError, ClusterProvider, NodeState
+from zoneproof.cluster.docker import Docker
+from zoneproof.cluster.local import state_root
+from zoneproof.cluster.nodeimage import BUSYBOX_IMAGE, NodeImageBuilder
+from zoneproof.cluster.nodes import PROVIDER_ID_SCHEME, instance_id
+from zoneproof.cluster.spec import ClusterSpec
+
+log = logging.getLogger(__name__)
+
+SPEC_FILE = "zoneproof-cluster.json"
+POD_SUBNET = "10.244.0.0/16"
+KIND_CLUSTER_LABEL = "io.x-k8s.kind.cluster"  # kind labels every node container with it
+# kind's own default for its version (pkg/apis/config/defaults/image.go of kind v0.33.0).
+STOCK_NODE_IMAGE = "kindest/node:v1.37.0@sha256:a1ed56cfb0e7b93589bdf97c8cd566405a265939e3620fc4f5de89adff580ae5"
+NODE_IMAGE_CHOICES = ("auto", "stock", "build")
+PRIVILEGED_CHOICES = ("auto", "native", "shim")
+
+
+@dataclass(frozen=True)
+class KindWorker:
+    """A worker as kind names it (``<cluster>-worker``, ``-worker2``, ...) with its zone."""
+
+    name: str
+    zone: str
+    region: str
+    instance_id: str
+
+    @property
+    def provider_id(self) -> str:
+        return f"{PROVIDER_ID_SCHEME}{self.region}.{self.instance_id}"
+
+    @property
+    def labels(self) -> dict[str, str]:
+        # The driver's own topology key is absent on purpose: the kubelet adds it from the
+        # node plugin's NodeGetInfo answer.
+        return {labels.ZONE: self.zone, labels.REGION: self.region, labels.ZONE_DEPRECATED: self.zone,
+                labels.REGION_DEPRECATED: self.region, labels.INSTANCE_ID: self.instance_id}
+
+
+def plan_workers(spec: ClusterSpec) -> list[KindWorker]:
+    workers = []
+    for index, zone in enumerate(z for z in spec.zones for _ in range(spec.nodes_per_zone)):
+        name = f"{spec.name}-worker{index + 1 if index else ''}"
+        workers.append(KindWorker(name, zone, spec.region, instance_id(spec.name, spec.region, name)))
+    return workers
+
+
+def kind_config(spec: ClusterSpec, *, own_pod_network: bool, extra_mounts: dict[str, list[dict]] | None = None
+                ) -> dict:
+    """The kind Cluster config: nodes, labels, providerIDs and the node-lifecycle timings."""
+    t = spec.timings.scaled()
+
+    def extra_args(path: str, pairs: dict[str, str]) -> list[dict]:
+        return [{"op": "add", "path": f"{path}/-", "value": {"name": k, "value": v}} for k, v in pairs.items()]
+
+    cluster_patch = [
+        *extra_args("/controllerManager/extraArgs", {
+            "node-monitor-grace-period": f"{t.node_monitor_grace_period:g}s",
+            "node-monitor-period": f"{t.node_monitor_period:g}s",
+            "node-eviction-rate": f"{t.node_eviction_rate:g}",
+        }),
+        *extra_args("/apiServer/extraArgs", {
+            "default-not-ready-toleration-seconds": str(t.not_ready_toleration),
+            "default-unreachable-toleration-seconds": str(t.unreachable_toleration),
+        }),
+    ]
+    nodes: list[dict] = [{"role": "control-plane"}]
+    for worker in plan_workers(spec):
+        # kind passes --provider-id as the second kubelet argument; the test op makes the
+        # patch fail loudly should that ever change.
+        provider_patch = [
+            {"op": "test", "path": "/nodeRegistration/kubeletExtraArgs/1/name", "value": "provider-id"},
+            {"op": "replace", "path": "/nodeRegistration/kubeletExtraArgs/1/value", "value": worker.provider_id},
+        ]
+        nodes.append({
+            "role": "worker",
+            "labels": worker.labels,
+            "extraMounts": (extra_mounts or {}).get(worker.zone, []),
+            "kubeadmConfigPatchesJSON6902": [{"group": "kubeadm.k8s.io", "version": "v1beta4",
+                                              "kind": "JoinConfiguration", "patch": yaml.safe_dump(provider_patch)}],
+        })
+    return {
+        "kind": "Cluster",
+        "apiVersion": "kind.x-k8s.io/v1alpha4",
+        "name": spec.name,
+        "networking": {"podSubnet": POD_SUBNET, "disableDefaultCNI": own_pod_network},
+        "kubeadmConfigPatches": [yaml.safe_dump({
+            "kind": "KubeletConfiguration",
+            "nodeStatusUpdateFrequency": f"{t.node_status_update_frequency:g}s",
+            "nodeLeaseDurationSeconds": t.node_lease_duration,
+        })],
+        "kubeadmConfigPatchesJSON6902": [{"group": "kubeadm.k8s.io", "version": "v1beta4",
+                                          "kind": "ClusterConfiguration", "patch": yaml.safe_dump(cluster_patch)}],
+        "nodes": nodes,
+    }
+
+
+def pod_network_manifest(cluster: str) -> list[dict]:
+    text = (resources.files("zoneproof.cluster") / "kind_files" / "pod-network.yaml").read_text()
+    # Only these three placeholders are ours; the agent's shell variables stay as written.
+    for name, value in (("POD_SUBNET", POD_SUBNET), ("API_SERVER", f"{cluster}-control-plane:6443"),
+                        ("IMAGE", BUSYBOX_IMAGE)):
+        text = text.replace("${" + name + "}", value)
+    return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+class KindProvider(ClusterProvider):
+    def __init__(self, spec: ClusterSpec, *, workdir: Path | None = None, node_image: str = "auto",
+                 privileged: str = "auto"):
+        if node_image not in NODE_IMAGE_CHOICES:
+            raise ClusterError(f"node image choice {node_image!r} is not one of {', '.join(NODE_IMAGE_CHOICES)}")
+        if privileged not in PRIVILEGED_CHOICES:
+            raise ClusterError(f"privileged choice {privileged!r} is not one of {', '.join(PRIVILEGED_CHOICES)}")
+        self.spec = spec
+        self.workdir = workdir or state_root() / "kind"
+        self.node_image_choice = node_image
+        self.privileged_choice = privileged
+
+    # --- paths and state ---
+    @property
+    def cluster_dir(self) -> Path:
+        return self.workdir / "clusters" / self.spec.name
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.cluster_dir / "kubeconfig.yaml"
+
+    @property
+    def state_file(self) -> Path:
+        return self.cluster_dir / SPEC_FILE
+
+    @classmethod
+    def attach(cls, name: str, *, workdir: Path | None = None) -> "KindProvider":
+        probe = cls(ClusterSpec(name=name), workdir=workdir)
+        if not probe.state_file.is_file():
+            raise ClusterError(f"no kind cluster named {name!r} made by zoneproof (looked in {probe.cluster_dir})")
+        state = json.loads(probe.state_file.read_text())
+        return cls(ClusterSpec.from_dict(state["spec"]), workdir=workdir)
+
+    def _state(self) -> dict:
+        return json.loads(self.state_file.read_text())
+
+    def exists(self) -> bool:
+        return self.cluster_dir.exists()
+
+    def is_up(self) -> bool:
+        if not self.kubeconfig.is_file():
+            return False
+        try:
+            self.core.list_namespace(limit=1, _request_timeout=5)
+        except Exception:  # noqa: BLE001 - any failure to answer means "not up"
+            return False
+        return True
+
+    # --- kind and docker ---
+    def _kind(self, docker: Docker, shim: bool, *args: str, timeout: float = 600) -> str:
+        env = docker.env()
+        if shim:
+            shim_dir = dockershim.install(self.cluster_dir / "docker-shim", docker_daemon.docker_binary(),
+                                          self._lib_modules())
+            env["PATH"] = f"{shim_dir}{os.pathsep}{env.get('PATH', '')}"
+        cmd = [str(toolchain.binary("kind")), *args]
+        log.debug("running %s", " ".join(cmd))
+        # kind's progress goes to stderr; keep it beside the cluster for whoever debugs a failure.
+        kind_log = self.cluster_dir / "kind.log"
+        with open(kind_log, "a") as err:
+            err.write(f"$ {' '.join(cmd)}\n")
+            err.flush()
+            proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=err, text=True, timeout=timeout)
+        if proc.returncode != 0:
+            tail = kind_log.read_text()[-3000:]
+            raise ClusterError(f"`kind {' '.join(args[:3])}` failed ({proc.returncode}); its log {kind_log} ends:\n{tail}")
+        return proc.stdout
+
+    def _lib_modules(self) -> Path | None:
+        if Path("/lib/modules").is_dir():
+            return None
+        empty = self.cluster_dir / "lib-modules"  # kind mounts /lib/modules read-only into nodes
+        empty.mkdir(parents=True, exist_ok=True)
+        return empty
+
+    def _containers(self, docker: Docker) -> dict[str, str]:
+        """Node container name -> id, for every container kind labelled with this cluster."""
+        out = docker.run("ps", "-a", "--filter", f"label={KIND_CLUSTER_LABEL}={self.spec.name}",
+                         "--format", "{{.Names}} {{.ID}}").stdout.decode()
+        return dict(line.split() for line in out.splitlines() if line.strip())
+
+    def _node_image(self, docker: Docker) -> tuple[str, bool]:
+        """The node image to use and whether it is ours (built here)."""
+        choice = self.node_image_choice
+        if choice in ("auto", "stock"):
+            if docker.has_image(STOCK_NODE_IMAGE):
+                return STOCK_NODE_IMAGE, False
+            pulled = docker.run("pull", STOCK_NODE_IMAGE, check=False, timeout=900)
+            if pulled.returncode == 0:
+                return STOCK_NODE_IMAGE, False
+            why = pulled.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no answer"]
+            if choice == "stock":
+                raise ClusterError(f"kind's node image {STOCK_NODE_IMAGE} cannot be had: {why[0]}")
+            log.info("kind's node image cannot be pulled (%s); using a node image built from Debian packages "
+                     "and Go modules instead", why[0])
+        return NodeImageBuilder(docker).ensure(), True
+
+    def _needs_shim(self, docker: Docker, image: str) -> bool:
+        if self.privileged_choice != "auto":
+            return self.privileged_choice == "shim"
+        probe = docker.run("run", "--rm", "--privileged", "--entrypoint", "/bin/true", image, check=False,
+                           timeout=120)
+        if probe.returncode == 0:
+            return False
+        missing = dockershim.missing_capabilities()
+        log.info("`docker run --privileged` fails here (%s); kind runs through a shim that grants every "
+                 "capability but %s", probe.stderr.decode(errors="replace").strip()[-200:],
+                 ", ".join(missing) or "none")
+        return True
+
+    # --- lifecycle ---
+    def up(self) -> None:
+        self.spec.validate()
+        if self.exists():
+            state = "is already running" if self.is_up() else "exists but does not answer"
+            raise ClusterError(
+                f"kind cluster {self.spec.name!r} {state} (kubeconfig {self.kubeconfig}); run "
+                f"`zoneproof cluster down --provider kind --name {self.spec.name}` first, or pick another --name")
+        docker = docker_daemon.acquire(self.spec.name)
+        if self._containers(docker):
+            if docker.private:
+                docker_daemon.release(self.spec.name)
+            raise ClusterError(f"a kind cluster named {self.spec.name!r} exists that zoneproof did not make; "
+                               "zoneproof leaves it alone: pick another --name")
+        started = time.monotonic()
+        self.cluster_dir.mkdir(parents=True)
+        state = {"spec": self.spec.to_dict(), "docker_host": docker.host, "private_docker": docker.private,
+                 "containers": {}}
+        self.state_file.write_text(json.dumps(state, indent=2))
+        try:
+            image, ours = self._node_image(docker)
+            shim = self._needs_shim(docker, image)
+            state.update(node_image=image, shim=shim)
+            self.state_file.write_text(json.dumps(state, indent=2))
+            log.info("starting kind cluster %r: %d zones × %d workers in %s, node image %s%s",
+                     self.spec.name, len(self.spec.zones), self.spec.nodes_per_zone, self.spec.region, image,
+                     ", docker through the --privileged shim" if shim else "")
+            config = kind_config(self.spec, own_pod_network=ours)
+            with tempfile.NamedTemporaryFile("w", suffix=".yaml", dir=self.cluster_dir, delete=False) as cfg:
+                yaml.safe_dump(config, cfg)
+            self._kind(docker, shim, "create", "cluster", "--name", self.spec.name, "--config", cfg.name,
+                       "--image", image, "--kubeconfig", str(self.kubeconfig), "--retain", "-v", "1")
+            state["containers"] = self._containers(docker)
+            self.state_file.write_text(json.dumps(state, indent=2))
+            log.info("kind nodes created after %.0fs", time.monotonic() - started)
+            if ours:
+                self._install_pod_network()
+            self.wait_nodes_ready(self.nodes(), timeout=240)
+        except BaseException as err:
+            log.warning("bring-up of %r failed (%s); tearing down what was started", self.spec.name, err)
+            try:
+                self.down()
+            except Exception as cleanup_err:  # noqa: BLE001 - report, but keep the original error
+                log.error("clean-up after the failed bring-up also failed: %s", cleanup_err)
+            raise
+        log.info("kind cluster %r ready in %.1fs; kubeconfig: %s", self.spec.name, time.monotonic() - started,
+                 self.kubeconfig)
+
+    def _install_pod_network(self) -> None:
+        from kubernetes import utils  # the API client's own create-from-dicts
+
+        for doc in pod_network_manifest(self.spec.name):
+            utils.create_from_dict(self.api_client, doc)
+
+    def down(self) -> None:
+        if not self.state_file.is_file():
+            if self.cluster_dir.exists():
+                shutil.rmtree(self.cluster_dir, ignore_errors=True)
+            return
+        state = self._state()
+        docker = Docker(state["docker_host"], private=state["private_docker"])
+        log.info("deleting kind cluster %r", self.spec.name)
+        try:
+            if docker.answers():
+                found = self._containers(docker)
+                recorded = state.get("containers") or {}
+                strangers = {n for n, i in found.items() if recorded and recorded.get(n) != i}
+                if strangers:
+                    raise ClusterError(f"containers {', '.join(sorted(strangers))} of kind cluster "
+                                       f"{self.spec.name!r} were not made by this zoneproof cluster; left alone")
+                if found:
+                    self._kind(docker, bool(state.get("shim")), "delete", "cluster", "--name", self.spec.name,
+                               "--kubeconfig", str(self.kubeconfig), timeout=300)
+        finally:
+            shutil.rmtree(self.cluster_dir, ignore_errors=True)
+            if docker.private:
+                docker_daemon.release(self.spec.name)
+            for path in (self.workdir / "clusters", self.workdir):
+                try:
+                    path.rmdir()
+                except OSError:
+                    pass
+            for cached in ("api_client", "core"):
+                self.__dict__.pop(cached, None)
+
+    # --- power ---
+    def _docker(self) -> Docker:
+        state = self._state()
+        return Docker(state["docker_host"], private=state["private_docker"])
+
+    def _container(self, name: str) -> str:
+        containers = self._state().get("containers") or {}
+        if name not in containers or name.endswith("-control-plane"):
+            workers = sorted(n for n in containers if not n.endswith("-control-plane"))
+            raise ClusterError(f"no worker named {name!r} in kind cluster {self.spec.name!r} "
+                               f"(workers: {', '.join(workers)})")
+        return containers[name]
+
+    def stop_node(self, name: str) -> None:
+        """A power cut: the node container is killed, kubelet and pods with it."""
+        self._docker().run("kill", self._container(name))
+        log.info("node %s powered off (container killed)", name)
+
+    def start_node(self, name: str) -> None:
+        self._docker().run("start", self._container(name))
+        log.info("node %s powered on (container started)", name)
+
+    def node_states(self) -> list[NodeState]:
+        """As for every provider, with power read from the container runtime."""
+        out = self._docker().run("ps", "--filter", f"label={KIND_CLUSTER_LABEL}={self.spec.name}",
+                                 "--format", "{{.Names}}").stdout.decode()
+        running = set(out.split())
+        return [replace(s, powered=s.name in running) for s in super().node_states()]
