@@ -10,7 +10,7 @@ from dataclasses import fields
 
 import click
 
-from zoneproof import toolchain
+from zoneproof import labels, toolchain
 from zoneproof.cluster import ClusterError, LocalProvider, SpecError
 from zoneproof.cluster.kind import NODE_IMAGE_CHOICES, PRIVILEGED_CHOICES
 from zoneproof.cluster.spec import (
@@ -330,9 +330,13 @@ def _parse_zone_categories(zones: tuple[str, ...], values: tuple[str, ...]) -> d
 @click.option("--detach-latency", type=float, default=0.0, show_default=True, help="Seconds in Detaching.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for throttling draws.")
 @click.option("--power-cluster", metavar="NAME",
-              help="Local cluster whose nodes lose power when their instances stop (StopInstances).")
+              help="Cluster whose nodes lose power when their instances stop (StopInstances).")
+@click.option("--power-provider", type=click.Choice(["local", "kind"]), default="local", show_default=True,
+              help="Which provider made --power-cluster.")
+@click.option("--disk-root", type=click.Path(file_okay=False),
+              help="Keep each disk's data in <disk-root>/<zone>/<disk id> (for pods that use it).")
 def ecs_serve(host, port, port_file, db, region, zones, categories, access_key, create_latency, attach_latency,
-              detach_latency, seed, power_cluster) -> None:
+              detach_latency, seed, power_cluster, power_provider, disk_root) -> None:
     """Serve the ECS API (both signature styles) and the /_admin/ API until stopped."""
     from pathlib import Path
 
@@ -347,11 +351,12 @@ def ecs_serve(host, port, port_file, db, region, zones, categories, access_key, 
                            latencies=Latencies(create_latency, attach_latency, detach_latency)).validate()
         power_switch = None
         if power_cluster:
-            from zoneproof.cluster.power import local_power_switch
+            from zoneproof.cluster.power import power_switch_of
 
-            power_switch = local_power_switch(power_cluster)
+            power_switch = power_switch_of(power_provider, power_cluster)
         server = EcsServer(config, db_path=db, host=host, port=port,
-                           credentials=_parse_access_keys(access_key) or None, seed=seed, power_switch=power_switch)
+                           credentials=_parse_access_keys(access_key) or None, seed=seed, power_switch=power_switch,
+                           disk_root=Path(disk_root) if disk_root else None)
     except (ValueError, click.BadParameter, OSError, ClusterError) as err:
         _fail(err, 2)
     if port_file:
@@ -365,6 +370,25 @@ def ecs_serve(host, port, port_file, db, region, zones, categories, access_key, 
     finally:
         server.httpd.server_close()
         server.store.close()
+
+
+def _node_identity(node_name: str, cloud) -> tuple[str, str]:
+    """A node plugin's instance (named by its Node, as a cloud's node controller records it)
+    and zone (asked of ECS, the ground truth, never of a label)."""
+    from kubernetes import client, config
+
+    from zoneproof.cluster.nodes import ecs_instance_id
+
+    config.load_incluster_config()
+    node = client.CoreV1Api().read_node(node_name)
+    instance = ecs_instance_id(node.metadata.labels or {}, node.spec.provider_id or "")
+    if not instance:
+        _fail(RuntimeError(f"node {node_name} names no ECS instance (no {labels.INSTANCE_ID} label, no "
+                           "alicloud:// providerID)"))
+    described = cloud.describe_instance(instance)
+    if described is None:
+        _fail(RuntimeError(f"ECS has no instance {instance} (node {node_name})"))
+    return instance, described["ZoneId"]
 
 
 # ----------------------------------------------------------------- CSI driver
@@ -381,11 +405,17 @@ def csi_group() -> None:
               help="Serve the controller, choosing zones by this policy.")
 @click.option("--node-id", help="Serve a node endpoint for this ECS instance id.")
 @click.option("--node-zone", help="The node's zone (with --node-id).")
+@click.option("--node-name", help="Serve a node endpoint for this Kubernetes node (in a cluster): its instance "
+                                   "from the Node's labels or providerID, its zone from ECS.")
+@click.option("--disk-root", type=click.Path(file_okay=False),
+              help="Node: the folder holding the storage of the disks this node's zone can reach.")
 @click.option("--controller-zone", help="The controller's own zone: the last resort when a request names none.")
-def csi_serve(endpoint, ecs_endpoint, region, zone_policy, node_id, node_zone, controller_zone) -> None:
+def csi_serve(endpoint, ecs_endpoint, region, zone_policy, node_id, node_zone, node_name, disk_root,
+              controller_zone) -> None:
     """Serve the CSI Identity plus Controller and/or Node services on a unix socket.
     Credentials come from ALIBABA_CLOUD_ACCESS_KEY_ID / ALIBABA_CLOUD_ACCESS_KEY_SECRET."""
     import os
+    from pathlib import Path
 
     from zoneproof.csi.cloud import EcsCloud, EcsSettings
     from zoneproof.csi.server import build_server
@@ -395,9 +425,13 @@ def csi_serve(endpoint, ecs_endpoint, region, zone_policy, node_id, node_zone, c
     cloud = EcsCloud(EcsSettings(endpoint=ecs_endpoint, region=region,
                                  access_key_id=os.environ.get("ALIBABA_CLOUD_ACCESS_KEY_ID", default_id),
                                  access_key_secret=os.environ.get("ALIBABA_CLOUD_ACCESS_KEY_SECRET", default_secret)))
+    if node_name:
+        if node_id or node_zone:
+            _fail(click.BadParameter("--node-name finds the instance and zone itself; drop --node-id/--node-zone"), 2)
+        node_id, node_zone = _node_identity(node_name, cloud)
     try:
         server = build_server(endpoint, cloud, zone_policy=zone_policy, instance_id=node_id, zone=node_zone,
-                              controller_zone=controller_zone)
+                              controller_zone=controller_zone, disk_root=Path(disk_root) if disk_root else None)
     except ValueError as err:
         _fail(err, 2)
     server.start()
@@ -409,6 +443,21 @@ def csi_serve(endpoint, ecs_endpoint, region, zone_policy, node_id, node_zone, c
         server.stop(grace=2).wait()
 
 
+@csi_group.command("register")
+@click.option("--csi-address", required=True, help="The node plugin's socket, as this container sees it.")
+@click.option("--kubelet-registration-path", required=True, help="The node plugin's socket, as the kubelet sees it.")
+@click.option("--registry-dir", default="/registration", show_default=True, type=click.Path(file_okay=False),
+              help="The kubelet's plugin watcher directory, as mounted in this container.")
+def csi_register(csi_address: str, kubelet_registration_path: str, registry_dir: str) -> None:
+    """Register a node plugin with the kubelet (the node-driver-registrar's job); its name
+    comes from the plugin's GetPluginInfo, once it answers."""
+    from pathlib import Path
+
+    from zoneproof.csi.plugin_registration import serve
+
+    sys.exit(serve(csi_address, kubelet_registration_path, Path(registry_dir)))
+
+
 # ----------------------------------------------------------------- driver deployment
 @main.group()
 def driver() -> None:
@@ -416,6 +465,7 @@ def driver() -> None:
 
 
 @driver.command("up")
+@own_provider_option
 @name_option
 @driver_options
 @click.option("--zone-policy", type=click.Choice(["topology", "round-robin"]),
@@ -424,12 +474,12 @@ def driver() -> None:
 @click.option("--logs", type=click.Path(file_okay=False),
               help="Directory for the logs of the driver, the sidecars and the fake ECS (kept after `driver down`; "
                    "default: the cluster's driver-logs directory).")
-def driver_up(name: str, profile_name: str, driver_binary: str | None, zone_categories: tuple[str, ...],
-              zone_policy: str | None, logs: str | None) -> None:
+def driver_up(provider: str, name: str, profile_name: str, driver_binary: str | None,
+              zone_categories: tuple[str, ...], zone_policy: str | None, logs: str | None) -> None:
     """Start the fake ECS, the driver as its profile says and the sidecars; register every node."""
     from zoneproof.csi.deploy import DriverDeployment, DriverError, parse_zone_categories
 
-    provider = _attached(name)
+    provider = _attached(name, provider)
     try:
         deployment = DriverDeployment(provider, _profile(profile_name), zone_policy=zone_policy,
                                       zone_categories=parse_zone_categories(zone_categories, provider.spec.zones),
@@ -443,13 +493,14 @@ def driver_up(name: str, profile_name: str, driver_binary: str | None, zone_cate
 
 
 @driver.command("down")
+@own_provider_option
 @name_option
-def driver_down(name: str) -> None:
+def driver_down(provider: str, name: str) -> None:
     """Stop the driver, its sidecars and the fake ECS; unregister the driver. Logs stay."""
     from zoneproof.csi.deploy import DriverError, attach
 
     try:
-        deployment = attach(_attached(name))
+        deployment = attach(_attached(name, provider))
     except DriverError as err:
         click.echo(f"no driver to stop: {err}")
         return

@@ -29,7 +29,7 @@ STATIC_VIA = ("ecs-api", "user-supplied")
 SIDECARS = ("csi-provisioner", "csi-attacher")
 FIELDS = {"name", "description", "driver", "zone_policies", "volume_zone_key", "topology_keys", "min_size_gib",
           "disk_categories", "storage_classes", "static_disks", "run"}
-RUN_FIELDS = {"binary", "controller", "node", "csidriver", "sidecars"}
+RUN_FIELDS = {"binary", "controller", "node", "node_plugin", "csidriver", "sidecars"}
 
 # What a template may name. Deployment-wide values:
 DEPLOYMENT_VARS = {
@@ -53,6 +53,17 @@ NODE_VARS = {
     "node_name": "the Kubernetes node's name",
     "instance_id": "the node's ECS instance id",
     "zone": "the node's zone",
+}
+# ... and in the node plugin run in a cluster's pods (clusters with kubelets: kind):
+NODE_PLUGIN_VARS = {
+    "driver": "the driver's name",
+    "endpoint": "the node plugin's CSI endpoint in its pod, unix:///csi/csi.sock",
+    "ecs_endpoint": "host:port of the ECS API, as the nodes reach it",
+    "region": "the cluster's region",
+    "access_key_id": "the ECS access key id",
+    "access_key_secret": "the ECS access key secret",
+    "node_name": "the Kubernetes node's name (the pod's $(NODE_NAME))",
+    "disk_root": "where the disks of the node's zone are, in the pod",
 }
 CATEGORY_VAR = "category"  # stand-in label keys only: one label per category the node's zone sells
 
@@ -98,6 +109,9 @@ class RunSpec:
     csidriver: dict
     sidecars: dict[str, tuple[str, ...]]
     needs_binary: bool
+    # The node plugin as a DaemonSet in the image zoneproof builds of itself, for clusters
+    # whose kubelets register node plugins (kind); None: the driver has none that runs there.
+    node_plugin: Command | None = None
 
 
 @dataclass(frozen=True)
@@ -233,7 +247,10 @@ def _run(body: object, where: str, topology_keys: tuple[str, ...]) -> RunSpec:
     csidriver = body.get("csidriver") or {}
     if not isinstance(csidriver, dict):
         raise ProfileError(f"{where}.csidriver: must be a CSIDriver spec (attachRequired, podInfoOnMount, ...)")
-    return RunSpec(controller, node_command, stand_in, csidriver, flags, needs_binary == "required")
+    node_plugin = None
+    if "node_plugin" in body:
+        node_plugin = _command(_need(body, "node_plugin", dict, where), f"{where}.node_plugin", set(NODE_PLUGIN_VARS))
+    return RunSpec(controller, node_command, stand_in, csidriver, flags, needs_binary == "required", node_plugin)
 
 
 def parse_profile(data: object, where: str, source: str = "") -> DriverProfile:

@@ -64,6 +64,9 @@ class ClusterProvider(abc.ABC):
     """A multi-zone Kubernetes cluster the suites can break and mend."""
 
     spec: ClusterSpec
+    # Whether nodes run kubelets that register node plugins and run containers (kind); else
+    # node plugins are stood in for and no container runs (kwok).
+    runs_kubelets: bool = False
 
     # --- lifecycle (provider-specific) ---
     @abc.abstractmethod

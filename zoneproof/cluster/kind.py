@@ -137,7 +137,12 @@ def pod_network_manifest(cluster: str) -> list[dict]:
     return [doc for doc in yaml.safe_load_all(text) if doc]
 
 
+DISK_ROOT_ON_NODE = "/var/lib/zoneproof/disks"  # a node's view of its zone's disk storage
+
+
 class KindProvider(ClusterProvider):
+    runs_kubelets = True
+
     def __init__(self, spec: ClusterSpec, *, workdir: Path | None = None, node_image: str = "auto",
                  privileged: str = "auto"):
         if node_image not in NODE_IMAGE_CHOICES:
@@ -161,6 +166,34 @@ class KindProvider(ClusterProvider):
     @property
     def state_file(self) -> Path:
         return self.cluster_dir / SPEC_FILE
+
+    @property
+    def disk_root(self) -> Path:
+        """Host folder with one folder per zone, each mounted only into that zone's nodes:
+        where the fake ECS keeps the disks' data."""
+        return self.cluster_dir / "disks"
+
+    def host_address(self) -> str:
+        """The host's address on the nodes' network (its gateway): where nodes reach
+        services zoneproof runs on the host, such as the fake ECS."""
+        out = self._docker().run("network", "inspect", "kind", "--format",
+                                 "{{range .IPAM.Config}}{{.Gateway}} {{end}}").stdout.decode().split()
+        ipv4 = [a for a in out if "." in a]
+        if not ipv4:
+            raise ClusterError(f"the kind network has no IPv4 gateway ({out})")
+        return ipv4[0]
+
+    def load_images(self, *tags: str) -> None:
+        """Load locally built images into every node's containerd (nothing is pulled)."""
+        state = self._state()
+        docker = self._docker()
+        archive = self.cluster_dir / "images.tar"
+        try:
+            docker.run("save", "-o", str(archive), *tags)
+            self._kind(docker, bool(state.get("shim")), "load", "image-archive", str(archive), "--name",
+                       self.spec.name)
+        finally:
+            archive.unlink(missing_ok=True)
 
     @classmethod
     def attach(cls, name: str, *, workdir: Path | None = None) -> "KindProvider":
@@ -274,7 +307,11 @@ class KindProvider(ClusterProvider):
             log.info("starting kind cluster %r: %d zones × %d workers in %s, node image %s%s",
                      self.spec.name, len(self.spec.zones), self.spec.nodes_per_zone, self.spec.region, image,
                      ", docker through the --privileged shim" if shim else "")
-            config = kind_config(self.spec, own_pod_network=ours)
+            mounts = {}
+            for zone in self.spec.zones:
+                (self.disk_root / zone).mkdir(parents=True)
+                mounts[zone] = [{"hostPath": str(self.disk_root / zone), "containerPath": DISK_ROOT_ON_NODE}]
+            config = kind_config(self.spec, own_pod_network=ours, extra_mounts=mounts)
             with tempfile.NamedTemporaryFile("w", suffix=".yaml", dir=self.cluster_dir, delete=False) as cfg:
                 yaml.safe_dump(config, cfg)
             self._kind(docker, shim, "create", "cluster", "--name", self.spec.name, "--config", cfg.name,

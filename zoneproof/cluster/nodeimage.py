@@ -46,6 +46,8 @@ PROXY_PACKAGES = ("iptables", "conntrack", "nftables", "kmod")
 BUSYBOX = "/bin/busybox"  # Debian's busybox-static, for small images of our own
 BUSYBOX_PACKAGE = "busybox-static"
 IMAGE_REPOSITORY = "zoneproof/kind-node"
+# Bump when the assembly below changes what lands in the image; the key covers the rest.
+NODE_IMAGE_LAYOUT = 1
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,40 @@ def _need(command: str, package: str) -> str:
     return found
 
 
+def cache_dir() -> Path:
+    return toolchain.cache_root() / "kind-node"
+
+
+def debian_rootfs(name: str, variant: str, packages: tuple[str, ...]) -> Path:
+    """A Debian rootfs tarball made by mmdebstrap, cached by its package list."""
+    _need("mmdebstrap", "mmdebstrap")
+    digest = hashlib.sha256(f"{DEBIAN_SUITE} {variant} {' '.join(packages)}".encode()).hexdigest()[:12]
+    tarball = cache_dir() / f"{name}-rootfs-{DEBIAN_SUITE}-{digest}.tar"
+    if tarball.is_file():
+        return tarball
+    tarball.parent.mkdir(parents=True, exist_ok=True)
+    with step(f"Debian {DEBIAN_SUITE} rootfs for the {name} ({len(packages)} packages, mmdebstrap)"):
+        partial = tarball.with_suffix(".partial")
+        _run(["mmdebstrap", f"--variant={variant}", "--components=main",
+              "--dpkgopt=path-exclude=/usr/share/man/*", "--dpkgopt=path-exclude=/usr/share/doc/*",
+              "--dpkgopt=path-include=/usr/share/doc/*/copyright", "--dpkgopt=path-exclude=/usr/share/locale/*",
+              f"--include={','.join(packages)}", "--format=tar", DEBIAN_SUITE, str(partial)],
+             what=f"mmdebstrap of the {name} rootfs")
+        partial.rename(tarball)
+    return tarball
+
+
+def docker_import(docker: Docker, tree: Path, tag: str, changes: tuple[str, ...] = ()) -> None:
+    """An image of one layer holding a directory tree."""
+    tar = subprocess.Popen(["tar", "-C", str(tree), "-c", "."], stdout=subprocess.PIPE)
+    flags = [f for change in changes for f in ("--change", change)]
+    proc = subprocess.run([shutil.which("docker") or "docker", "import", *flags, "-", tag], stdin=tar.stdout,
+                          env=docker.env(), capture_output=True)
+    tar.stdout.close()
+    if tar.wait() != 0 or proc.returncode != 0:
+        raise NodeImageError(f"docker import of {tag} failed: {proc.stderr.decode(errors='replace')[-2000:]}")
+
+
 CONTROL_PLANE_BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "etcd")
 NODE_BINARIES = ("kubelet", "kubeadm", "kube-proxy", "coredns", "crictl")
 
@@ -144,7 +180,7 @@ NODE_BINARIES = ("kubelet", "kubeadm", "kube-proxy", "coredns", "crictl")
 class NodeImageBuilder:
     def __init__(self, docker: Docker):
         self.docker = docker
-        self.cache = toolchain.cache_root() / "kind-node"
+        self.cache = cache_dir()
 
     # --- inputs and the key over them ---
     @cached_property
@@ -159,7 +195,7 @@ class NodeImageBuilder:
             h.update(f"{name}={path}\n".encode())  # tool install dirs carry their own digests
         h.update(f"kind={toolchain.TOOL_SETS['kind'].version}\nsuite={DEBIAN_SUITE}\n".encode())
         h.update(" ".join(NODE_PACKAGES + PROXY_PACKAGES).encode())
-        h.update(Path(__file__).read_bytes())
+        h.update(f"layout={NODE_IMAGE_LAYOUT}\n{NODE_FILE_EDITS!r}\n{STORAGE_MANIFEST}".encode())
         h.update(Path(BUSYBOX).read_bytes() if Path(BUSYBOX).exists() else b"")
         return h.hexdigest()[:12]
 
@@ -187,22 +223,6 @@ class NodeImageBuilder:
         return self.tag
 
     # --- the parts ---
-    def _rootfs(self, name: str, variant: str, packages: tuple[str, ...]) -> Path:
-        """A Debian rootfs tarball, cached by its package list."""
-        digest = hashlib.sha256(f"{DEBIAN_SUITE} {variant} {' '.join(packages)}".encode()).hexdigest()[:12]
-        tarball = self.cache / f"{name}-rootfs-{DEBIAN_SUITE}-{digest}.tar"
-        if tarball.is_file():
-            return tarball
-        with step(f"Debian {DEBIAN_SUITE} rootfs for the {name} ({len(packages)} packages, mmdebstrap)"):
-            partial = tarball.with_suffix(".partial")
-            _run(["mmdebstrap", f"--variant={variant}", "--components=main",
-                  "--dpkgopt=path-exclude=/usr/share/man/*", "--dpkgopt=path-exclude=/usr/share/doc/*",
-                  "--dpkgopt=path-include=/usr/share/doc/*/copyright", "--dpkgopt=path-exclude=/usr/share/locale/*",
-                  f"--include={','.join(packages)}", "--format=tar", DEBIAN_SUITE, str(partial)],
-                 what=f"mmdebstrap of the {name} rootfs")
-            partial.rename(tarball)
-        return tarball
-
     def _pause(self) -> Path:
         """kubeadm's sandbox binary, compiled from the C source in the Kubernetes module."""
         target = self.cache / f"pause-{toolchain.KUBERNETES_VERSION}"
@@ -255,7 +275,7 @@ class NodeImageBuilder:
     def _component_tree(self, name: str, tree: Path) -> list[str]:
         """The rootfs of one control-plane image; returns its entrypoint."""
         if name == "kube-proxy":
-            _run(["tar", "-C", str(tree), "-xf", str(self._rootfs("kube-proxy", "essential", PROXY_PACKAGES))],
+            _run(["tar", "-C", str(tree), "-xf", str(debian_rootfs("kube-proxy", "essential", PROXY_PACKAGES))],
                  what="unpacking the kube-proxy rootfs")
             for junk in ("var/cache", "var/lib/apt/lists", "usr/share/doc", "usr/share/man", "usr/share/locale"):
                 shutil.rmtree(tree / junk, ignore_errors=True)
@@ -275,7 +295,7 @@ class NodeImageBuilder:
         docker = self.docker
         root = work / "rootfs"
         root.mkdir()
-        node_rootfs = self._rootfs("node", "minbase", NODE_PACKAGES)
+        node_rootfs = debian_rootfs("node", "minbase", NODE_PACKAGES)
         images = self._images()
         with step("node filesystem (kind's node files, kubelet, kubeadm, kubectl, crictl)"):
             _run(["tar", "-C", str(root), "-xf", str(node_rootfs)], what="unpacking the node rootfs")
@@ -313,12 +333,7 @@ class NodeImageBuilder:
             for junk in ("var/cache/apt", "var/lib/apt/lists"):
                 shutil.rmtree(root / junk, ignore_errors=True)
             flat = f"{IMAGE_REPOSITORY}-rootfs:{self.key}"
-            tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
-            imported = subprocess.run([shutil.which("docker") or "docker", "import", "-", flat], stdin=tar.stdout,
-                                      env=docker.env(), capture_output=True)
-            tar.stdout.close()
-            if tar.wait() != 0 or imported.returncode != 0:
-                raise NodeImageError(f"docker import of the node rootfs failed: {imported.stderr.decode()[-2000:]}")
+            docker_import(docker, root, flat)
             # `docker import --change` cannot set STOPSIGNAL on older daemons; a build step can.
             dockerfile = (f"FROM {flat}\nENV container=docker\nSTOPSIGNAL SIGRTMIN+3\n"
                           'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]\n'
@@ -383,14 +398,8 @@ def _trim_systemd(root: Path) -> None:
 def _docker_archive(docker: Docker, tree: Path, name: str, entrypoint: list[str], archives: Path) -> Path:
     """An image made from a directory tree, saved as a docker archive for containerd to import."""
     temporary = f"{IMAGE_REPOSITORY}-part-{name}:build"
-    tar = subprocess.Popen(["tar", "-C", str(tree), "-c", "."], stdout=subprocess.PIPE)
-    proc = subprocess.run([shutil.which("docker") or "docker", "import",
-                           "--change", f"ENTRYPOINT {json.dumps(entrypoint)}",
-                           "--change", "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                           "-", temporary], stdin=tar.stdout, env=docker.env(), capture_output=True)
-    tar.stdout.close()
-    if tar.wait() != 0 or proc.returncode != 0:
-        raise NodeImageError(f"docker import of the {name} image failed: {proc.stderr.decode()[-2000:]}")
+    docker_import(docker, tree, temporary, (f"ENTRYPOINT {json.dumps(entrypoint)}",
+                                            "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"))
     archive = archives / f"{name}.tar"
     try:
         docker.run("save", "-o", str(archive), temporary)

@@ -1,23 +1,24 @@
-"""Power through the cloud for a local cluster: the fake ECS calls this when an instance
-is stopped or started (``StopInstances``/``StartInstances``), and the node holding that
-instance loses or regains power exactly as ``LocalProvider.stop_node`` makes it. So a
-power cut asked of the ECS API behaves here as it does in a real cloud."""
+"""Power through the cloud for a cluster zoneproof made: the fake ECS calls this when an
+instance is stopped or started (``StopInstances``/``StartInstances``), and the node holding
+that instance loses or regains power exactly as the provider's ``stop_node`` makes it (a
+kwok node let go, a kind node container killed). So a power cut asked of the ECS API
+behaves here as it does in a real cloud."""
 
 from __future__ import annotations
 
 import logging
 from typing import Callable
 
+from zoneproof.cluster import attach
 from zoneproof.cluster.base import ClusterError
-from zoneproof.cluster.local import LocalProvider
 from zoneproof.cluster.nodes import ecs_instance_id
 
 log = logging.getLogger(__name__)
 
 
-def local_power_switch(cluster_name: str) -> Callable[[str, bool], None]:
-    """``switch(instance_id, on)`` for the nodes of a running local cluster."""
-    provider = LocalProvider.attach(cluster_name)
+def power_switch_of(provider_name: str, cluster_name: str) -> Callable[[str, bool], None]:
+    """``switch(instance_id, on)`` for the nodes of a running local or kind cluster."""
+    provider = attach(provider_name, cluster_name)
 
     def switch(instance_id: str, on: bool) -> None:
         nodes = [n.metadata.name for n in provider.core.list_node().items

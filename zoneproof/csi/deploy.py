@@ -186,6 +186,9 @@ class DriverDeployment:
         if self.is_up():
             raise DriverError(f"a driver is already deployed in {name!r}; run `zoneproof driver down` first")
         check_run_inputs(self.profile, self.driver_binary)
+        if self.provider.runs_kubelets and self.profile.run.node_plugin is None:
+            raise DriverError(f"profile {self.profile.name!r} has no node_plugin to run on nodes with kubelets "
+                              f"(cluster {name!r}); it runs on the local provider, whose nodes are stood in for")
         if self.zone_policy not in self.profile.zone_policies:
             raise DriverError(f"profile {self.profile.name!r} declares zone policies "
                               f"{', '.join(self.profile.zone_policies)}, not {self.zone_policy!r}")
@@ -214,9 +217,14 @@ class DriverDeployment:
         try:
             spec = self.provider.spec
             categories = [f"--categories={zone}={','.join(cats)}" for zone, cats in self.zone_categories.items()]
-            ecs = EcsProcess(self.workdir / "ecs.sqlite", log_path=self.logs / "fake-ecs.log", args=(
+            provider_args, host = ("--power-provider", "local"), "127.0.0.1"
+            if self.provider.runs_kubelets:
+                # Nodes reach the host on their network's gateway; disks hold data per zone.
+                provider_args = ("--power-provider", "kind", "--disk-root", str(self.provider.disk_root))
+                host = self.provider.host_address()
+            ecs = EcsProcess(self.workdir / "ecs.sqlite", log_path=self.logs / "fake-ecs.log", host=host, args=(
                 "--region", spec.region, "--zones", ",".join(spec.zones), *categories,
-                "--power-cluster", spec.name))
+                "--power-cluster", spec.name, *provider_args))
             try:
                 ecs.start()
             finally:
@@ -229,7 +237,10 @@ class DriverDeployment:
             self._start("csi-controller", *render(run.controller, self._values(ecs.endpoint, controller_socket)))
             storage = client.StorageV1Api(self.provider.api_client)
             self._ensure_csidriver(storage)
-            self._register_nodes(ecs.endpoint)
+            if self.provider.runs_kubelets:
+                self._deploy_node_plugin(ecs.endpoint)
+            else:
+                self._register_nodes(ecs.endpoint)
 
             kubeconfig = str(self.provider.kubeconfig)
             common = [f"--csi-address={controller_socket}", f"--kubeconfig={kubeconfig}", "--leader-election=false",
@@ -246,6 +257,21 @@ class DriverDeployment:
         log.info("driver %s (profile %s) up in %.1fs (zone policy %s, fake ECS at %s, logs in %s)",
                  self.profile.driver, self.profile.name, time.monotonic() - started, self.zone_policy, ecs.endpoint,
                  self.logs)
+
+    def _deploy_node_plugin(self, ecs_endpoint: str) -> None:
+        """On nodes with kubelets: the node plugin as a DaemonSet, registered by the kubelets."""
+        from zoneproof.cluster.docker import attached
+        from zoneproof.csi import incluster
+        from zoneproof.csi.image import ensure_driver_image
+
+        image = ensure_driver_image(attached())
+        self.provider.load_images(image)
+        args, env = render(self.profile.run.node_plugin,
+                           incluster.pod_values(self._values(ecs_endpoint, ""), self.profile.driver))
+        incluster.deploy(self.provider.api_client, self.profile.driver, image, args, env)
+        workers = [n for n in self.provider.nodes() if self.provider.core.read_node(n).metadata.labels.get(
+            labels.INSTANCE_ID)]
+        incluster.wait_registered(self.provider.api_client, self.profile, workers)
 
     def _register_nodes(self, ecs_endpoint: str) -> None:
         run = self.profile.run
@@ -329,11 +355,17 @@ class DriverDeployment:
 
     def _unregister(self) -> None:
         driver = self.profile.driver
-        for name in self.provider.nodes():
-            try:
-                registrar.unregister(self.provider.api_client, name, driver)
-            except ApiException as err:
-                log.warning("could not unregister %s from %s: %s", driver, name, err.reason)
+        if self.provider.runs_kubelets:
+            from zoneproof.csi import incluster
+
+            # The kubelets own CSINode there: they drop the driver once its registrar is gone.
+            incluster.remove(self.provider.api_client)
+        else:
+            for name in self.provider.nodes():
+                try:
+                    registrar.unregister(self.provider.api_client, name, driver)
+                except ApiException as err:
+                    log.warning("could not unregister %s from %s: %s", driver, name, err.reason)
         try:
             client.StorageV1Api(self.provider.api_client).delete_csi_driver(driver)
         except ApiException as err:

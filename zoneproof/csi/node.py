@@ -1,6 +1,17 @@
 """CSI Node service. There is no real block device: a directory stands for the disk, and
 stage/publish are refused unless ECS says the disk is attached to this node's instance,
-which is exactly the check that matters for placement."""
+which is exactly the check that matters for placement.
+
+Two ways to hold data:
+
+- without a disk root (kwok nodes, where no container runs) stage and publish only mark
+  their paths;
+- with a disk root (nodes with a kubelet), the folder ``<disk root>/<disk id>`` is the
+  disk's storage as the fake ECS keeps it per zone, and only nodes of the disk's zone have
+  that zone's folder mounted. Stage bind-mounts it at the staging path and publish
+  bind-mounts the staging path at the pod's target: the pod reads and writes the disk. A
+  disk whose folder this node cannot see is refused, whatever the API says.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +19,7 @@ import json
 import logging
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import grpc
@@ -24,11 +36,34 @@ MAX_VOLUMES_PER_NODE = 15  # 16 data disks an instance may hold, less a system d
 MARKER = ".zoneproof-volume"
 
 
+def _mounted(path: Path) -> bool:
+    """Whether ``path`` is a mount point (bind mounts on one filesystem included, which
+    ``os.path.ismount`` misses)."""
+    target = os.path.realpath(path)
+    with open("/proc/self/mountinfo") as table:
+        return any(line.split()[4] == target for line in table)
+
+
+def _mount_bind(source: Path, target: Path) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(["mount", "--bind", str(source), str(target)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise OSError(f"mount --bind {source} {target} failed: {proc.stderr.strip()}")
+
+
+def _unmount(target: Path) -> None:
+    while _mounted(target):  # a target mounted twice by a retried call unmounts twice
+        proc = subprocess.run(["umount", str(target)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise OSError(f"umount {target} failed: {proc.stderr.strip()}")
+
+
 class NodeService(csi_grpc.NodeServicer):
-    def __init__(self, cloud: EcsCloud, instance_id: str, zone: str):
+    def __init__(self, cloud: EcsCloud, instance_id: str, zone: str, disk_root: Path | None = None):
         self.cloud = cloud
         self.instance_id = instance_id
         self.zone = zone
+        self.disk_root = disk_root
 
     def NodeGetInfo(self, request, context):
         return csi.NodeGetInfoResponse(
@@ -75,20 +110,39 @@ class NodeService(csi_grpc.NodeServicer):
         path.mkdir(parents=True, exist_ok=True)
         (path / MARKER).write_text(json.dumps({"volume_id": volume_id}))
 
+    def _storage(self, context, volume_id: str) -> Path:
+        """The disk's storage as this node sees it; refused if the node cannot reach it."""
+        source = self.disk_root / volume_id
+        if not source.is_dir():
+            abort(context, grpc.StatusCode.FAILED_PRECONDITION,
+                  f"the storage of volume {volume_id} is not reachable from this node (instance {self.instance_id}, "
+                  f"zone {self.zone}): no {source}")
+        return source
+
     def NodeStageVolume(self, request, context):
         staging = self._check(context, request, "staging_target_path")
         if not request.HasField("volume_capability"):
             abort(context, grpc.StatusCode.INVALID_ARGUMENT, "volume capability is required")
-        if self._marked(staging, request.volume_id):
-            return csi.NodeStageVolumeResponse()
-        self._require_attached_here(context, request.volume_id)
-        self._mark(staging, request.volume_id)
+        if self.disk_root is None:
+            if self._marked(staging, request.volume_id):
+                return csi.NodeStageVolumeResponse()
+            self._require_attached_here(context, request.volume_id)
+            self._mark(staging, request.volume_id)
+        else:
+            if _mounted(staging):
+                return csi.NodeStageVolumeResponse()
+            self._require_attached_here(context, request.volume_id)
+            _mount_bind(self._storage(context, request.volume_id), staging)
         log.info("NodeStage: %s at %s", request.volume_id, staging)
         return csi.NodeStageVolumeResponse()
 
     def NodeUnstageVolume(self, request, context):
         staging = self._check(context, request, "staging_target_path")
-        (staging / MARKER).unlink(missing_ok=True)
+        if self.disk_root is None:
+            (staging / MARKER).unlink(missing_ok=True)
+        else:
+            _unmount(staging)
+        log.info("NodeUnstage: %s from %s", request.volume_id, staging)
         return csi.NodeUnstageVolumeResponse()
 
     def NodePublishVolume(self, request, context):
@@ -97,17 +151,33 @@ class NodeService(csi_grpc.NodeServicer):
             abort(context, grpc.StatusCode.INVALID_ARGUMENT, "volume capability is required")
         if not request.staging_target_path:
             abort(context, grpc.StatusCode.FAILED_PRECONDITION, "staging_target_path is required: stage first")
-        if self._marked(target, request.volume_id):
+        staging = Path(request.staging_target_path)
+        if self.disk_root is None:
+            if self._marked(target, request.volume_id):
+                return csi.NodePublishVolumeResponse()
+            if not self._marked(staging, request.volume_id):
+                abort(context, grpc.StatusCode.FAILED_PRECONDITION,
+                      f"volume {request.volume_id} is not staged at {staging}")
+            self._require_attached_here(context, request.volume_id)
+            self._mark(target, request.volume_id)
             return csi.NodePublishVolumeResponse()
-        if not self._marked(Path(request.staging_target_path), request.volume_id):
+        if _mounted(target):
+            return csi.NodePublishVolumeResponse()
+        if not _mounted(staging):
             abort(context, grpc.StatusCode.FAILED_PRECONDITION,
-                  f"volume {request.volume_id} is not staged at {request.staging_target_path}")
+                  f"volume {request.volume_id} is not staged at {staging}")
         self._require_attached_here(context, request.volume_id)
-        self._mark(target, request.volume_id)
+        _mount_bind(staging, target)
+        log.info("NodePublish: %s at %s", request.volume_id, target)
         return csi.NodePublishVolumeResponse()
 
     def NodeUnpublishVolume(self, request, context):
         target = self._check(context, request, "target_path")
+        if self.disk_root is not None:
+            _unmount(target)
+            if target.is_dir():
+                target.rmdir()
+            return csi.NodeUnpublishVolumeResponse()
         if target.is_dir() and (target / MARKER).exists():
             shutil.rmtree(target)
         elif target.exists() and not target.is_dir():

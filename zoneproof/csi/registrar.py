@@ -66,6 +66,18 @@ def register(api: client.ApiClient, node_name: str, driver: str, info: NodeInfo,
     log.debug("registered %s on %s as %s with %s", driver, node_name, info.node_id, segments)
 
 
+def csinode_drivers(api: client.ApiClient, node_name: str) -> list[dict] | None:
+    """A node's CSINode drivers as the API returns them (None: no CSINode). Read raw: the
+    client's model refuses the ``drivers: null`` a kubelet writes before any registration."""
+    try:
+        response = client.StorageV1Api(api).read_csi_node(node_name, _preload_content=False)
+    except ApiException as err:
+        if err.status == 404:
+            return None
+        raise
+    return json.loads(response.data)["spec"].get("drivers") or []
+
+
 def unregister(api: client.ApiClient, node_name: str, driver: str) -> None:
     storage = client.StorageV1Api(api)
     try:

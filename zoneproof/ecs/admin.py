@@ -80,9 +80,10 @@ class EcsProcess:
     """``zoneproof ecs serve`` as a child process, with its state in ``db_path``."""
 
     def __init__(self, db_path: Path, *, args: tuple[str, ...] = (), log_path: Path | None = None,
-                 cpu: int | None = None):
+                 cpu: int | None = None, host: str = "127.0.0.1"):
         self.db_path = Path(db_path)
         self.args = args
+        self.host = host  # where it listens; nodes in containers reach the host on their gateway
         self.cpu = cpu  # confine the service to this CPU core (benchmarks)
         self.log_path = log_path  # where its log goes; by default kept for the start-up error only
         self.proc: subprocess.Popen | None = None
@@ -97,7 +98,7 @@ class EcsProcess:
         stderr = open(self.log_path, "ab") if self.log_path else tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "zoneproof.cli", "ecs", "serve", "--db", str(self.db_path),
-             "--port-file", str(port_file), *self.args],
+             "--port-file", str(port_file), "--host", self.host, *self.args],
             stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True,
             preexec_fn=(lambda: os.sched_setaffinity(0, {self.cpu})) if self.cpu is not None else None)
         self._stderr = stderr
@@ -109,7 +110,7 @@ class EcsProcess:
 
         try:
             wait_for(port_written, what="the fake ECS to listen", timeout=timeout, interval=0.05)
-            self.endpoint = f"127.0.0.1:{port_file.read_text().strip()}"
+            self.endpoint = f"{self.host}:{port_file.read_text().strip()}"
         finally:
             port_file.unlink(missing_ok=True)
         return self

@@ -27,6 +27,7 @@ from typing import Callable
 from zoneproof.ecs import catalog
 from zoneproof.ecs.errors import EcsError
 from zoneproof.ecs.faults import Faults
+from zoneproof.ecs.storage import DiskStorage
 from zoneproof.ecs.store import Store
 
 log = logging.getLogger(__name__)
@@ -128,13 +129,18 @@ class EcsBackend:
     raises is logged and answered as ``InternalError``."""
 
     def __init__(self, config: EcsConfig, store: Store, faults: Faults | None = None,
-                 clock: Callable[[], float] = time.time, *, power_switch: PowerSwitch | None = None):
+                 clock: Callable[[], float] = time.time, *, power_switch: PowerSwitch | None = None,
+                 storage: DiskStorage | None = None):
         self.config = config.validate()
         self.store = store
         self.faults = faults or Faults()
         self.clock = clock
         self.power_switch = power_switch
+        self.storage = storage  # folders holding the disks' data, if pods use them
         self._recover_power()
+        if storage is not None:
+            with self.store.transaction() as db:
+                storage.reconcile({r["disk_id"]: r["zone"] for r in db.execute("SELECT disk_id, zone FROM disks")})
 
     def _recover_power(self) -> None:
         """A service killed between committing Stopping/Starting and finishing the switch
@@ -326,6 +332,8 @@ class EcsBackend:
             (disk_id, args.zone, args.name, args.description, args.category, level, args.size,
              int(args.encrypted), args.kms_key_id, int(args.multi_attach), now,
              now + self.config.latencies.create, json.dumps([list(t) for t in args.tags])))
+        if self.storage is not None:
+            self.storage.create(args.zone, disk_id)
         result = {"DiskId": disk_id, "OrderId": ""}
         if args.client_token:
             db.execute("INSERT INTO client_tokens VALUES (?, 'CreateDisk', ?, ?)",
@@ -342,6 +350,8 @@ class EcsBackend:
         if status != "Available":
             raise EcsError("IncorrectDiskStatus", f"Disk {disk_id} is {status}; only an Available disk can be deleted.")
         db.execute("DELETE FROM disks WHERE disk_id = ?", (disk_id,))
+        if self.storage is not None:
+            self.storage.delete(disk["zone"], disk_id)
         return {}
 
     def attach_disk(self, db, disk_id: str, instance_id: str) -> dict:

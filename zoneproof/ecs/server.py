@@ -20,6 +20,7 @@ from zoneproof.ecs.auth import SignedRequest, Verifier
 from zoneproof.ecs.backend import EcsBackend, EcsConfig, PowerSwitch
 from zoneproof.ecs.errors import EcsError
 from zoneproof.ecs.faults import Faults
+from zoneproof.ecs.storage import DiskStorage
 from zoneproof.ecs.store import Store
 
 log = logging.getLogger(__name__)
@@ -52,10 +53,12 @@ class EcsServer:
 
     def __init__(self, config: EcsConfig | None = None, *, db_path: Path | str = ":memory:",
                  host: str = "127.0.0.1", port: int = 0, credentials: dict[str, str] | None = None,
-                 seed: int = 0, power_switch: PowerSwitch | None = None):
+                 seed: int = 0, power_switch: PowerSwitch | None = None, disk_root: Path | None = None):
         self.store = Store(db_path)
         self.faults = Faults(seed)
-        self.backend = EcsBackend(config or EcsConfig(), self.store, self.faults, power_switch=power_switch)
+        config = config or EcsConfig()
+        storage = DiskStorage(disk_root, tuple(config.zones)) if disk_root is not None else None
+        self.backend = EcsBackend(config, self.store, self.faults, power_switch=power_switch, storage=storage)
         self.dispatcher = Dispatcher(self.backend)
         self.credentials = dict(credentials or DEFAULT_CREDENTIALS)
         self.verifier = Verifier(self.credentials)

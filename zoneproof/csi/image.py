@@ -1,0 +1,124 @@
+"""The container image of the reference driver, built here for clusters with kubelets.
+
+Debian's python3 (a small mmdebstrap rootfs), the very Python packages this zoneproof runs
+with (pinned to the versions installed beside it, so ``uv.lock`` in a checkout), installed
+for the image's platform by uv, this zoneproof package itself, and the gRPC stubs it
+generated (the image has no Go to fetch protos with). The node plugin and its registrar
+run from it. The tag carries a key over all of that, so an unchanged zoneproof reuses it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from importlib import resources
+from pathlib import Path
+
+from zoneproof import toolchain
+from zoneproof.cluster.docker import Docker
+from zoneproof.cluster.nodeimage import NodeImageError, cache_dir, debian_rootfs, docker_import
+from zoneproof.csi import proto
+from zoneproof.progress import step
+
+log = logging.getLogger(__name__)
+
+IMAGE_REPOSITORY = "zoneproof/driver"
+PACKAGES = ("python3", "mount", "util-linux", "ca-certificates")
+PYTHON_VERSION = "3.11"  # Debian bookworm's python3
+PYTHON_PLATFORM = "x86_64-manylinux_2_36"  # bookworm's glibc
+SITE = "/opt/zoneproof/site"
+CACHE = "/opt/zoneproof/cache"
+OWN_DISTRIBUTIONS = {"zoneproof", "zoneproof-chaos", "zoneproof_chaos"}
+
+
+def _requirements() -> list[str]:
+    """Every distribution installed beside zoneproof, pinned, but zoneproof's own."""
+    pins = set()
+    for dist in importlib.metadata.distributions():
+        name = dist.metadata["Name"]
+        if name and name.lower().replace("_", "-") not in {d.replace("_", "-") for d in OWN_DISTRIBUTIONS}:
+            pins.add(f"{name}=={dist.version}")
+    return sorted(pins, key=str.lower)
+
+
+def _uv() -> str:
+    """The uv that installs the image's packages: $ZONEPROOF_UV (the Makefile's pinned one),
+    else the Makefile's install in the cache, else uv on PATH."""
+    explicit = os.environ.get("ZONEPROOF_UV")
+    if explicit:
+        return explicit
+    cached = sorted(toolchain.cache_root().glob("uv-*/bin/uv"))
+    if cached:
+        return str(cached[-1])
+    found = shutil.which("uv")
+    if found:
+        return found
+    raise NodeImageError("building the driver image needs uv: set ZONEPROOF_UV, or run through `make`")
+
+
+def _package_dir() -> Path:
+    return Path(str(resources.files("zoneproof")))
+
+
+def _source_digest() -> str:
+    h = hashlib.sha256()
+    for root in (_package_dir(), toolchain.TOOLS_DIR):
+        for path in sorted(root.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def image_tag() -> str:
+    h = hashlib.sha256()
+    h.update("\n".join(_requirements()).encode())
+    h.update(_source_digest().encode())
+    h.update(" ".join(PACKAGES).encode())
+    return f"{IMAGE_REPOSITORY}:{h.hexdigest()[:12]}"
+
+
+def ensure_driver_image(docker: Docker) -> str:
+    """The driver image's tag, built first unless the daemon has it."""
+    tag = image_tag()
+    if docker.has_image(tag):
+        return tag
+    with step(f"driver image {tag} (Debian python3, zoneproof and its pinned packages)"):
+        work = Path(tempfile.mkdtemp(prefix="driver-image-", dir=cache_dir()))
+        try:
+            _build(docker, tag, work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    return tag
+
+
+def _build(docker: Docker, tag: str, work: Path) -> None:
+    root = work / "root"
+    root.mkdir()
+    rootfs = debian_rootfs("driver", "minbase", PACKAGES)
+    subprocess.run(["tar", "-C", str(root), "-xf", str(rootfs)], check=True)
+    for junk in ("var/cache/apt", "var/lib/apt/lists"):
+        shutil.rmtree(root / junk, ignore_errors=True)
+    site = root / SITE.lstrip("/")
+    requirements = work / "requirements.txt"
+    requirements.write_text("\n".join(_requirements()) + "\n")
+    proc = subprocess.run([_uv(), "pip", "install", "--quiet", "--no-deps", "--target", str(site),
+                           "--python-version", PYTHON_VERSION, "--python-platform", PYTHON_PLATFORM,
+                           "--requirement", str(requirements)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise NodeImageError(f"installing the driver image's packages failed: {proc.stderr[-3000:]}")
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(_package_dir(), site / "zoneproof", ignore=ignore, dirs_exist_ok=True)
+    shutil.copytree(toolchain.TOOLS_DIR, site / "zoneproof" / "_tools", ignore=ignore, dirs_exist_ok=True)
+    stubs = root / CACHE.lstrip("/") / proto.stubs_root().name
+    for protocol in (proto.CSI, proto.PLUGIN_REGISTRATION):
+        generated = proto.stubs_dir(protocol)
+        shutil.copytree(generated, stubs / generated.name, ignore=ignore)
+    docker_import(docker, root, tag, (
+        f"ENV PYTHONPATH={SITE}", f"ENV ZONEPROOF_CACHE_DIR={CACHE}", "ENV PYTHONUNBUFFERED=1",
+        "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        'ENTRYPOINT ["python3", "-m", "zoneproof.cli"]'))

@@ -1,0 +1,145 @@
+"""The driver's node plugin inside a cluster whose nodes run kubelets, as users deploy one:
+a DaemonSet on every worker with the node plugin and its registrar, both from the driver
+image zoneproof builds of itself. The kubelet's plugin watcher finds the registrar's
+socket, asks the node plugin NodeGetInfo and writes CSINode and the topology labels; the
+node plugin stages and publishes volumes into the kubelet's pod directories (mount
+propagation both ways), from the storage of its zone's disks."""
+
+from __future__ import annotations
+
+import logging
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from zoneproof import labels
+from zoneproof.cluster.kind import DISK_ROOT_ON_NODE
+from zoneproof.csi.registrar import csinode_drivers
+from zoneproof.profile import DriverProfile
+from zoneproof.waiting import wait_for
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "kube-system"
+NAME = "zoneproof-csi-node"
+KUBELET_DIR = "/var/lib/kubelet"
+PLUGIN_SOCKET_IN_POD = "/csi/csi.sock"
+
+
+def plugin_dir(driver: str) -> str:
+    return f"{KUBELET_DIR}/plugins/{driver}"
+
+
+def pod_values(values: dict[str, str], driver: str) -> dict[str, str]:
+    """The node plugin's template values as its pod sees them."""
+    return {**values, "driver": driver, "endpoint": f"unix://{PLUGIN_SOCKET_IN_POD}", "node_name": "$(NODE_NAME)",
+            "disk_root": DISK_ROOT_ON_NODE}
+
+
+def daemonset(driver: str, image: str, args: list[str], env: dict[str, str]) -> dict:
+    """The DaemonSet running the node plugin (``args``, ``env``) beside its registrar."""
+    node_name_env = {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}
+    return {
+        "apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": {"name": NAME, "namespace": NAMESPACE, "labels": {"app": NAME}},
+        "spec": {
+            "selector": {"matchLabels": {"app": NAME}},
+            "template": {
+                "metadata": {"labels": {"app": NAME}},
+                "spec": {
+                    "serviceAccountName": NAME,
+                    "hostNetwork": True,  # ECS is reached as a node reaches its cloud's API
+                    "priorityClassName": "system-node-critical",
+                    "tolerations": [{"operator": "Exists"}],
+                    # Workers only: the nodes that are ECS instances.
+                    "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [{"matchExpressions": [
+                            {"key": labels.INSTANCE_ID, "operator": "Exists"}]}]}}},
+                    "containers": [
+                        {
+                            "name": "node-plugin", "image": image, "imagePullPolicy": "Never",
+                            "command": args,
+                            "env": [node_name_env, *({"name": k, "value": v} for k, v in env.items())],
+                            "securityContext": {"privileged": True},
+                            "volumeMounts": [
+                                {"name": "plugin-dir", "mountPath": "/csi"},
+                                {"name": "kubelet-dir", "mountPath": KUBELET_DIR, "mountPropagation": "Bidirectional"},
+                                {"name": "disks", "mountPath": DISK_ROOT_ON_NODE,
+                                 "mountPropagation": "HostToContainer"},
+                            ],
+                        },
+                        {
+                            "name": "registrar", "image": image, "imagePullPolicy": "Never",
+                            "command": ["python3", "-m", "zoneproof.cli", "csi", "register",
+                                        "--csi-address", PLUGIN_SOCKET_IN_POD,
+                                        "--kubelet-registration-path", f"{plugin_dir(driver)}/csi.sock",
+                                        "--registry-dir", "/registration"],
+                            "volumeMounts": [{"name": "plugin-dir", "mountPath": "/csi"},
+                                             {"name": "registration-dir", "mountPath": "/registration"}],
+                        },
+                    ],
+                    "volumes": [
+                        {"name": "plugin-dir", "hostPath": {"path": plugin_dir(driver), "type": "DirectoryOrCreate"}},
+                        {"name": "kubelet-dir", "hostPath": {"path": KUBELET_DIR, "type": "Directory"}},
+                        {"name": "registration-dir",
+                         "hostPath": {"path": f"{KUBELET_DIR}/plugins_registry", "type": "Directory"}},
+                        {"name": "disks", "hostPath": {"path": DISK_ROOT_ON_NODE, "type": "Directory"}},
+                    ],
+                },
+            },
+        },
+    }
+
+
+def rbac() -> list[dict]:
+    """What the node plugin may read: its own Node (for its instance id)."""
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": NAME, "namespace": NAMESPACE}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": NAME},
+         "rules": [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": NAME},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": NAME},
+         "subjects": [{"kind": "ServiceAccount", "name": NAME, "namespace": NAMESPACE}]},
+    ]
+
+
+def deploy(api: client.ApiClient, driver: str, image: str, args: list[str], env: dict[str, str]) -> None:
+    from kubernetes import utils
+
+    for doc in (*rbac(), daemonset(driver, image, args, env)):
+        utils.create_from_dict(api, doc)
+
+
+def wait_registered(api: client.ApiClient, profile: DriverProfile, workers: list[str], timeout: float = 180) -> None:
+    """Until the kubelet of every worker has registered the driver in its CSINode with the
+    profile's topology keys; a registration with other keys fails at once."""
+    wanted = set(profile.topology_keys)
+
+    def check():
+        done = []
+        for name in workers:
+            entry = next((d for d in csinode_drivers(api, name) or [] if d["name"] == profile.driver), None)
+            if entry is None:
+                continue
+            if set(entry.get("topologyKeys") or []) != wanted:
+                raise RuntimeError(f"node {name}: the kubelet registered {profile.driver} with topology keys "
+                                   f"{sorted(entry.get('topologyKeys') or [])}, profile {profile.name!r} declares "
+                                   f"{sorted(wanted)}")
+            done.append(name)
+        return len(done) == len(workers), f"{len(done)}/{len(workers)} kubelets registered {profile.driver}"
+
+    wait_for(check, what="the kubelets to register the node plugin", timeout=timeout)
+    log.info("the kubelets of %d workers registered %s", len(workers), profile.driver)
+
+
+def remove(api: client.ApiClient) -> None:
+    """Delete the DaemonSet and its RBAC; absent objects are fine."""
+    apps, rbac_api, core = client.AppsV1Api(api), client.RbacAuthorizationV1Api(api), client.CoreV1Api(api)
+    for delete in (lambda: apps.delete_namespaced_daemon_set(NAME, NAMESPACE, propagation_policy="Foreground"),
+                   lambda: rbac_api.delete_cluster_role_binding(NAME), lambda: rbac_api.delete_cluster_role(NAME),
+                   lambda: core.delete_namespaced_service_account(NAME, NAMESPACE)):
+        try:
+            delete()
+        except ApiException as err:
+            if err.status != 404:
+                raise
