@@ -15,6 +15,7 @@ pytest_plugins = ["zoneproof.fixtures.cluster", "zoneproof.fixtures.driver", "zo
 
 MARKERS = {
     "cluster": "needs a real cluster (started once per test session)",
+    "kind": "runs a kind cluster: node containers with real kubelets (Docker, built node image)",
     "serial": "redeploys the driver (another zone policy), so never runs beside other tests",
     "disruptive": "breaks nodes, zones or the cloud for the whole cluster, so runs alone, after the other suites",
 }

@@ -1,0 +1,96 @@
+"""Data that must follow its disk, on clusters whose pods run real containers (kind).
+
+Each container of the article's workloads becomes a tiny web server (Debian's busybox
+``httpd``, built into an image here: nothing is pulled) that, at its first start on a
+volume, writes its pod's name and a random token into the volume. After every move (pod
+deletion, drain, power cut, scale) the token read back must be the one written before:
+the pod got its own disk again, with its data, not a fresh or another pod's disk.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass, field
+
+from kubernetes import client
+from kubernetes.stream import stream
+
+from zoneproof.cluster.nodeimage import BUSYBOX_IMAGE
+
+log = logging.getLogger(__name__)
+
+TOKEN_FILE = "zoneproof-token"
+WEB_PORT = 80
+
+
+class DataLost(AssertionError):
+    """A volume read back does not hold what was written to it: the data did not follow its disk."""
+
+
+def stamping_container(container: dict) -> dict:
+    """A container serving HTTP that stamps its first volume once (pod name, random token)."""
+    out = copy.deepcopy(container)
+    mounts = out.get("volumeMounts") or []
+    stamp = ""
+    if mounts:
+        token = f"{mounts[0]['mountPath'].rstrip('/')}/{TOKEN_FILE}"
+        stamp = (f'if [ ! -s {token} ]; then echo "$ZONEPROOF_POD $(cat /proc/sys/kernel/random/uuid)" '
+                 f'> {token}.new && mv {token}.new {token}; fi; ')
+    out.update(image=BUSYBOX_IMAGE, imagePullPolicy="Never",
+               command=["sh", "-c", f"{stamp}mkdir -p /www && exec httpd -f -p {WEB_PORT} -h /www"])
+    out["env"] = [*(out.get("env") or []),
+                  {"name": "ZONEPROOF_POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]
+    return out
+
+
+def runnable(obj: dict) -> dict:
+    """A workload whose containers run here: each becomes a stamping web server."""
+    out = copy.deepcopy(obj)
+    spec = out["spec"]["template"]["spec"] if out.get("kind") in ("StatefulSet", "Deployment") else out["spec"]
+    spec["containers"] = [stamping_container(c) for c in spec["containers"]]
+    return out
+
+
+def read_token(core: client.CoreV1Api, namespace: str, pod: client.V1Pod) -> str:
+    """The token in a running pod's first volume, read in the pod itself."""
+    container = pod.spec.containers[0]
+    mounts = container.volume_mounts or []
+    if not mounts:
+        raise ValueError(f"pod {pod.metadata.name} mounts no volume")
+    path = f"{mounts[0].mount_path.rstrip('/')}/{TOKEN_FILE}"
+    out = stream(core.connect_get_namespaced_pod_exec, pod.metadata.name, namespace, container=container.name,
+                 command=["cat", path], stderr=False, stdin=False, stdout=True, tty=False)
+    return out.strip()
+
+
+@dataclass
+class DataLedger:
+    """What each claim's volume held when first read; every later read must match."""
+
+    tokens: dict[str, str] = field(default_factory=dict)  # claim name -> token
+
+    def check(self, core: client.CoreV1Api, namespace: str, pods: list[client.V1Pod], *, expected: int) -> int:
+        """Read every running pod's token; a claim seen before must hold the same one.
+        Returns how many pods were checked, which must be ``expected``."""
+        checked = 0
+        for pod in pods:
+            if pod.status.phase != "Running" or pod.metadata.deletion_timestamp:
+                continue
+            claim = next((v.persistent_volume_claim.claim_name for v in pod.spec.volumes or []
+                          if v.persistent_volume_claim), None)
+            if claim is None:
+                continue
+            token = read_token(core, namespace, pod)
+            if not token.startswith(f"{pod.metadata.name} "):
+                raise DataLost(f"pod {pod.metadata.name}: its volume {claim} holds {token!r}, not a token its "
+                               "pod wrote")
+            before = self.tokens.setdefault(claim, token)
+            if token != before:
+                raise DataLost(f"pod {pod.metadata.name} on {pod.spec.node_name}: volume {claim} holds {token!r}, "
+                               f"but {before!r} was written to it before: the data did not follow its disk")
+            checked += 1
+        if checked != expected:
+            raise DataLost(f"checked the data of {checked} pods, expected {expected}")
+        log.info("data check: %d volumes hold the tokens written to them", checked)
+        return checked
