@@ -74,6 +74,16 @@ class Docker:
     def has_image(self, ref: str) -> bool:
         return self.run("image", "inspect", ref, check=False, timeout=30).returncode == 0
 
+    def prune_repository(self, repository: str, keep: str) -> None:
+        """Remove the other tags of one of our image repositories (older builds, gigabytes
+        each), except those a container still uses."""
+        out = self.run("image", "ls", repository, "--format", "{{.Repository}}:{{.Tag}}").stdout.decode().split()
+        in_use = set(self.run("ps", "-a", "--format", "{{.Image}}").stdout.decode().split())
+        for ref in out:
+            if ref != keep and ref not in in_use:
+                log.info("removing the outdated image %s", ref)
+                self.run("rmi", ref, check=False)
+
 
 def private_dir() -> Path:
     """The private daemon's socket, exec root, pid and log; kept short for the socket path."""

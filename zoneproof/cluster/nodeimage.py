@@ -220,6 +220,7 @@ class NodeImageBuilder:
         finally:
             shutil.rmtree(work, ignore_errors=True)
         log.info("kind node image %s built in %.0f s", self.tag, time.monotonic() - started)
+        self.docker.prune_repository(IMAGE_REPOSITORY, keep=self.tag)
         return self.tag
 
     # --- the parts ---

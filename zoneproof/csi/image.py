@@ -93,6 +93,7 @@ def ensure_driver_image(docker: Docker) -> str:
             _build(docker, tag, work)
         finally:
             shutil.rmtree(work, ignore_errors=True)
+    docker.prune_repository(IMAGE_REPOSITORY, keep=tag)
     return tag
 
 

@@ -1,0 +1,252 @@
+"""The kind provider's parts that need no cluster: its kind config, the pod network
+manifest, the edits to kind's node files, the plugin registration the kubelet talks to,
+the node plugin's bind mounts, the disks' storage and the data ledger."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import threading
+from concurrent import futures
+from pathlib import Path
+from types import SimpleNamespace
+
+import grpc
+import pytest
+import yaml
+
+from zoneproof import data, labels
+from zoneproof.cluster.kind import DISK_ROOT_ON_NODE, KindProvider, kind_config, plan_workers, pod_network_manifest
+from zoneproof.cluster.nodeimage import NODE_FILE_EDITS, module_dir
+from zoneproof.cluster.spec import ClusterSpec, Timings
+from zoneproof.csi import node as node_module
+from zoneproof.csi.identity import IdentityService
+from zoneproof.csi.plugin_registration import registration, registration_grpc, registration_socket, serve
+from zoneproof.csi.proto import load
+from zoneproof.ecs.storage import DiskStorage
+
+csi, csi_grpc = load()
+SPEC = ClusterSpec(name="zp", zones=("za-1", "zb-1"), nodes_per_zone=2, timings=Timings(node_monitor_grace_period=9))
+
+
+def test_workers_are_named_as_kind_names_them_and_spread_over_the_zones():
+    workers = plan_workers(SPEC)
+    assert [w.name for w in workers] == ["zp-worker", "zp-worker2", "zp-worker3", "zp-worker4"]
+    assert [w.zone for w in workers] == ["za-1", "za-1", "zb-1", "zb-1"]
+    assert len({w.instance_id for w in workers}) == 4
+
+
+def test_kind_config_carries_labels_provider_ids_timings_and_zone_mounts():
+    mounts = {z: [{"hostPath": f"/d/{z}", "containerPath": DISK_ROOT_ON_NODE}] for z in SPEC.zones}
+    config = kind_config(SPEC, own_pod_network=True, extra_mounts=mounts)
+    assert config["networking"]["disableDefaultCNI"] is True
+    control, *workers = config["nodes"]
+    assert control == {"role": "control-plane"}
+    for node, planned in zip(workers, plan_workers(SPEC)):
+        assert node["labels"][labels.ZONE] == node["labels"][labels.ZONE_DEPRECATED] == planned.zone
+        assert node["labels"][labels.INSTANCE_ID] == planned.instance_id
+        assert labels.DISK_ZONE not in node["labels"]  # the kubelet adds it from NodeGetInfo
+        assert node["extraMounts"] == mounts[planned.zone]
+        patch = yaml.safe_load(node["kubeadmConfigPatchesJSON6902"][0]["patch"])
+        assert patch[0]["op"] == "test" and patch[1]["value"] == planned.provider_id
+    cluster_patch = yaml.safe_load(config["kubeadmConfigPatchesJSON6902"][0]["patch"])
+    args = {p["value"]["name"]: p["value"]["value"] for p in cluster_patch}
+    assert args["node-monitor-grace-period"] == "9s"
+    assert args["default-unreachable-toleration-seconds"] == "30"
+    kubelet = yaml.safe_load(config["kubeadmConfigPatches"][0])
+    assert kubelet["nodeLeaseDurationSeconds"] == 10
+
+
+def test_pod_network_manifest_fills_only_its_own_placeholders():
+    docs = pod_network_manifest("zp")
+    text = yaml.safe_dump_all(docs)
+    assert "${" not in text.replace("${NODE_NAME}", "")  # none of ours left
+    script = next(d for d in docs if d["kind"] == "ConfigMap")["data"]["agent.sh"]
+    assert "$creds" in script and "$NODE_NAME" in script  # the agent's own shell variables stay
+    env = next(d for d in docs if d["kind"] == "DaemonSet")["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "API_SERVER", "value": "zp-control-plane:6443"} in env
+
+
+def test_every_edit_to_kinds_node_files_applies_exactly_once():
+    files = module_dir("kind") / "images" / "base" / "files"
+    for edit in NODE_FILE_EDITS:
+        text = (files / edit.path).read_text()
+        # An edit inserting before a line it also keeps applies to the original text.
+        assert text.count(edit.old) == 1, f"{edit.path}: {edit.old[:50]!r} ({edit.why})"
+
+
+def test_bad_provider_choices_are_refused():
+    with pytest.raises(Exception, match="node image choice 'latest'"):
+        KindProvider(SPEC, node_image="latest")
+    with pytest.raises(Exception, match="privileged choice 'yes'"):
+        KindProvider(SPEC, privileged="yes")
+
+
+def _serve_plugin(socket: Path) -> grpc.Server:
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    csi_grpc.add_IdentityServicer_to_server(IdentityService(with_controller=False), server)
+    server.add_insecure_port(f"unix://{socket}")
+    server.start()
+    return server
+
+
+@pytest.fixture
+def short_dir():
+    # Unix socket paths are limited to 107 bytes; pytest's tmp_path can be longer.
+    path = Path(tempfile.mkdtemp(prefix="zp-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_registration_names_the_plugin_and_ends_when_the_kubelet_refuses(short_dir):
+    plugin = short_dir / "csi.sock"
+    registry = short_dir / "registry"
+    outcome = {}
+
+    def run():
+        try:
+            outcome["code"] = serve(str(plugin), "/kubelet/csi.sock", registry)
+        except BaseException as err:  # reported by the test, not lost in the thread
+            outcome["error"] = err
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    server = _serve_plugin(plugin)  # the plugin comes up after its registrar, as in a pod
+    try:
+        socket = registration_socket(registry, "diskplugin.csi.alibabacloud.com")
+        with grpc.insecure_channel(f"unix://{socket}") as channel:
+            grpc.channel_ready_future(channel).result(timeout=30)
+            stub = registration_grpc.RegistrationStub(channel)
+            info = stub.GetInfo(registration.InfoRequest(), timeout=10)
+            assert (info.type, info.name, info.endpoint) == ("CSIPlugin", "diskplugin.csi.alibabacloud.com",
+                                                             "/kubelet/csi.sock")
+            assert list(info.supported_versions) == ["1.0.0"]
+            stub.NotifyRegistrationStatus(registration.RegistrationStatus(plugin_registered=True), timeout=10)
+            assert worker.is_alive()
+            stub.NotifyRegistrationStatus(registration.RegistrationStatus(plugin_registered=False,
+                                                                          error="version mismatch"), timeout=10)
+        worker.join(timeout=30)
+        assert outcome == {"code": 1}
+        assert not socket.exists()
+    finally:
+        server.stop(0)
+
+
+class _Cloud:
+    region = "r"
+
+    def __init__(self, zone: str, holders: list[str]):
+        self.disk = {"ZoneId": zone, "Status": "In_use" if holders else "Available",
+                     "Attachments": {"Attachment": [{"InstanceId": h} for h in holders]}}
+
+    def describe_disk(self, disk_id):
+        return self.disk
+
+
+class _Aborted(Exception):
+    pass
+
+
+class _Context:
+    def abort(self, code, message):
+        raise _Aborted(code, message)
+
+
+def _request(kind, **fields):
+    cap = csi.VolumeCapability(mount=csi.VolumeCapability.MountVolume(),
+                               access_mode=csi.VolumeCapability.AccessMode(mode=1))
+    return getattr(csi, kind)(volume_capability=cap, **fields)
+
+
+def test_node_plugin_mounts_a_disk_only_where_it_is_attached_and_reachable(tmp_path):
+    storage = DiskStorage(tmp_path / "disks", ["za-1"])
+    storage.create("za-1", "d-1")
+    (storage.path("za-1", "d-1") / "token").write_text("web-0 abc")
+    staging, target = tmp_path / "staging", tmp_path / "target"
+    service = node_module.NodeService(_Cloud("za-1", ["i-1"]), "i-1", "za-1", tmp_path / "disks" / "za-1")
+    try:
+        service.NodeStageVolume(_request("NodeStageVolumeRequest", volume_id="d-1",
+                                         staging_target_path=str(staging)), _Context())
+        service.NodePublishVolume(_request("NodePublishVolumeRequest", volume_id="d-1", target_path=str(target),
+                                           staging_target_path=str(staging)), _Context())
+        assert (target / "token").read_text() == "web-0 abc"
+        (target / "more").write_text("written through the pod's mount")
+        assert (storage.path("za-1", "d-1") / "more").is_file()
+    finally:
+        service.NodeUnpublishVolume(csi.NodeUnpublishVolumeRequest(volume_id="d-1", target_path=str(target)),
+                                    _Context())
+        service.NodeUnstageVolume(csi.NodeUnstageVolumeRequest(volume_id="d-1", staging_target_path=str(staging)),
+                                  _Context())
+    assert not node_module._mounted(staging) and not target.exists()
+
+    # Attached elsewhere: refused, whatever the folder says.
+    other = node_module.NodeService(_Cloud("za-1", ["i-2"]), "i-1", "za-1", tmp_path / "disks" / "za-1")
+    with pytest.raises(_Aborted, match="not attached to this node"):
+        other.NodeStageVolume(_request("NodeStageVolumeRequest", volume_id="d-1", staging_target_path=str(staging)),
+                              _Context())
+    # Attached here by the API, but its storage is not in this node's zone: refused.
+    elsewhere = node_module.NodeService(_Cloud("za-1", ["i-1"]), "i-1", "zb-1", tmp_path / "disks" / "zb-1")
+    with pytest.raises(_Aborted, match="not reachable from this node"):
+        elsewhere.NodeStageVolume(_request("NodeStageVolumeRequest", volume_id="d-1",
+                                           staging_target_path=str(staging)), _Context())
+    assert not node_module._mounted(staging)
+
+
+def test_disk_storage_follows_the_disks_after_a_restart(tmp_path):
+    storage = DiskStorage(tmp_path, ["za-1", "zb-1"])
+    storage.create("za-1", "d-gone")
+    storage.create("za-1", "d-kept")
+    storage.reconcile({"d-kept": "za-1", "d-new": "zb-1"})
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.glob("*/*")) == ["za-1/d-kept", "zb-1/d-new"]
+    storage.delete("zb-1", "d-new")
+    assert not storage.path("zb-1", "d-new").exists()
+
+
+def _pod(name, claim, node="n1", phase="Running"):
+    return SimpleNamespace(
+        metadata=SimpleNamespace(name=name, deletion_timestamp=None),
+        status=SimpleNamespace(phase=phase),
+        spec=SimpleNamespace(node_name=node, volumes=[SimpleNamespace(
+            persistent_volume_claim=SimpleNamespace(claim_name=claim))]))
+
+
+def test_data_ledger_fails_when_a_volume_does_not_hold_what_was_written(monkeypatch):
+    tokens = {"web-0": "web-0 first", "web-1": "web-1 other"}
+    monkeypatch.setattr(data, "read_token", lambda core, ns, pod: tokens[pod.metadata.name])
+    ledger = data.DataLedger()
+    pods = [_pod("web-0", "disk-web-0"), _pod("web-1", "disk-web-1")]
+    assert ledger.check(None, "ns", pods, expected=2) == 2
+    tokens["web-0"] = "web-0 fresh"  # a new, empty disk: the pod stamped it again
+    with pytest.raises(data.DataLost, match="did not follow its disk"):
+        ledger.check(None, "ns", pods, expected=2)
+    tokens["web-0"] = "web-1 other"  # another pod's disk
+    with pytest.raises(data.DataLost, match="not a token its pod wrote"):
+        ledger.check(None, "ns", pods, expected=2)
+    tokens["web-0"] = "web-0 first"
+    with pytest.raises(data.DataLost, match="checked the data of 1 pods, expected 2"):
+        ledger.check(None, "ns", [pods[0], _pod("web-1", "disk-web-1", phase="Pending")], expected=2)
+
+
+def test_runnable_workloads_stamp_their_first_volume():
+    from zoneproof import manifests
+
+    sts = data.runnable(manifests.statefulset(3, "sc"))
+    container = sts["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == data.BUSYBOX_IMAGE and container["imagePullPolicy"] == "Never"
+    assert f"/data/{data.TOKEN_FILE}" in container["command"][-1]
+    assert container["volumeMounts"] == manifests.statefulset(3, "sc")["spec"]["template"]["spec"]["containers"][
+        0]["volumeMounts"]
+
+
+def test_the_stamp_writes_a_token_once_and_keeps_it(tmp_path):
+    from zoneproof import manifests
+
+    container = data.runnable(manifests.statefulset(1, "sc"))["spec"]["template"]["spec"]["containers"][0]
+    stamp = container["command"][-1].split("mkdir -p /www")[0].replace("/data/", f"{tmp_path}/")
+    env = {"ZONEPROOF_POD": "web-0", "PATH": "/usr/bin:/bin"}
+    subprocess.run(["sh", "-c", stamp + "true"], check=True, env=env)
+    first = (tmp_path / data.TOKEN_FILE).read_text().strip()
+    assert first.startswith("web-0 ") and len(first) > len("web-0 ") + 30
+    subprocess.run(["sh", "-c", stamp + "true"], check=True, env=env)
+    assert (tmp_path / data.TOKEN_FILE).read_text().strip() == first
