@@ -20,7 +20,7 @@ define run_pytest
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests in $(1)" >&2; exit 1; fi; exit $$rc
 endef
 
-.PHONY: help setup tools test unit e2e cluster-up cluster-down cluster-status bench bench-chaos clean
+.PHONY: help setup tools kind-prereqs test unit e2e cluster-up cluster-down cluster-status bench bench-chaos clean
 
 help:
 	@echo "make e2e          local cluster + suites + report (reports/); E2E_WORKERS=n workers"
@@ -47,7 +47,20 @@ tools: setup
 unit: setup
 	@$(call run_pytest,tests -m "not cluster")
 
-test: tools
+# The kind provider's test needs Docker, mmdebstrap and Debian's static busybox: installed
+# here when missing (as root, from Debian's packages), else named.
+KIND_PACKAGES := docker.io mmdebstrap busybox-static containerd
+
+kind-prereqs:
+	@missing=$$(for p in $(KIND_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "error: the kind provider needs the Debian packages: $$missing" >&2; exit 1; fi; \
+	  echo "installing $$missing (Debian packages, for the kind provider)"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null || \
+	  { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; }; \
+	fi
+
+test: tools kind-prereqs
 	@$(call run_pytest,tests)
 
 E2E_WORKERS ?= 2

@@ -159,7 +159,16 @@ def _request(kind, **fields):
     return getattr(csi, kind)(volume_capability=cap, **fields)
 
 
-def test_node_plugin_mounts_a_disk_only_where_it_is_attached_and_reachable(tmp_path):
+@pytest.fixture
+def mount_dir(tmp_path):
+    """A folder whose mounts are all undone afterwards, even when the test fails midway."""
+    yield tmp_path
+    for target in (tmp_path / "target", tmp_path / "staging"):
+        node_module._unmount(target)
+
+
+def test_node_plugin_mounts_a_disk_only_where_it_is_attached_and_reachable(mount_dir):
+    tmp_path = mount_dir
     storage = DiskStorage(tmp_path / "disks", ["za-1"])
     storage.create("za-1", "d-1")
     (storage.path("za-1", "d-1") / "token").write_text("web-0 abc")

@@ -19,7 +19,8 @@ from zoneproof.csi.deploy import DriverDeployment
 from zoneproof.profile import load_profile
 from zoneproof.waiting import wait_for
 
-pytestmark = [pytest.mark.cluster, pytest.mark.kind]
+# A first run builds the node image's tools and the images (about 10 minutes here).
+pytestmark = [pytest.mark.cluster, pytest.mark.kind, pytest.mark.timeout(3600)]
 log = logging.getLogger(__name__)
 
 NAME = "zp-kindtest"
