@@ -212,29 +212,38 @@ def test_disk_storage_follows_the_disks_after_a_restart(tmp_path):
     assert not storage.path("zb-1", "d-new").exists()
 
 
-def _pod(name, claim, node="n1", phase="Running"):
+def _pod(name, claim, node="n1", ready=True):
     return SimpleNamespace(
         metadata=SimpleNamespace(name=name, deletion_timestamp=None),
-        status=SimpleNamespace(phase=phase),
+        status=SimpleNamespace(conditions=[SimpleNamespace(type="Ready", status=str(ready))]),
         spec=SimpleNamespace(node_name=node, volumes=[SimpleNamespace(
             persistent_volume_claim=SimpleNamespace(claim_name=claim))]))
+
+
+class _Core:
+    def __init__(self, pods):
+        self.pods = pods
+
+    def list_namespaced_pod(self, namespace):
+        return SimpleNamespace(items=self.pods)
 
 
 def test_data_ledger_fails_when_a_volume_does_not_hold_what_was_written(monkeypatch):
     tokens = {"web-0": "web-0 first", "web-1": "web-1 other"}
     monkeypatch.setattr(data, "read_token", lambda core, ns, pod: tokens[pod.metadata.name])
     ledger = data.DataLedger()
-    pods = [_pod("web-0", "disk-web-0"), _pod("web-1", "disk-web-1")]
-    assert ledger.check(None, "ns", pods, expected=2) == 2
+    core = _Core([_pod("web-0", "disk-web-0"), _pod("web-1", "disk-web-1")])
+    assert ledger.check(core, "ns", expected=2) == 2
     tokens["web-0"] = "web-0 fresh"  # a new, empty disk: the pod stamped it again
     with pytest.raises(data.DataLost, match="did not follow its disk"):
-        ledger.check(None, "ns", pods, expected=2)
+        ledger.check(core, "ns", expected=2)
     tokens["web-0"] = "web-1 other"  # another pod's disk
     with pytest.raises(data.DataLost, match="not a token its pod wrote"):
-        ledger.check(None, "ns", pods, expected=2)
+        ledger.check(core, "ns", expected=2)
     tokens["web-0"] = "web-0 first"
-    with pytest.raises(data.DataLost, match="checked the data of 1 pods, expected 2"):
-        ledger.check(None, "ns", [pods[0], _pod("web-1", "disk-web-1", phase="Pending")], expected=2)
+    core.pods[1] = _pod("web-1", "disk-web-1", ready=False)
+    with pytest.raises(Exception, match="2 pods Ready to read their data"):
+        ledger.check(core, "ns", expected=2, timeout=1)
 
 
 def test_runnable_workloads_stamp_their_first_volume():

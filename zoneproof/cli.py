@@ -627,7 +627,7 @@ def e2e(provider: str, name: str, kubeconfig: str | None, context: str | None, p
         _fail(click.BadParameter("must be at least 1", param_hint="--workers"), 2)
     if provider == "existing" and not kubeconfig:
         _fail(click.BadParameter("--provider existing needs --kubeconfig PATH"), 2)
-    if provider == "local" and (kubeconfig or context):
+    if provider != "existing" and (kubeconfig or context):
         _fail(click.BadParameter("--kubeconfig and --context go with --provider existing"), 2)
     opts = E2eOptions(profile=_profile(profile_name), provider=provider, name=name, kubeconfig=kubeconfig,
                       context=context, driver_binary=driver_binary, zone_categories=zone_categories,

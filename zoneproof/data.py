@@ -17,6 +17,7 @@ from kubernetes import client
 from kubernetes.stream import stream
 
 from zoneproof.cluster.nodeimage import BUSYBOX_IMAGE
+from zoneproof.waiting import wait_for
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,8 @@ def stamping_container(container: dict) -> dict:
                  f'> {token}.new && mv {token}.new {token}; fi; ')
     out.update(image=BUSYBOX_IMAGE, imagePullPolicy="Never",
                command=["sh", "-c", f"{stamp}mkdir -p /www && exec httpd -f -p {WEB_PORT} -h /www"])
+    if mounts:  # Ready once the stamp is on the volume, so a reader never comes too early
+        out["readinessProbe"] = {"exec": {"command": ["test", "-s", token]}, "periodSeconds": 1}
     out["env"] = [*(out.get("env") or []),
                   {"name": "ZONEPROOF_POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]
     return out
@@ -50,6 +53,12 @@ def runnable(obj: dict) -> dict:
     spec = out["spec"]["template"]["spec"] if out.get("kind") in ("StatefulSet", "Deployment") else out["spec"]
     spec["containers"] = [stamping_container(c) for c in spec["containers"]]
     return out
+
+
+def for_cluster(cluster, obj: dict) -> dict:
+    """A workload as ``cluster`` runs it: stamping containers on nodes with kubelets; as
+    written elsewhere (no container runs on kwok nodes)."""
+    return runnable(obj) if cluster.runs_kubelets else obj
 
 
 def read_token(core: client.CoreV1Api, namespace: str, pod: client.V1Pod) -> str:
@@ -70,13 +79,14 @@ class DataLedger:
 
     tokens: dict[str, str] = field(default_factory=dict)  # claim name -> token
 
-    def check(self, core: client.CoreV1Api, namespace: str, pods: list[client.V1Pod], *, expected: int) -> int:
-        """Read every running pod's token; a claim seen before must hold the same one.
-        Returns how many pods were checked, which must be ``expected``."""
+    def check(self, core: client.CoreV1Api, namespace: str, *, expected: int, timeout: float = 120) -> int:
+        """Once ``expected`` pods of the namespace are Ready (their stamp is on the volume),
+        read every one's token; a claim seen before must hold the same one. Returns how many
+        pods were checked."""
+        pods = wait_for(lambda: _ready(core, namespace, expected), what=f"{expected} pods Ready to read their data",
+                        timeout=timeout)
         checked = 0
         for pod in pods:
-            if pod.status.phase != "Running" or pod.metadata.deletion_timestamp:
-                continue
             claim = next((v.persistent_volume_claim.claim_name for v in pod.spec.volumes or []
                           if v.persistent_volume_claim), None)
             if claim is None:
@@ -94,3 +104,9 @@ class DataLedger:
             raise DataLost(f"checked the data of {checked} pods, expected {expected}")
         log.info("data check: %d volumes hold the tokens written to them", checked)
         return checked
+
+
+def _ready(core: client.CoreV1Api, namespace: str, expected: int) -> tuple[bool, list[client.V1Pod]]:
+    pods = [p for p in core.list_namespaced_pod(namespace).items if not p.metadata.deletion_timestamp
+            and any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])]
+    return len(pods) >= expected, pods

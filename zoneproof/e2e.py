@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from zoneproof import tally
-from zoneproof.cluster import ClusterSpec, ExistingProvider, LocalProvider
+from zoneproof.cluster import OWN_PROVIDERS, ClusterSpec, ExistingProvider
 from zoneproof.csi.deploy import DriverDeployment, DriverError, check_run_inputs, parse_zone_categories
 from zoneproof.profile import DriverProfile
 
@@ -34,7 +34,7 @@ PLACEMENT_MODULES = ("test_placement", "test_placement_negative", "test_wait_for
 @dataclass
 class E2eOptions:
     profile: DriverProfile
-    provider: str = "local"  # or "existing"
+    provider: str = "local"  # "kind", or "existing"
     name: str = "zoneproof"
     kubeconfig: str | None = None
     context: str | None = None
@@ -106,7 +106,7 @@ def _pytest_options(opts: E2eOptions, phase: str) -> list[str]:
         args += ["--provider=existing", f"--kubeconfig={opts.kubeconfig}"]
         args += [f"--context={opts.context}"] if opts.context else []
     else:
-        args += [f"--cluster-name={opts.name}"]
+        args += [f"--provider={opts.provider}", f"--cluster-name={opts.name}"]
     args += [f"--driver-binary={opts.driver_binary}"] if opts.driver_binary else []
     args += [f"--zone-categories={v}" for v in opts.zone_categories]
     args += [f"--static-disk={v}" for v in opts.static_disks]
@@ -123,12 +123,16 @@ def run_e2e(opts: E2eOptions) -> int:
         where = f"existing cluster {cluster.spec.name!r}"
     else:
         check_run_inputs(opts.profile, opts.driver_binary)
-        provider = LocalProvider(ClusterSpec(name=opts.name))
+        cls = OWN_PROVIDERS[opts.provider]
+        provider = cls(ClusterSpec(name=opts.name))
+        if provider.runs_kubelets and opts.profile.run.node_plugin is None:
+            raise DriverError(f"profile {opts.profile.name!r} has no node_plugin, so its driver cannot run on "
+                              f"{opts.provider} nodes, whose kubelets register node plugins")
         own_cluster = not (provider.exists() and provider.is_up())
-        zones = provider.spec.zones if own_cluster else LocalProvider.attach(opts.name).spec.zones
+        zones = provider.spec.zones if own_cluster else cls.attach(opts.name).spec.zones
         categories = parse_zone_categories(opts.zone_categories, zones)
         check_static_disks(opts.static_disks, zones)
-        where = f"local cluster {opts.name!r}"
+        where = f"{opts.provider} cluster {opts.name!r}"
     reports = opts.reports
     reports.mkdir(parents=True, exist_ok=True)
     tally_file = reports / "placement-tally.jsonl"
@@ -150,7 +154,7 @@ def run_e2e(opts: E2eOptions) -> int:
     try:
         if own_cluster:
             provider.up()
-        provider = LocalProvider.attach(opts.name)
+        provider = cls.attach(opts.name)
         # The parallel phase's deployment: workers share it, so it is made here, once.
         policy = "topology" if "topology" in opts.profile.zone_policies else opts.profile.zone_policies[0]
         driver = DriverDeployment(provider, opts.profile, zone_policy=policy, driver_binary=opts.driver_binary,
@@ -183,7 +187,7 @@ def summarise(opts: E2eOptions, where: str, codes: list[int], elapsed: float) ->
           f"{outcomes.count('skipped')} skipped), placement verdicts {placed['verdicts']}, "
           f"pods checked {placed['pods checked']}, violations {placed['violations']}, "
           f"time {elapsed:.0f}s ({opts.workers} worker{'s' if opts.workers > 1 else ''})"
-          + (f"; driver logs in {reports / 'driver-logs'}" if opts.provider == "local" else ""))
+          + (f"; driver logs in {reports / 'driver-logs'}" if opts.provider != "existing" else ""))
     reasons = skip_reasons(cases)
     for reason, count in sorted(reasons.items(), key=lambda r: -r[1]):
         print(f"  skipped {count}: {reason}")

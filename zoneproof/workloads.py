@@ -62,8 +62,14 @@ def wait_running(core: client.CoreV1Api, namespace: str, count: int, *, not_uids
     return live(core.list_namespaced_pod(namespace).items)
 
 
-def deploy_spread_statefulset(api: client.ApiClient, namespace: str, name: str, replicas: int) -> list[client.V1Pod]:
-    client.AppsV1Api(api).create_namespaced_stateful_set(namespace, spread_statefulset(name, replicas))
+def deploy_spread_statefulset(api: client.ApiClient, namespace: str, name: str, replicas: int, *,
+                              containers_run: bool = False) -> list[client.V1Pod]:
+    sts = spread_statefulset(name, replicas)
+    if containers_run:  # nodes with kubelets run it: an image they have, not nginx
+        from zoneproof.data import runnable
+
+        sts = runnable(sts)
+    client.AppsV1Api(api).create_namespaced_stateful_set(namespace, sts)
     return wait_running(client.CoreV1Api(api), namespace, replicas)
 
 

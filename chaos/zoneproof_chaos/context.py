@@ -4,8 +4,8 @@ cut; the fake ECS's admin API for faults and its audit), the driver profile, and
 namespace the workload control made.
 
 Configuration keys:
-- ``zoneproof_provider``: ``local`` (default) or ``existing``;
-- ``zoneproof_cluster``: name of a local zoneproof cluster (default ``zoneproof``);
+- ``zoneproof_provider``: ``local`` (default), ``kind`` or ``existing``;
+- ``zoneproof_cluster``: name of a local or kind zoneproof cluster (default ``zoneproof``);
 - ``zoneproof_kubeconfig``, ``zoneproof_context``: the existing cluster (the cloud then
   comes from ``ECS_ENDPOINT`` and the other variables of :mod:`zoneproof.cloud`);
 - ``zoneproof_driver_profile``: driver profile name or file (default ``reference``);
@@ -26,7 +26,7 @@ from kubernetes import client, config as kube_config
 from zoneproof.cloud import CloudAccess
 from zoneproof.cluster.base import ClusterError, ClusterProvider
 from zoneproof.cluster.existing import ExistingProvider, instance_of
-from zoneproof.cluster.local import LocalProvider
+from zoneproof.cluster import OWN_PROVIDERS, attach
 from zoneproof.cluster.spec import DEFAULT_CLUSTER_NAME
 from zoneproof.csi.deploy import cloud_of
 from zoneproof.ecs.admin import EcsAdmin
@@ -84,10 +84,10 @@ def target(configuration: dict | None) -> Target:
             if not kubeconfig:
                 raise ClusterError("zoneproof_provider is existing but no zoneproof_kubeconfig (or KUBECONFIG) is set")
             provider = ExistingProvider(kubeconfig, configuration.get("zoneproof_context") or None)
-        elif kind == "local":
-            provider = LocalProvider.attach(configuration.get("zoneproof_cluster") or DEFAULT_CLUSTER_NAME)
+        elif kind in OWN_PROVIDERS:
+            provider = attach(kind, configuration.get("zoneproof_cluster") or DEFAULT_CLUSTER_NAME)
         else:
-            raise ClusterError(f"zoneproof_provider {kind!r} is not local or existing")
+            raise ClusterError(f"zoneproof_provider {kind!r} is not one of {', '.join([*OWN_PROVIDERS, 'existing'])}")
     except ClusterError as err:
         raise ActivityFailed(f"{err}; set zoneproof_cluster (env ZONEPROOF_CLUSTER) to a running "
                              "cluster, or start one with `zoneproof cluster up`") from None
@@ -99,7 +99,13 @@ def configuration_for(cluster: ClusterProvider, profile: str) -> dict[str, str]:
     if isinstance(cluster, ExistingProvider):
         return {"zoneproof_provider": "existing", "zoneproof_kubeconfig": str(cluster.kubeconfig),
                 "zoneproof_context": cluster.context or "", "zoneproof_driver_profile": profile}
-    return {"zoneproof_provider": "local", "zoneproof_cluster": cluster.spec.name, "zoneproof_driver_profile": profile}
+    return {"zoneproof_provider": provider_name(cluster), "zoneproof_cluster": cluster.spec.name,
+            "zoneproof_driver_profile": profile}
+
+
+def provider_name(cluster: ClusterProvider) -> str:
+    """The name ``attach`` takes for a cluster zoneproof made."""
+    return next(name for name, cls in OWN_PROVIDERS.items() if isinstance(cluster, cls))
 
 
 def configuration_env(cluster: ClusterProvider, profile: str, environ: dict[str, str]) -> dict[str, str]:
@@ -113,7 +119,7 @@ def configuration_env(cluster: ClusterProvider, profile: str, environ: dict[str,
         if cluster.context:
             env["KUBERNETES_CONTEXT"] = cluster.context
     else:
-        env.update(ZONEPROOF_PROVIDER="local", ZONEPROOF_CLUSTER=cluster.spec.name)
+        env.update(ZONEPROOF_PROVIDER=provider_name(cluster), ZONEPROOF_CLUSTER=cluster.spec.name)
     return env
 
 

@@ -26,7 +26,7 @@ from chaoslib.exceptions import InterruptExecution
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from zoneproof import manifests, workloads
+from zoneproof import data, manifests, workloads
 from zoneproof.namespaces import create_namespace, delete_namespace
 from zoneproof.oracle import settled
 from zoneproof.waiting import WaitTimeout, wait_for
@@ -106,8 +106,9 @@ def _deploy(t: Target, configuration: dict, replicas: int, pdb: int, settle_time
     core.create_namespaced_service(ns, manifests.service())
     if pdb:
         client.PolicyV1Api(t.api).create_namespaced_pod_disruption_budget(ns, manifests.pod_disruption_budget(pdb))
-    apps.create_namespaced_stateful_set(ns, manifests.statefulset(replicas, sc["metadata"]["name"],
-                                                                 pod_management="Parallel"))
+    sts = manifests.statefulset(replicas, sc["metadata"]["name"], pod_management="Parallel")
+    # On nodes with kubelets the containers run: they stamp their volumes (zoneproof.data).
+    apps.create_namespaced_stateful_set(ns, data.for_cluster(t.provider, sts))
     log.info("workload: %d replicas of the article's StatefulSet (WaitForFirstConsumer) in %s", replicas, ns)
     wait_for(lambda: settled(t.verdict(ns), replicas), what=f"the {replicas} pods of {ns} to run in their disks' "
              "zones", timeout=settle_timeout)

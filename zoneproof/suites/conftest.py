@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 import pytest
 from kubernetes import client
 
-from zoneproof import workloads
+from zoneproof import data, workloads
 from zoneproof.cloud import CloudAccess, CloudError
+from zoneproof.data import DataLedger
 from zoneproof.oracle import Verdict, check, take_snapshot
 from zoneproof.profile import DriverProfile
 from zoneproof.watcher import Watcher, node_zones, transient_violations
@@ -75,6 +76,17 @@ class PlacementEnv:
     created_disks: list[str] = field(default_factory=list)  # static disks this test made, deleted after it
     borrowed_disks: list[str] = field(default_factory=list)  # the user's, left in place
     watcher: Watcher | None = None
+    ledger: DataLedger = field(default_factory=DataLedger)
+
+    def runnable(self, obj: dict) -> dict:
+        """A workload as this cluster runs it: on nodes with kubelets, containers that stamp
+        their volume (zoneproof.data); elsewhere as written (no container runs)."""
+        return data.for_cluster(self.cluster, obj)
+
+    def check_data(self, expected: int) -> None:
+        """On nodes with kubelets, every volume must still hold what its pod first wrote."""
+        if self.cluster.runs_kubelets:
+            self.ledger.check(self.cluster.core, self.namespace, expected=expected)
 
     @property
     def suffix(self) -> str:

@@ -32,7 +32,8 @@ def test_cluster_has_the_requested_zones(cluster, cluster_spec):
 @pytest.mark.parametrize("per_zone", [1, 2])
 def test_pods_run_in_every_zone(cluster, namespace, per_zone):
     zones = cluster.zones()
-    pods = deploy_spread_statefulset(cluster.api_client, namespace, "web", per_zone * len(zones))
+    pods = deploy_spread_statefulset(cluster.api_client, namespace, "web", per_zone * len(zones),
+                                     containers_run=cluster.runs_kubelets)
     node_zone = {n.metadata.name: n.metadata.labels[labels.ZONE] for n in cluster.core.list_node().items}
     counts = {z: 0 for z in zones}
     for pod in pods:

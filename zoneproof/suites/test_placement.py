@@ -101,7 +101,7 @@ def deploy(env, scheme: str, zones: list[str], replicas: int, rng: random.Random
     if len(zones) < len(env.cluster.spec.zones):  # keep every scheme to the zones under test
         sts["spec"]["template"]["spec"]["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
             "nodeSelectorTerms": [{"matchExpressions": [{"key": labels.ZONE, "operator": "In", "values": zones}]}]}}}
-    apps.create_namespaced_stateful_set(env.namespace, sts)
+    apps.create_namespaced_stateful_set(env.namespace, env.runnable(sts))
     return expected
 
 
@@ -119,6 +119,7 @@ def test_pods_follow_their_disks(placement, cluster, profile, scheme, zone_count
 
     first = wait_running(env, replicas)
     wait_placed(env)
+    env.check_data(replicas)
     assert set(first.values()) <= set(zones)
     for ordinal, zone in expected.items():
         assert first[f"web-{ordinal}"] == zone, f"web-{ordinal} runs in {first[f'web-{ordinal}']}, its disk in {zone}"
@@ -131,4 +132,5 @@ def test_pods_follow_their_disks(placement, cluster, profile, scheme, zone_count
     env.cluster.core.delete_collection_namespaced_pod(env.namespace)
     again = wait_running(env, replicas, not_uids=old)
     wait_placed(env)
+    env.check_data(replicas)  # each pod found its own disk again, with its data
     assert again == first, f"zones changed after the pods were deleted: {first} -> {again}"

@@ -7,7 +7,7 @@ import random
 
 from kubernetes import client
 
-from zoneproof import labels, manifests
+from zoneproof import data, labels, manifests
 from zoneproof.oracle import is_volume_zone_conflict
 from zoneproof.suites.capabilities import require_scheme
 from zoneproof.waiting import hold_for, wait_for
@@ -25,7 +25,8 @@ def test_a_pod_forced_into_another_zone_than_its_pv_waits_with_the_conflict(plac
     env.static_pvs.append(pair.pv["metadata"]["name"])
     cluster.core.create_namespaced_persistent_volume_claim(env.namespace, pair.pvc)
     claim_name = pair.pvc["metadata"]["name"]
-    cluster.core.create_namespaced_pod(env.namespace, pod_with_claims("forced", [claim_name], {labels.ZONE: other}))
+    cluster.core.create_namespaced_pod(env.namespace, data.for_cluster(cluster, pod_with_claims(
+        "forced", [claim_name], {labels.ZONE: other})))
 
     def conflicted():
         pod = cluster.core.read_namespaced_pod("forced", env.namespace)

@@ -9,7 +9,7 @@ import threading
 
 from kubernetes import client, watch
 
-from zoneproof import labels, manifests, tally
+from zoneproof import data, labels, manifests, tally
 from zoneproof.suites.capabilities import require_scheme
 from zoneproof.waiting import wait_for
 from zoneproof.workloads import claim, pod_with_claims
@@ -63,7 +63,8 @@ def test_claim_waits_for_its_consumer_then_provisions_in_its_zone(placement, clu
     wait_for(waiting_event, what="the claim to report WaitForFirstConsumer", timeout=30)
     assert all(phase == "Pending" for phase, _, _ in history), history
 
-    cluster.core.create_namespaced_pod(env.namespace, pod_with_claims("app", ["data"], {labels.ZONE: zone}))
+    cluster.core.create_namespaced_pod(env.namespace, data.for_cluster(cluster, pod_with_claims(
+        "app", ["data"], {labels.ZONE: zone})))
     assert bound.wait(90), f"claim never bound: {history}"
     watcher.join(timeout=10)
     first_selected = next(i for i, (_, node, _) in enumerate(history) if node)
@@ -82,7 +83,7 @@ def test_several_claims_of_one_pod_land_in_one_zone(placement, cluster, seed):
     names = [f"data-{n}" for n in range(3)]
     for name in names:
         cluster.core.create_namespaced_persistent_volume_claim(env.namespace, claim(name, sc, env.profile.size))
-    cluster.core.create_namespaced_pod(env.namespace, pod_with_claims("app", names))
+    cluster.core.create_namespaced_pod(env.namespace, data.for_cluster(cluster, pod_with_claims("app", names)))
 
     def bound():
         claims = cluster.core.list_namespaced_persistent_volume_claim(env.namespace).items
