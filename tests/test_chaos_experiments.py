@@ -93,6 +93,8 @@ def test_a_clean_journal_has_no_problems():
     ({"steady_states": {"before": {"steady_state_met": False}, "after": None}}, "not met before"),
     ({"run": [entry("recovery: placed", "probe", 1, 2, status="failed")]}, "pods on the wrong node"),
     ({"rollbacks": [entry("power on every node", "action", 1, 2, status="failed")]}, "rollback 'power on"),
+    ({running.DATA_PROBLEMS: ["pod web-1: volume disk-ssd-web-1 holds 'web-1 b', but 'web-1 a' was written"]},
+     "data: pod web-1"),
 ])
 def test_journal_problems_are_named(changes, expected):
     found = running.problems(journal(**changes))

@@ -31,6 +31,7 @@ from zoneproof.namespaces import create_namespace, delete_namespace
 from zoneproof.oracle import settled
 from zoneproof.waiting import WaitTimeout, wait_for
 from zoneproof_chaos.context import Target, check_kubeconfig_matches, log, target
+from zoneproof_chaos.running import DATA_PROBLEMS
 
 # What this run made, so that clean-up removes exactly that (one experiment at a time).
 _made: dict = {}
@@ -117,6 +118,9 @@ def _deploy(t: Target, configuration: dict, replicas: int, pdb: int, settle_time
     configuration.update(replicas=replicas, target_node=pod.spec.node_name, target_zone=zones[pod.spec.node_name],
                          other_zone=next(z for z in t.provider.spec.zones if z != zones[pod.spec.node_name])
                          if len(t.provider.spec.zones) > 1 else "")
+    if t.provider.runs_kubelets:  # what each volume holds before the fault, read back after it
+        _made["ledger"] = data.DataLedger()
+        _made["ledger"].check(core, ns, expected=replicas, timeout=settle_timeout)
     audit = t.ecs.audit()
     configuration["audit_after"] = audit[-1]["seq"] if audit else 0
     log.info("targets: web-0 runs on %s in %s", configuration["target_node"], configuration["target_zone"])
@@ -140,6 +144,18 @@ def after_activity_control(context: dict, state: dict = None, **_) -> None:
         _fail(f"activity {context.get('name')!r} failed: {error}")
 
 
+def _check_data(t: Target, ledger: data.DataLedger, ns: str, replicas: int, journal: dict) -> None:
+    """After the rollbacks, every volume must hold what its pod wrote before the fault; a
+    volume that does not is recorded in the journal as a problem of the run."""
+    try:
+        wait_for(lambda: settled(t.verdict(ns), replicas), what=f"the {replicas} pods of {ns} to run again",
+                 timeout=180)
+        ledger.check(t.provider.core, ns, expected=replicas)
+    except (data.DataLost, WaitTimeout) as err:
+        log.error("zoneproof workload control: %s", err)
+        journal.setdefault(DATA_PROBLEMS, []).append(str(err))
+
+
 def after_experiment_control(context: dict, state: dict = None, configuration: dict = None,
                              **_) -> None:
     """Remove the workload, its disks and the namespace this run made."""
@@ -149,6 +165,9 @@ def after_experiment_control(context: dict, state: dict = None, configuration: d
     if not ns:
         return
     t = target(configuration)
+    ledger = _made.get("ledger")
+    if ledger is not None and state is not None:
+        _check_data(t, ledger, ns, int(configuration.get("replicas") or 0), state)
     try:
         workloads.remove_workload(t.api, ns)
         wait_for(lambda: (not (left := workloads.disks_created_for(t.cloud, ns)),

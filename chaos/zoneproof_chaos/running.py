@@ -90,6 +90,10 @@ def run(path: Path, configuration: dict[str, object]) -> dict:
     return journal
 
 
+# Journal key under which the workload control records volumes that lost their data.
+DATA_PROBLEMS = "zoneproof_data_problems"
+
+
 def problems(journal: dict) -> list[str]:
     """Everything in a journal that makes the run a failure, in words."""
     found = []
@@ -101,6 +105,7 @@ def problems(journal: dict) -> list[str]:
         state = (journal.get("steady_states") or {}).get(phase)
         if state is not None and not state.get("steady_state_met"):
             found.append(f"steady state not met {phase} the method")
+    found += [f"data: {problem}" for problem in journal.get(DATA_PROBLEMS) or []]
     for section in ("run", "rollbacks"):
         for entry in journal.get(section) or []:
             if entry.get("status") != "succeeded":
