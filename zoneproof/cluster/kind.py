@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 SPEC_FILE = "zoneproof-cluster.json"
 POD_SUBNET = "10.244.0.0/16"
 KIND_CLUSTER_LABEL = "io.x-k8s.kind.cluster"  # kind labels every node container with it
+KIND_NETWORK = "kind"  # the docker network kind puts every cluster's nodes on
 # kind's own default for its version (pkg/apis/config/defaults/image.go of kind v0.33.0).
 STOCK_NODE_IMAGE = "kindest/node:v1.37.0@sha256:a1ed56cfb0e7b93589bdf97c8cd566405a265939e3620fc4f5de89adff580ae5"
 NODE_IMAGE_CHOICES = ("auto", "stock", "build")
@@ -176,7 +177,7 @@ class KindProvider(ClusterProvider):
     def host_address(self) -> str:
         """The host's address on the nodes' network (its gateway): where nodes reach
         services zoneproof runs on the host, such as the fake ECS."""
-        out = self._docker().run("network", "inspect", "kind", "--format",
+        out = self._docker().run("network", "inspect", KIND_NETWORK, "--format",
                                  "{{range .IPAM.Config}}{{.Gateway}} {{end}}").stdout.decode().split()
         ipv4 = [a for a in out if "." in a]
         if not ipv4:
@@ -234,8 +235,9 @@ class KindProvider(ClusterProvider):
             err.flush()
             proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=err, text=True, timeout=timeout)
         if proc.returncode != 0:
+            # The log goes with the cluster folder when a failed bring-up is torn down: quote it.
             tail = kind_log.read_text()[-3000:]
-            raise ClusterError(f"`kind {' '.join(args[:3])}` failed ({proc.returncode}); its log {kind_log} ends:\n{tail}")
+            raise ClusterError(f"`kind {' '.join(args[:3])}` failed ({proc.returncode}); kind's log ends:\n{tail}")
         return proc.stdout
 
     def _lib_modules(self) -> Path | None:
@@ -296,8 +298,10 @@ class KindProvider(ClusterProvider):
                                "zoneproof leaves it alone: pick another --name")
         started = time.monotonic()
         self.cluster_dir.mkdir(parents=True)
+        # kind makes its network on first use and leaves it; remove it at down only if made here.
+        made_network = docker.run("network", "inspect", KIND_NETWORK, check=False).returncode != 0
         state = {"spec": self.spec.to_dict(), "docker_host": docker.host, "private_docker": docker.private,
-                 "containers": {}}
+                 "containers": {}, "made_network": made_network}
         self.state_file.write_text(json.dumps(state, indent=2))
         try:
             image, ours = self._node_image(docker)
@@ -357,6 +361,8 @@ class KindProvider(ClusterProvider):
                 if found:
                     self._kind(docker, bool(state.get("shim")), "delete", "cluster", "--name", self.spec.name,
                                "--kubeconfig", str(self.kubeconfig), timeout=300)
+                if state.get("made_network"):
+                    self._remove_network_if_unused(docker)
         finally:
             shutil.rmtree(self.cluster_dir, ignore_errors=True)
             if docker.private:
@@ -368,6 +374,12 @@ class KindProvider(ClusterProvider):
                     pass
             for cached in ("api_client", "core"):
                 self.__dict__.pop(cached, None)
+
+    @staticmethod
+    def _remove_network_if_unused(docker: Docker) -> None:
+        attached = docker.run("network", "inspect", KIND_NETWORK, "--format", "{{len .Containers}}", check=False)
+        if attached.returncode == 0 and attached.stdout.decode().strip() == "0":
+            docker.run("network", "rm", KIND_NETWORK, check=False)
 
     # --- power ---
     def _docker(self) -> Docker:
