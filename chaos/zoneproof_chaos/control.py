@@ -167,7 +167,9 @@ def after_experiment_control(context: dict, state: dict = None, configuration: d
     t = target(configuration)
     ledger = _made.get("ledger")
     if ledger is not None and state is not None:
-        _check_data(t, ledger, ns, int(configuration.get("replicas") or 0), state)
+        # As many pods as the StatefulSet now asks for: experiments may have scaled it.
+        replicas = client.AppsV1Api(t.api).read_namespaced_stateful_set(manifests.STATEFULSET, ns).spec.replicas
+        _check_data(t, ledger, ns, replicas, state)
     try:
         workloads.remove_workload(t.api, ns)
         wait_for(lambda: (not (left := workloads.disks_created_for(t.cloud, ns)),
