@@ -75,7 +75,8 @@ def restore_power(configuration: dict = None) -> list[str]:
     """Rollback: start every node's instance that is not running, and wait until every
     node is Ready."""
     t = target(configuration)
-    instances = t.instances(t.provider.nodes())
+    # The nodes in a zone are the cloud's instances; a control plane (kind's) sits in none.
+    instances = t.instances([s.name for s in t.provider.node_states() if s.zone])
     stopped = set(t.cloud.stopped(list(instances.values())))
     off = sorted(name for name, instance in instances.items() if instance in stopped)
     if stopped:
