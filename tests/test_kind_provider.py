@@ -16,6 +16,7 @@ from zoneproof.cluster import docker as docker_daemon
 from zoneproof.cluster.kind import KIND_CLUSTER_LABEL, KindProvider
 from zoneproof.cluster.spec import ClusterSpec
 from zoneproof.csi.deploy import DriverDeployment
+from zoneproof.processes import processes_under
 from zoneproof.profile import load_profile
 from zoneproof.waiting import wait_for
 
@@ -82,6 +83,7 @@ def test_statefulset_data_follows_its_disk_through_a_power_cut():
     provider = KindProvider(spec)
     profile = load_profile("reference")
     private = made_network = False
+    deployment = None
     try:
         provider.up()
         private, made_network = provider._state()["private_docker"], provider._state()["made_network"]
@@ -128,7 +130,11 @@ def test_statefulset_data_follows_its_disk_through_a_power_cut():
         back = next(p for p in verdict.pods if p.pod == victim.metadata.name)
         assert back.node_zone == zone
         assert ledger.check(provider.core, NAMESPACE, expected=len(ZONES)) == len(ZONES)
-        deployment.down()
     finally:
-        provider.down()
+        try:
+            if deployment is not None:
+                deployment.down()
+        finally:
+            provider.down()
+    assert not processes_under(provider.cluster_dir)
     assert _leftovers(provider, private, made_network) == []

@@ -37,6 +37,7 @@ from zoneproof.cluster.local import state_root
 from zoneproof.cluster.nodeimage import BUSYBOX_IMAGE, NodeImageBuilder
 from zoneproof.cluster.nodes import PROVIDER_ID_SCHEME, instance_id
 from zoneproof.cluster.spec import ClusterSpec
+from zoneproof.processes import kill_processes_under
 
 log = logging.getLogger(__name__)
 
@@ -364,6 +365,9 @@ class KindProvider(ClusterProvider):
                 if state.get("made_network"):
                     self._remove_network_if_unused(docker)
         finally:
+            # A driver whose deployment was never taken down (a test that failed half-way)
+            # still runs from this folder: the safety net stops it before the folder goes.
+            kill_processes_under(self.cluster_dir)
             shutil.rmtree(self.cluster_dir, ignore_errors=True)
             if docker.private:
                 docker_daemon.release(self.spec.name)
