@@ -26,7 +26,7 @@ from kubernetes import client, config as kube_config
 from zoneproof.cloud import CloudAccess
 from zoneproof.cluster.base import ClusterError, ClusterProvider
 from zoneproof.cluster.existing import ExistingProvider, instance_of
-from zoneproof.cluster import OWN_PROVIDERS, attach
+from zoneproof.cluster import OWN_PROVIDERS, attach, provider_name
 from zoneproof.cluster.spec import DEFAULT_CLUSTER_NAME
 from zoneproof.csi.deploy import cloud_of
 from zoneproof.ecs.admin import EcsAdmin
@@ -102,10 +102,6 @@ def configuration_for(cluster: ClusterProvider, profile: str) -> dict[str, str]:
     return {"zoneproof_provider": provider_name(cluster), "zoneproof_cluster": cluster.spec.name,
             "zoneproof_driver_profile": profile}
 
-
-def provider_name(cluster: ClusterProvider) -> str:
-    """The name ``attach`` takes for a cluster zoneproof made."""
-    return next(name for name, cls in OWN_PROVIDERS.items() if isinstance(cluster, cls))
 
 
 def configuration_env(cluster: ClusterProvider, profile: str, environ: dict[str, str]) -> dict[str, str]:

@@ -18,5 +18,10 @@ def attach(provider: str, name: str) -> LocalProvider | KindProvider:
     return OWN_PROVIDERS[provider].attach(name)
 
 
+def provider_name(cluster: ClusterProvider) -> str:
+    """The name ``attach`` takes for a cluster zoneproof made."""
+    return next(name for name, cls in OWN_PROVIDERS.items() if isinstance(cluster, cls))
+
+
 __all__ = ["ClusterError", "ClusterProvider", "ClusterSpec", "ExistingProvider", "KindProvider", "LocalProvider",
-           "NodeState", "OWN_PROVIDERS", "PROVIDERS", "SpecError", "Timings", "attach"]
+           "NodeState", "OWN_PROVIDERS", "PROVIDERS", "SpecError", "Timings", "attach", "provider_name"]

@@ -167,3 +167,24 @@ class ClusterProvider(abc.ABC):
             taints.append(client.V1Taint(key=labels.TAINT_OUT_OF_SERVICE, value="nodeshutdown", effect="NoExecute"))
         node.spec.taints = taints or None
         self.core.replace_node(name, node)
+
+
+class OwnClusterMixin:
+    """What a provider that makes its clusters in a folder of its own (local, kind) shares:
+    the folder's existence and whether the API answers."""
+
+    cluster_dir: Path
+    kubeconfig: Path
+    core: client.CoreV1Api
+
+    def exists(self) -> bool:
+        return self.cluster_dir.exists()
+
+    def is_up(self) -> bool:
+        if not self.kubeconfig.is_file():
+            return False
+        try:
+            self.core.list_namespace(limit=1, _request_timeout=5)
+        except Exception:  # noqa: BLE001 - any failure to answer means "not up"
+            return False
+        return True

@@ -22,7 +22,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
@@ -31,11 +31,11 @@ import yaml
 from zoneproof import labels, toolchain
 from zoneproof.cluster import dockershim
 from zoneproof.cluster import docker as docker_daemon
-from zoneproof.cluster.base import ClusterError, ClusterProvider, NodeState
+from zoneproof.cluster.base import ClusterError, ClusterProvider, NodeState, OwnClusterMixin
 from zoneproof.cluster.docker import Docker
 from zoneproof.cluster.local import state_root
 from zoneproof.cluster.nodeimage import BUSYBOX_IMAGE, NodeImageBuilder
-from zoneproof.cluster.nodes import PROVIDER_ID_SCHEME, instance_id
+from zoneproof.cluster.nodes import PlannedNode, instance_id
 from zoneproof.cluster.spec import ClusterSpec
 from zoneproof.processes import kill_processes_under
 
@@ -51,18 +51,8 @@ NODE_IMAGE_CHOICES = ("auto", "stock", "build")
 PRIVILEGED_CHOICES = ("auto", "native", "shim")
 
 
-@dataclass(frozen=True)
-class KindWorker:
+class KindWorker(PlannedNode):
     """A worker as kind names it (``<cluster>-worker``, ``-worker2``, ...) with its zone."""
-
-    name: str
-    zone: str
-    region: str
-    instance_id: str
-
-    @property
-    def provider_id(self) -> str:
-        return f"{PROVIDER_ID_SCHEME}{self.region}.{self.instance_id}"
 
     @property
     def labels(self) -> dict[str, str]:
@@ -142,7 +132,7 @@ def pod_network_manifest(cluster: str) -> list[dict]:
 DISK_ROOT_ON_NODE = "/var/lib/zoneproof/disks"  # a node's view of its zone's disk storage
 
 
-class KindProvider(ClusterProvider):
+class KindProvider(OwnClusterMixin, ClusterProvider):
     runs_kubelets = True
 
     def __init__(self, spec: ClusterSpec, *, workdir: Path | None = None, node_image: str = "auto",
@@ -207,18 +197,6 @@ class KindProvider(ClusterProvider):
 
     def _state(self) -> dict:
         return json.loads(self.state_file.read_text())
-
-    def exists(self) -> bool:
-        return self.cluster_dir.exists()
-
-    def is_up(self) -> bool:
-        if not self.kubeconfig.is_file():
-            return False
-        try:
-            self.core.list_namespace(limit=1, _request_timeout=5)
-        except Exception:  # noqa: BLE001 - any failure to answer means "not up"
-            return False
-        return True
 
     # --- kind and docker ---
     def _kind(self, docker: Docker, shim: bool, *args: str, timeout: float = 600) -> str:

@@ -31,7 +31,7 @@ from kubernetes.client.exceptions import ApiException
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_fixed
 
 from zoneproof import labels, toolchain
-from zoneproof.cluster.base import ClusterError, ClusterProvider, is_conflict
+from zoneproof.cluster.base import ClusterError, ClusterProvider, OwnClusterMixin, is_conflict
 from zoneproof.cluster.nodes import node_manifest, plan_nodes
 from zoneproof.cluster.spec import ClusterSpec
 from zoneproof.processes import kill_processes_under
@@ -110,7 +110,7 @@ def kwokctl_config(spec: ClusterSpec, binaries: dict[str, Path]) -> dict:
     }
 
 
-class LocalProvider(ClusterProvider):
+class LocalProvider(OwnClusterMixin, ClusterProvider):
     def __init__(self, spec: ClusterSpec, *, workdir: Path | None = None):
         self.spec = spec
         self.workdir = workdir or state_root() / "kwok"
@@ -132,18 +132,6 @@ class LocalProvider(ClusterProvider):
         if not spec_path.is_file():
             raise ClusterError(f"no local cluster named {name!r} (looked in {probe.cluster_dir})")
         return cls(ClusterSpec.from_dict(json.loads(spec_path.read_text())), workdir=workdir)
-
-    def exists(self) -> bool:
-        return self.cluster_dir.exists()
-
-    def is_up(self) -> bool:
-        if not self.kubeconfig.is_file():
-            return False
-        try:
-            self.core.list_namespace(limit=1, _request_timeout=5)
-        except Exception:  # noqa: BLE001 - any failure to answer means "not up"
-            return False
-        return True
 
     def _kwokctl(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
         kube_bin = toolchain.binary("kubectl").parent

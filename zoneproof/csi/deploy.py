@@ -32,6 +32,7 @@ from kubernetes.client.exceptions import ApiException
 
 from zoneproof import labels, toolchain
 from zoneproof.cloud import CloudAccess
+from zoneproof.cluster import provider_name
 from zoneproof.cluster.base import ClusterError
 from zoneproof.cluster.existing import ExistingProvider
 from zoneproof.cluster.local import LocalProvider
@@ -217,10 +218,10 @@ class DriverDeployment:
         try:
             spec = self.provider.spec
             categories = [f"--categories={zone}={','.join(cats)}" for zone, cats in self.zone_categories.items()]
-            provider_args, host = ("--power-provider", "local"), "127.0.0.1"
+            provider_args, host = ("--power-provider", provider_name(self.provider)), "127.0.0.1"
             if self.provider.runs_kubelets:
                 # Nodes reach the host on their network's gateway; disks hold data per zone.
-                provider_args = ("--power-provider", "kind", "--disk-root", str(self.provider.disk_root))
+                provider_args += ("--disk-root", str(self.provider.disk_root))
                 host = self.provider.host_address()
             ecs = EcsProcess(self.workdir / "ecs.sqlite", log_path=self.logs / "fake-ecs.log", host=host, args=(
                 "--region", spec.region, "--zones", ",".join(spec.zones), *categories,
