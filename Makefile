@@ -23,7 +23,7 @@ endef
 .PHONY: help setup tools kind-prereqs test unit e2e cluster-up cluster-down cluster-status bench bench-chaos bench-kind clean
 
 help:
-	@echo "make e2e          local cluster + suites + report (reports/); E2E_WORKERS=n workers"
+	@echo "make e2e          local cluster + suites + report (reports/); E2E_WORKERS=n workers,\n                 PROVIDER=kind for the kind cluster"
 	@echo "make test         the project's own tests (unit + real local clusters)"
 	@echo "make unit         fast unit tests only"
 	@echo "make tools        build the Go tools into $(CACHE_DIR)/tools (no-op when cached)"
@@ -66,9 +66,11 @@ test: tools kind-prereqs
 
 E2E_WORKERS ?= 2
 E2E_ARGS ?=
+# local (control plane + kwok, the default) or kind (real kubelets in Docker)
+PROVIDER ?= local
 
-e2e: tools
-	$(ZP) e2e --workers $(E2E_WORKERS) $(E2E_ARGS) $(PYTEST_ARGS)
+e2e: tools $(if $(filter kind,$(PROVIDER)),kind-prereqs)
+	$(ZP) e2e --provider $(PROVIDER) --workers $(E2E_WORKERS) $(E2E_ARGS) $(PYTEST_ARGS)
 
 cluster-up: tools
 	$(ZP) cluster up
