@@ -12,7 +12,9 @@ can be pointed at it unchanged:
 
 Verifying for real (rather than accepting anything) catches clients that are configured
 with the wrong credentials, and a bad request is always answered with the ECS error code
-a real endpoint would give, never with a server error.
+a real endpoint would give, never with a server error. The verifier hands back the action,
+version and parameters it checked, and only those are executed: an unsigned header cannot
+turn a signed DescribeDisks into a DeleteDisk.
 """
 
 from __future__ import annotations
@@ -22,14 +24,13 @@ import calendar
 import hashlib
 import hmac
 import re
-import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
 from urllib.parse import quote
 
 from zoneproof.ecs.errors import EcsError
+from zoneproof.ecs.store import Store
 
 RPC_SIGNATURE_METHOD = "HMAC-SHA1"
 V3_ALGORITHM = "ACS3-HMAC-SHA256"
@@ -38,11 +39,10 @@ TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 TIMESTAMP_SHAPE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z", re.ASCII)
 
 # Headers a V3 request must both carry and sign: without them a signed request could be
-# replayed (date, nonce) or have its body swapped (content hash).
-V3_REQUIRED_SIGNED_HEADERS = ("x-acs-date", "x-acs-signature-nonce", "x-acs-content-sha256")
-
-# A hard cap on remembered nonces, in case a flood arrives faster than they expire.
-MAX_NONCES = 100_000
+# replayed (date, nonce), have its body swapped (content hash) or be turned into another
+# action or version.
+V3_REQUIRED_SIGNED_HEADERS = ("x-acs-action", "x-acs-version", "x-acs-date", "x-acs-signature-nonce",
+                              "x-acs-content-sha256")
 
 
 @dataclass(frozen=True)
@@ -57,34 +57,53 @@ class SignedRequest:
     body: bytes  # raw body
 
 
+@dataclass(frozen=True)
+class Verified:
+    """What a good signature covers: the only action, version and parameters to execute."""
+
+    access_key_id: str
+    style: str  # "rpc" or "v3"
+    action: str
+    version: str | None
+    params: dict[str, str]  # every parameter, common ones (Action, Signature…) included
+
+
+def request_params(req: SignedRequest) -> dict[str, str]:
+    """The request's parameters as the SDKs sign them: a body parameter overrides the
+    query's of the same name (aliyun-python-sdk-core merges them into one map)."""
+    params = dict(req.query)
+    params.update(req.form)
+    return params
+
+
 class Verifier:
-    """Checks request signatures against a fixed set of access keys."""
+    """Checks request signatures against a fixed set of access keys. Used nonces are kept
+    in ``nonces`` (the fake's database), so a replay is refused after a restart too."""
 
     def __init__(
         self,
         credentials: dict[str, str],
         *,
+        nonces: Store | None = None,
         max_skew: float = 900.0,
         nonce_ttl: float = 1800.0,
         clock: Callable[[], float] = time.time,
     ):
         self._credentials = dict(credentials)
+        self._nonces = nonces if nonces is not None else Store()
         self._max_skew = max_skew
         self._nonce_ttl = nonce_ttl
         self._clock = clock
-        # (access key, nonce) -> expiry time, oldest first, so eviction stops early.
-        self._nonces: OrderedDict[tuple[str, str], float] = OrderedDict()
-        self._lock = threading.Lock()
 
-    def verify(self, req: SignedRequest) -> tuple[str, str]:
-        """Return (access_key_id, style) with style "rpc" or "v3"; raise EcsError otherwise."""
+    def verify(self, req: SignedRequest) -> Verified:
+        """Return what the signature covers; raise EcsError for anything else."""
         if req.method not in ("GET", "POST"):
             raise EcsError("UnsupportedHTTPMethod", f"This http method is not supported: {req.method!r}.")
         headers = {name.lower(): value for name, value in req.headers.items()}
         if "authorization" in headers:
-            return self._verify_v3(req, headers), "v3"
+            return self._verify_v3(req, headers)
         if any(key == "Signature" for key, _ in req.query + req.form):
-            return self._verify_rpc(req), "rpc"
+            return self._verify_rpc(req, headers)
         raise EcsError(
             "IncompleteSignature",
             "No signature was found: expected an Authorization header or a Signature parameter.",
@@ -92,41 +111,40 @@ class Verifier:
 
     # --- RPC style ---------------------------------------------------------------------
 
-    def _verify_rpc(self, req: SignedRequest) -> str:
-        pairs = req.query + req.form
-        signature = next(value for key, value in pairs if key == "Signature")
-        params = [(key, value) for key, value in pairs if key != "Signature"]
-        first: dict[str, str] = {}  # if a parameter repeats, its first value counts
-        for key, value in params:
-            first.setdefault(key, value)
+    def _verify_rpc(self, req: SignedRequest, headers: dict[str, str]) -> Verified:
+        params = request_params(req)
+        signature = params.pop("Signature")
 
-        access_key_id = first.get("AccessKeyId")
+        access_key_id = params.get("AccessKeyId")
         if not access_key_id:
             raise EcsError("MissingAccessKeyId")
-        signature_method = first.get("SignatureMethod")
+        signature_method = params.get("SignatureMethod")
         if signature_method != RPC_SIGNATURE_METHOD:
             raise EcsError(
                 "IncompleteSignature",
                 f"The SignatureMethod {signature_method!r} is not supported; use {RPC_SIGNATURE_METHOD}.",
             )
-        nonce = first.get("SignatureNonce")
+        nonce = params.get("SignatureNonce")
         if not nonce:
             raise EcsError("IncompleteSignature", "The SignatureNonce parameter is missing.")
-        self._check_timestamp(first.get("Timestamp"), "Timestamp")
+        self._check_timestamp(params.get("Timestamp"), "Timestamp")
         secret = self._secret(access_key_id)
 
-        # Sorting by key only (a stable sort) keeps repeated keys in the order received.
-        canonical = "&".join(f"{_pct(k)}={_pct(v)}" for k, v in sorted(params, key=lambda p: p[0]))
+        canonical = "&".join(f"{_pct(k)}={_pct(v)}" for k, v in sorted(params.items()))
         string_to_sign = f"{req.method}&{_pct('/')}&{_pct(canonical)}"
         digest = hmac.new((secret + "&").encode(), _utf8(string_to_sign), hashlib.sha1).digest()
         _check_signature(base64.b64encode(digest).decode(), signature, string_to_sign)
 
+        # The signed parameters name the action; an unsigned header may not disagree.
+        action, version = params.get("Action", ""), params.get("Version")
+        _agree("x-acs-action", headers, action, "Action")
+        _agree("x-acs-version", headers, version, "Version")
         self._use_nonce(access_key_id, nonce)
-        return access_key_id
+        return Verified(access_key_id, "rpc", action, version, params)
 
     # --- V3 style ----------------------------------------------------------------------
 
-    def _verify_v3(self, req: SignedRequest, headers: dict[str, str]) -> str:
+    def _verify_v3(self, req: SignedRequest, headers: dict[str, str]) -> Verified:
         access_key_id, signed_names, signature = _parse_authorization(headers["authorization"])
 
         for name in V3_REQUIRED_SIGNED_HEADERS:
@@ -158,8 +176,15 @@ class Verifier:
         expected = hmac.new(secret.encode(), _utf8(string_to_sign), hashlib.sha256).hexdigest()
         _check_signature(expected, signature, string_to_sign)
 
+        # The signed headers name the action; a parameter may not disagree.
+        params = request_params(req)
+        action, version = headers["x-acs-action"].strip(), headers["x-acs-version"].strip()
+        for name, value in (("Action", action), ("Version", version)):
+            if params.get(name, value) != value:
+                raise EcsError("InvalidParameter", f"The parameter {name} {params[name]!r} disagrees with the "
+                               f"signed header x-acs-{name.lower()} {value!r}.")
         self._use_nonce(access_key_id, nonce)
-        return access_key_id
+        return Verified(access_key_id, "v3", action, version, {**params, "Action": action, "Version": version})
 
     # --- shared checks -----------------------------------------------------------------
 
@@ -185,19 +210,16 @@ class Verifier:
 
     def _use_nonce(self, access_key_id: str, nonce: str) -> None:
         # Called only after the signature checks out, so forged requests cannot burn nonces.
-        now = self._clock()
-        key = (access_key_id, nonce)
-        with self._lock:
-            expiry = self._nonces.get(key)
-            if expiry is not None and expiry > now:
-                raise EcsError("SignatureNonceUsed")
-            self._nonces.pop(key, None)
-            self._nonces[key] = now + self._nonce_ttl
-            while self._nonces:
-                oldest_key, oldest_expiry = next(iter(self._nonces.items()))
-                if oldest_expiry > now and len(self._nonces) <= MAX_NONCES:
-                    break
-                del self._nonces[oldest_key]
+        if not self._nonces.use_nonce(access_key_id, nonce, self._clock(), self._nonce_ttl):
+            raise EcsError("SignatureNonceUsed")
+
+
+def _agree(header: str, headers: dict[str, str], signed: str | None, name: str) -> None:
+    """Refuse an RPC request whose unsigned header names another action or version."""
+    value = headers.get(header)
+    if value is not None and value.strip() != (signed or ""):
+        raise EcsError("InvalidParameter", f"The header {header} {value.strip()!r} disagrees with the signed "
+                       f"parameter {name} {signed!r}.")
 
 
 def _parse_authorization(value: str) -> tuple[str, list[str], str]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 from zoneproof.ecs.actions import Dispatcher, new_request_id
-from zoneproof.ecs.auth import SignedRequest, Verifier
+from zoneproof.ecs.auth import SignedRequest, Verifier, request_params
 from zoneproof.ecs.backend import EcsBackend, EcsConfig, PowerSwitch
 from zoneproof.ecs.errors import EcsError
 from zoneproof.ecs.faults import Faults
@@ -61,7 +61,7 @@ class EcsServer:
         self.backend = EcsBackend(config, self.store, self.faults, power_switch=power_switch, storage=storage)
         self.dispatcher = Dispatcher(self.backend)
         self.credentials = dict(credentials or DEFAULT_CREDENTIALS)
-        self.verifier = Verifier(self.credentials)
+        self.verifier = Verifier(self.credentials, nonces=self.store)
         self.httpd = ThreadingHTTPServer((host, port), _make_handler(self))
         self.httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -96,22 +96,21 @@ class EcsServer:
     # ---------------------------------------------------------------- API
     def handle_api(self, req: SignedRequest) -> tuple[int, dict]:
         request_id = new_request_id()
-        params = dict(req.query)
-        params.update(req.form)
-        action = req.headers.get("x-acs-action") or params.get("Action") or ""
-        if "x-acs-version" in req.headers:
-            params.setdefault("Version", req.headers["x-acs-version"])
-        style = "v3" if "authorization" in req.headers else "rpc"
         try:
-            if not action:
+            try:
+                verified = self.verifier.verify(req)
+            except EcsError as err:
+                # Audited under the action the request claims, though it was never run.
+                claimed = req.headers.get("x-acs-action") or request_params(req).get("Action") or ""
+                self.dispatcher.record(claimed, request_params(req), err, _style(req), request_id)
+                raise
+            if not verified.action:
                 raise EcsError("MissingParameter", 'The input parameter "Action" that is mandatory for '
                                "processing this request is not supplied.")
-            try:
-                self.verifier.verify(req)
-            except EcsError as err:
-                self.dispatcher.record(action, params, err, style, request_id)
-                raise
-            return 200, self.dispatcher.call(action, params, style=style, request_id=request_id)
+            params = dict(verified.params)
+            if verified.version is not None:
+                params["Version"] = verified.version
+            return 200, self.dispatcher.call(verified.action, params, style=verified.style, request_id=request_id)
         except EcsError as err:
             return err.status, {"RequestId": request_id, "HostId": HOST_ID, "Code": err.code,
                                 "Message": err.message, "Recommend": f"https://zoneproof.dev/ecs-errors#{err.code}"}
@@ -161,6 +160,10 @@ class EcsServer:
         except EcsError as err:
             raise _AdminError(err.status, f"{err.code}: {err.message}")
         raise _AdminError(404, f"no admin route {method} {path}")
+
+
+def _style(req: SignedRequest) -> str:
+    return "v3" if "authorization" in req.headers else "rpc"
 
 
 def _make_handler(server: EcsServer):

@@ -1,5 +1,5 @@
-"""SQLite persistence of the fake ECS: instances, disks, attachments, idempotency tokens
-and the audit log.
+"""SQLite persistence of the fake ECS: instances, disks, attachments, idempotency tokens,
+used signature nonces and the audit log.
 
 WAL mode, one connection, one writer at a time. Each API call runs in one transaction
 that also writes its audit row, and commits before the answer is sent: a ``kill -9``
@@ -57,6 +57,14 @@ CREATE TABLE IF NOT EXISTS client_tokens (
     fingerprint TEXT NOT NULL,
     result      TEXT NOT NULL
 );
+-- signature nonces already used, until they expire (a replay must fail after a restart too)
+CREATE TABLE IF NOT EXISTS nonces (
+    access_key_id TEXT NOT NULL,
+    nonce         TEXT NOT NULL,
+    expires       REAL NOT NULL,
+    PRIMARY KEY (access_key_id, nonce)
+);
+CREATE INDEX IF NOT EXISTS nonces_by_expiry ON nonces (expires);
 CREATE TABLE IF NOT EXISTS audit (
     seq           INTEGER PRIMARY KEY AUTOINCREMENT,
     at            REAL NOT NULL,
@@ -108,6 +116,14 @@ class Store:
             self.db.execute("RELEASE action")
             raise
         self.db.execute("RELEASE action")
+
+    def use_nonce(self, access_key_id: str, nonce: str, now: float, ttl: float) -> bool:
+        """Record a signature nonce; False if it is already in use (not yet expired)."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM nonces WHERE expires <= ?", (now,))
+            taken = db.execute("INSERT OR IGNORE INTO nonces (access_key_id, nonce, expires) VALUES (?, ?, ?)",
+                               (access_key_id, nonce, now + ttl)).rowcount
+        return taken == 1
 
     def audit(self, *, after: int = 0, limit: int = 10000) -> list[dict]:
         with self._lock:
