@@ -101,7 +101,7 @@ class EcsRules(RuleBasedStateMachine):
         audit = self.backend.store.audit()
         cross_zone_attaches = [e for e in audit if e["action"] == "AttachDisk" and e["disk_zone"]
                                and e["instance_zone"] and e["disk_zone"] != e["instance_zone"]]
-        assert all(e["code"] == "OperationDenied.ZoneMismatch" for e in cross_zone_attaches)
+        assert all(e["code"] == "ResourcesNotInSameZone" for e in cross_zone_attaches)
 
 
 TestEcsRules = EcsRules.TestCase

@@ -74,10 +74,10 @@ def test_attach_in_the_same_zone(sdk):
 def test_cross_zone_attach_is_refused_and_audited(sdk, server):
     disk_id = create(sdk, zone=ZONE_A)
     err = error_of(sdk.call, "AttachDisk", DiskId=disk_id, InstanceId="i-b1")
-    assert (err.code, err.status) == ("OperationDenied.ZoneMismatch", 403)
+    assert (err.code, err.status) == ("ResourcesNotInSameZone", 403)
     assert describe(sdk, disk_id)["Status"] == "Available"
     attempts = [e for e in server.store.audit() if e["action"] == "AttachDisk"]
-    assert attempts[-1]["code"] == "OperationDenied.ZoneMismatch"
+    assert attempts[-1]["code"] == "ResourcesNotInSameZone"
     assert (attempts[-1]["disk_zone"], attempts[-1]["instance_zone"]) == (ZONE_A, ZONE_B)
     assert attempts[-1]["style"] == ("v3" if sdk.name == "alibabacloud-ecs20140526" else "rpc")
 

@@ -35,6 +35,6 @@ def test_a_pod_running_for_a_moment_in_the_wrong_zone_is_caught():
 
 def test_a_refused_cross_zone_attach_attempt_is_caught():
     attempt = {"action": "AttachDisk", "disk_id": "d-1", "disk_zone": "a", "instance_id": "i-b", "instance_zone": "b",
-               "code": "OperationDenied.ZoneMismatch"}
+               "code": "ResourcesNotInSameZone"}
     found = transient_violations(history(pod("a-0"), audit=[attempt]), NODES)
     assert found and "cross-zone attach attempt: disk d-1 (a) to i-b (b)" in found[0]

@@ -227,7 +227,7 @@ class ControllerService(csi_grpc.ControllerServicer):
                 log.info("ControllerPublish: disk %s attaching to %s", request.volume_id, request.node_id)
             disk = self.cloud.wait_disk(request.volume_id, {"In_use"})
         except CloudError as err:
-            if err.code == "OperationDenied.ZoneMismatch":
+            if err.code == "ResourcesNotInSameZone":
                 abort(context, grpc.StatusCode.FAILED_PRECONDITION, err.message)
             abort_cloud(context, err, f"attaching {request.volume_id} to {request.node_id}")
         device = next((a["Device"] for a in disk["Attachments"]["Attachment"] if a["InstanceId"] == request.node_id),

@@ -73,18 +73,20 @@ class Params:
                            f"{', '.join(choices)}, got {text!r}.")
         return text
 
-    def json_list(self, name: str, *, limit: int = 100) -> tuple[str, ...] | None:
+    def json_list(self, name: str, *, limit: int = 100, code: str = "InvalidParameter") -> tuple[str, ...] | None:
+        """A JSON array of strings (``DiskIds``, ``InstanceIds``); ``code`` is ECS's error
+        code for a malformed one."""
         text = self.str(name)
         if text is None:
             return None
         try:
             value = json.loads(text)
         except (ValueError, RecursionError):  # RecursionError: absurdly nested input
-            raise EcsError("InvalidParameter", f"The specified parameter {name!r} is not a JSON array: {text!r}.")
+            raise EcsError(code, f"The specified parameter {name!r} is not a JSON array: {text[:200]!r}.")
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise EcsError("InvalidParameter", f"The specified parameter {name!r} must be a JSON array of strings.")
+            raise EcsError(code, f"The specified parameter {name!r} must be a JSON array of strings.")
         if len(value) > limit:
-            raise EcsError("InvalidParameter", f"The specified parameter {name!r} holds more than {limit} items.")
+            raise EcsError(code, f"The specified parameter {name!r} holds more than {limit} items.")
         return tuple(value)
 
     def repeat_list(self, name: str, *, limit: int) -> tuple[str, ...]:
@@ -160,7 +162,7 @@ def create_disk(b: EcsBackend, db, p: Params) -> dict:
 
 def describe_disks(b: EcsBackend, db, p: Params) -> dict:
     rows = b.describe_disks(db, DiskFilter(
-        region=p.str("RegionId", required=True), zone=p.str("ZoneId"), disk_ids=p.json_list("DiskIds"),
+        region=p.str("RegionId", required=True), zone=p.str("ZoneId"), disk_ids=p.json_list("DiskIds", code="InvalidDiskIds.Malformed"),
         instance_id=p.str("InstanceId"), category=p.str("Category"), status=p.str("Status"),
         name=p.str("DiskName"), tags=p.tags()))
     return _page(rows, p, "Disks", "Disk", lambda chunk: b.render_disks(db, chunk))

@@ -360,9 +360,9 @@ class EcsBackend:
         instance = self._instance(db, instance_id)
         self.faults.check_zones([disk["zone"], instance["zone"]])
         if disk["zone"] != instance["zone"]:
-            raise EcsError("OperationDenied.ZoneMismatch",
-                           f"Disk {disk_id} is in zone {disk['zone']} but instance {instance_id} is in zone "
-                           f"{instance['zone']}; a disk attaches only to an instance in its own zone.")
+            raise EcsError("ResourcesNotInSameZone",
+                           f"The specified instance and disk are not in the same zone. (Disk {disk_id} is in "
+                           f"{disk['zone']}, instance {instance_id} in {instance['zone']}.)")
         attachments = self._attachments(db, disk_id)
         status = self.disk_status(disk, attachments, now)
         if status == "Creating":

@@ -1,10 +1,8 @@
 """ECS error codes the fake returns, with their HTTP status and message.
 
-Codes are the real ECS ones where a real one exists. One is ours, because ECS documents
-no code for it: ``OperationDenied.ZoneMismatch`` (HTTP 403), returned by AttachDisk when
-the disk and the instance are in different zones. The HTTP status of the two dry-run
-answers (``DRYRUN.SUCCESS``, ``DryRunOperation``) is ours too: the documents name the code,
-not its status.
+Codes, statuses and messages are ECS's own, from the error tables of each action's
+documentation. The HTTP status of the two dry-run answers (``DRYRUN.SUCCESS``,
+``DryRunOperation``) is ours: the documents name the code, not its status.
 """
 
 from __future__ import annotations
@@ -45,6 +43,7 @@ CATALOG: dict[str, tuple[int, str]] = {
     "InvalidZoneId.NotFound": (404, "The specified zone does not exist."),
     # disks
     "InvalidDiskId.NotFound": (404, "The specified disk does not exist."),
+    "InvalidDiskIds.Malformed": (400, "The specified parameter DiskIds is not valid."),
     "InvalidDataDiskCategory.NotSupported": (403, "The specified disk category is not supported in this zone."),
     "InvalidDataDiskSize.ValueNotSupported": (400, "The specified disk size is not supported for this category."),
     "InvalidPerformanceLevel.Malformed": (400, "The specified PerformanceLevel is not valid."),
@@ -53,7 +52,7 @@ CATALOG: dict[str, tuple[int, str]] = {
     "IncorrectDiskStatus": (403, "The current status of the disk does not support this operation."),
     "IncorrectDiskStatus.Initializing": (403, "The disk is still being created."),
     "OperationDenied.NoStock": (403, "The requested resource is sold out in the specified zone; try other types of resources or other regions and zones."),
-    "OperationDenied.ZoneMismatch": (403, "The specified disk and instance are not in the same zone."),
+    "ResourcesNotInSameZone": (403, "The specified instance and disk are not in the same zone."),
     "InvalidOperation.MultiAttachLimitExceeded": (403, "The disk is attached to the maximum number of instances."),
     "InstanceDiskLimitExceeded": (403, "The instance has reached its limit of attached disks."),
     # instances

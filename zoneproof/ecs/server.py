@@ -1,9 +1,6 @@
-"""The fake ECS HTTP endpoint: the ECS OpenAPI on ``/`` (both signature styles) and a JSON
-admin API on ``/_admin/`` for registering instances, injecting faults and reading the
-audit log and state.
-
-Built on the standard library's threading HTTP server: the endpoint serves loopback test
-traffic only, and needs no routing or middleware a framework would add.
+"""The fake ECS service: the ECS OpenAPI on ``/`` (both signature styles) and a JSON admin
+API on ``/_admin/`` for registering instances, injecting faults and reading the audit log
+and state. The HTTP layer is ``zoneproof.ecs.http``.
 """
 
 from __future__ import annotations
@@ -11,23 +8,23 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
 from zoneproof.ecs.actions import Dispatcher, new_request_id
 from zoneproof.ecs.auth import SignedRequest, Verifier, request_params
 from zoneproof.ecs.backend import EcsBackend, EcsConfig, PowerSwitch
 from zoneproof.ecs.errors import EcsError
 from zoneproof.ecs.faults import Faults
+from zoneproof.ecs.http import EcsHttpServer, Routes, error_document
 from zoneproof.ecs.storage import DiskStorage
 from zoneproof.ecs.store import Store
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CREDENTIALS = {"ZPTESTACCESSKEYID": "zoneproof-test-secret"}
-MAX_BODY = 1 << 20
-HOST_ID = "ecs.fake.zoneproof"
+# The audit log's sequence numbers are SQLite integers.
+MAX_SQLITE_INTEGER = (1 << 63) - 1
 
 
 class _AdminError(Exception):
@@ -36,13 +33,13 @@ class _AdminError(Exception):
         self.status = status
 
 
-def _decode_pairs(text: bytes | str, what: str) -> list[tuple[str, str]]:
-    try:
-        if isinstance(text, bytes):
-            text = text.decode("utf-8")
-        return parse_qsl(text, keep_blank_values=True, errors="strict")
-    except (UnicodeDecodeError, ValueError):
-        raise EcsError("InvalidParameter", f"The {what} is not valid UTF-8 url-encoding.")
+def _admin_int(query: dict[str, str], name: str, default: int) -> int:
+    text = query.get(name)
+    if text is None:
+        return default
+    if not (text.isascii() and text.isdigit()) or int(text) > MAX_SQLITE_INTEGER:
+        raise _AdminError(400, f"{name} must be a whole number from 0 to {MAX_SQLITE_INTEGER}, got {text[:40]!r}")
+    return int(text)
 
 
 class EcsServer:
@@ -62,8 +59,8 @@ class EcsServer:
         self.dispatcher = Dispatcher(self.backend)
         self.credentials = dict(credentials or DEFAULT_CREDENTIALS)
         self.verifier = Verifier(self.credentials, nonces=self.store)
-        self.httpd = ThreadingHTTPServer((host, port), _make_handler(self))
-        self.httpd.daemon_threads = True
+        self.httpd = EcsHttpServer((host, port), Routes(region=config.region, new_request_id=new_request_id,
+                                                        api=self.handle_api, admin=self.handle_admin))
         self._thread: threading.Thread | None = None
 
     @property
@@ -94,7 +91,8 @@ class EcsServer:
         self.stop()
 
     # ---------------------------------------------------------------- API
-    def handle_api(self, req: SignedRequest) -> tuple[int, dict]:
+    def handle_api(self, req: SignedRequest) -> tuple[int, dict, str]:
+        """Answer one API request: (HTTP status, document, request id)."""
         request_id = new_request_id()
         try:
             try:
@@ -102,7 +100,8 @@ class EcsServer:
             except EcsError as err:
                 # Audited under the action the request claims, though it was never run.
                 claimed = req.headers.get("x-acs-action") or request_params(req).get("Action") or ""
-                self.dispatcher.record(claimed, request_params(req), err, _style(req), request_id)
+                style = "v3" if "authorization" in req.headers else "rpc"
+                self.dispatcher.record(claimed, request_params(req), err, style, request_id)
                 raise
             if not verified.action:
                 raise EcsError("MissingParameter", 'The input parameter "Action" that is mandatory for '
@@ -110,18 +109,25 @@ class EcsServer:
             params = dict(verified.params)
             if verified.version is not None:
                 params["Version"] = verified.version
-            return 200, self.dispatcher.call(verified.action, params, style=verified.style, request_id=request_id)
+            return 200, self.dispatcher.call(verified.action, params, style=verified.style,
+                                             request_id=request_id), request_id
         except EcsError as err:
-            return err.status, {"RequestId": request_id, "HostId": HOST_ID, "Code": err.code,
-                                "Message": err.message, "Recommend": f"https://zoneproof.dev/ecs-errors#{err.code}"}
+            return err.status, error_document(err, request_id, self.backend.config.region), request_id
 
     # ---------------------------------------------------------------- admin
-    def handle_admin(self, method: str, path: str, query: dict, body: bytes) -> tuple[int, object]:
+    def handle_admin(self, method: str, path: str, query: str, body: bytes) -> tuple[int, object]:
+        """Answer one admin request: (HTTP status, document); bad input is a 4xx naming it."""
+        try:
+            return self._admin(method, path, dict(parse_qsl(query)), body)
+        except _AdminError as err:
+            return err.status, {"error": str(err)}
+
+    def _admin(self, method: str, path: str, query: dict, body: bytes) -> tuple[int, object]:
         parts = [p for p in path.split("/") if p][1:]  # drop "_admin"
         try:
             data = json.loads(body) if body else None
-        except ValueError:
-            raise _AdminError(400, "the request body is not valid JSON")
+        except (ValueError, RecursionError):  # RecursionError: absurdly nested input
+            raise _AdminError(400, "the request body is not valid JSON (or is nested too deeply)")
         route = (method, parts[0] if parts else "", len(parts))
         try:
             if route == ("GET", "health", 1):
@@ -131,8 +137,8 @@ class EcsServer:
                     self.backend.settle(db, self.backend.clock())
                     return 200, self.backend.snapshot(db)
             if route == ("GET", "audit", 1):
-                after = int(query.get("after", 0))
-                limit = int(query.get("limit", 10000))
+                after = _admin_int(query, "after", 0)
+                limit = _admin_int(query, "limit", 10000)
                 return 200, {"entries": self.store.audit(after=after, limit=limit)}
             if route == ("POST", "instances", 1):
                 if not isinstance(data, dict) or not data.get("instance_id") or not data.get("zone"):
@@ -160,84 +166,3 @@ class EcsServer:
         except EcsError as err:
             raise _AdminError(err.status, f"{err.code}: {err.message}")
         raise _AdminError(404, f"no admin route {method} {path}")
-
-
-def _style(req: SignedRequest) -> str:
-    return "v3" if "authorization" in req.headers else "rpc"
-
-
-def _make_handler(server: EcsServer):
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        server_version = "zoneproof-fake-ecs"
-        # Headers and body go out in two writes; with Nagle on, a keep-alive client's
-        # delayed ACK holds the body back ~40 ms per request.
-        disable_nagle_algorithm = True
-
-        def log_message(self, fmt, *args):  # route the per-request log to logging, quietly
-            log.debug("%s " + fmt, self.address_string(), *args)
-
-        def send_error(self, code, message=None, explain=None):
-            # The base class answers unparseable requests (bad request line, bad headers,
-            # unknown method) with an HTML page; ECS clients expect the JSON error shape.
-            self.close_connection = True
-            status = 400  # InvalidParameter's status, whatever the stdlib's own code (414, 431, ...)
-            self._send(status, {"RequestId": new_request_id(), "HostId": HOST_ID, "Code": "InvalidParameter",
-                                "Message": f"The request is malformed: {message or explain or code}.",
-                                "Recommend": ""})
-
-        def _send(self, status: int, document: object) -> None:
-            body = json.dumps(document).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json;charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def _handle(self) -> None:
-            try:
-                length = int(self.headers.get("Content-Length") or 0)
-            except ValueError:
-                length = -1
-            if not 0 <= length <= MAX_BODY:
-                self.close_connection = True
-                return self._send(400, {"RequestId": new_request_id(), "HostId": HOST_ID, "Code": "InvalidParameter",
-                                        "Message": f"Content-Length must be between 0 and {MAX_BODY}.",
-                                        "Recommend": ""})
-            body = self.rfile.read(length) if length else b""
-            try:
-                try:
-                    split = urlsplit(self.path)
-                except ValueError:
-                    return self.send_error(400, f"the request target {self.path[:100]!r} is not a valid URL")
-                if split.path.startswith("/_admin/"):
-                    try:
-                        status, doc = server.handle_admin(self.command, split.path, dict(parse_qsl(split.query)), body)
-                    except _AdminError as err:
-                        status, doc = err.status, {"error": str(err)}
-                    return self._send(status, doc)
-                headers: dict[str, str] = {}
-                for name, value in self.headers.items():
-                    key = name.lower()
-                    headers[key] = f"{headers[key]},{value}" if key in headers else value
-                try:
-                    query = _decode_pairs(split.query, "query string")
-                    ctype = headers.get("content-type", "")
-                    form = _decode_pairs(body, "form body") if ctype.startswith(
-                        "application/x-www-form-urlencoded") else []
-                except EcsError as err:
-                    return self._send(err.status, {"RequestId": new_request_id(), "HostId": HOST_ID,
-                                                   "Code": err.code, "Message": err.message, "Recommend": ""})
-                req = SignedRequest(method=self.command, path=split.path or "/", query=query, form=form,
-                                    headers=headers, body=body)
-                status, doc = server.handle_api(req)
-                self._send(status, doc)
-            except Exception:  # noqa: BLE001 - a bug must answer, not hang the client
-                log.exception("fake ECS failed on %s %s", self.command, self.path)
-                self._send(500, {"RequestId": new_request_id(), "HostId": HOST_ID, "Code": "InternalError",
-                                 "Message": "The request processing has failed due to some unknown error.",
-                                 "Recommend": ""})
-
-        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
-
-    return Handler
