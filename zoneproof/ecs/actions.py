@@ -11,6 +11,7 @@ import base64
 import json
 import re
 import time
+import unicodedata
 import uuid
 from typing import Callable
 
@@ -23,6 +24,16 @@ API_VERSION = "2014-05-26"
 COMMON = {"Action", "Version", "Format", "AccessKeyId", "Signature", "SignatureMethod", "SignatureVersion",
           "SignatureNonce", "SignatureType", "Timestamp", "SecurityToken", "OwnerId", "ResourceOwnerAccount",
           "ResourceOwnerId", "OwnerAccount"}
+
+# ECS integers are ASCII digits; int() would also take "+20", " 20 ", "2_0" and "٢٠".
+# Nineteen digits at most: beyond that no parameter is in range (and SQLite cannot hold it).
+INTEGER = re.compile(r"[0-9]{1,19}", re.ASCII)
+# Names and descriptions: ECS's documented rules (CreateDisk's DiskName and Description).
+DISK_NAME = re.compile(r"[^\W\d_][\w.:-]{1,127}")
+URL_PREFIXES = ("http://", "https://")
+MAX_DESCRIPTION = 256
+MAX_TAG_TEXT = 128
+TAG_INDEX = re.compile(r"[1-9][0-9]?", re.ASCII)  # 1 to 20, no leading zero (Tag.01 is not Tag.1)
 
 # Key under which an action hands the Dispatcher the power changes to finish after commit.
 PENDING_POWER = "_pending_power"
@@ -49,10 +60,10 @@ class Params:
         text = self.str(name, required=required)
         if text is None:
             return default
-        try:
-            value = int(text)
-        except ValueError:
-            raise EcsError("InvalidParameter", f"The specified parameter {name!r} is not an integer: {text!r}.")
+        if not INTEGER.fullmatch(text):
+            raise EcsError("InvalidParameter", f"The specified parameter {name!r} is not a whole number of ASCII "
+                           f"digits: {text[:40]!r}.")
+        value = int(text)
         if (low is not None and value < low) or (high is not None and value > high):
             raise EcsError("InvalidParameter", f"The specified parameter {name!r} must be in "
                            f"[{low}, {high}], got {value}.")
@@ -109,20 +120,55 @@ class Params:
         return tuple(dict.fromkeys(found[n] for n in sorted(found)))
 
     def tags(self) -> tuple[tuple[str, str | None], ...]:
-        """``Tag.N.Key``/``Tag.N.Value`` pairs, in N order (N from 1 to 20)."""
+        """``Tag.N.Key``/``Tag.N.Value`` pairs, in N order (N from 1 to 20, written without
+        a leading zero), each key and value within ECS's rules."""
         found = {}
         for key, value in self.raw.items():
             parts = key.split(".")
             if len(parts) == 3 and parts[0] == "Tag" and parts[2] in ("Key", "Value"):
-                if not (parts[1].isascii() and parts[1].isdigit()) or not 1 <= int(parts[1]) <= 20:
-                    raise EcsError("InvalidParameter", f"The tag index in {key!r} must be between 1 and 20.")
+                if not TAG_INDEX.fullmatch(parts[1]) or int(parts[1]) > 20:
+                    raise EcsError("InvalidParameter", f"The tag index in {key!r} must be a number from 1 to 20 "
+                                   "without leading zeros.")
                 found.setdefault(int(parts[1]), {})[parts[2]] = value
         tags = []
         for n in sorted(found):
-            if not found[n].get("Key"):
+            key, value = found[n].get("Key"), found[n].get("Value")
+            if not key:
                 raise EcsError("InvalidParameter", f"Tag.{n}.Value is given without Tag.{n}.Key.")
-            tags.append((found[n]["Key"], found[n].get("Value")))
+            if not _tag_text_ok(key) or key.startswith(("aliyun", "acs:")):
+                raise EcsError("InvalidTagKey.Malformed", f"The specified Tag.{n}.Key is not valid: at most "
+                               f"{MAX_TAG_TEXT} characters, no control characters, not starting with aliyun or acs:, "
+                               "not containing http:// or https://.")
+            if value is not None and (not _tag_text_ok(value) or value.startswith("acs:")):
+                raise EcsError("InvalidTagValue.Malformed", f"The specified Tag.{n}.Value is not valid: at most "
+                               f"{MAX_TAG_TEXT} characters, no control characters, not starting with acs:, "
+                               "not containing http:// or https://.")
+            tags.append((key, value))
         return tuple(tags)
+
+    def disk_name(self, name: str = "DiskName") -> str:
+        """2 to 128 characters: a letter first, then letters, digits, ``.``, ``_``,
+        ``:`` or ``-`` (so never ``http://``)."""
+        text = self.str(name, default="")
+        if text and not DISK_NAME.fullmatch(text):
+            raise EcsError("InvalidDiskName.Malformed", f"The specified {name} {text[:40]!r} is not valid: 2 to 128 "
+                           "characters, starting with a letter, then letters, digits, '.', '_', ':' or '-'.")
+        return text
+
+    def description(self, name: str = "Description") -> str:
+        """2 to 256 characters, not starting with ``http://`` or ``https://``."""
+        text = self.str(name, default="")
+        if text and (not 2 <= len(text) <= MAX_DESCRIPTION or text.startswith(URL_PREFIXES)
+                     or any(unicodedata.category(c) == "Cc" for c in text)):
+            raise EcsError("InvalidDescription.Malformed", f"The specified {name} is not valid: 2 to "
+                           f"{MAX_DESCRIPTION} characters, no control characters, not starting with http:// or "
+                           "https://.")
+        return text
+
+
+def _tag_text_ok(text: str) -> bool:
+    return (len(text) <= MAX_TAG_TEXT and not any(unicodedata.category(c) == "Cc" for c in text)
+            and not any(prefix in text for prefix in URL_PREFIXES))
 
 
 def _page(items: list, p: Params, key: str, inner: str, render=lambda chunk: chunk) -> dict:
@@ -134,9 +180,13 @@ def _page(items: list, p: Params, key: str, inner: str, render=lambda chunk: chu
         token = p.str("NextToken")
         if token:
             try:
-                start = int(base64.urlsafe_b64decode(token.encode()).decode().removeprefix("o:"))
+                offset = base64.urlsafe_b64decode(token.encode()).decode("ascii")
             except (ValueError, UnicodeDecodeError):
-                raise EcsError("InvalidParameter", f"The specified NextToken {token!r} is not valid.")
+                offset = ""
+            # Only a token this service handed out: "o:" and an offset within the list.
+            if not (offset.startswith("o:") and INTEGER.fullmatch(offset[2:]) and int(offset[2:]) <= len(items)):
+                raise EcsError("InvalidParameter", f"The specified NextToken {token[:60]!r} is not valid.")
+            start = int(offset[2:])
         chunk = render(items[start:start + size])
         more = start + size < len(items)
         return {key: {inner: chunk}, "TotalCount": len(items), "MaxResults": size,
@@ -153,8 +203,7 @@ def create_disk(b: EcsBackend, db, p: Params) -> dict:
     args = CreateDiskArgs(
         region=p.str("RegionId", required=True), zone=p.str("ZoneId", required=True),
         category=p.str("DiskCategory", default="cloud_efficiency"), size=p.int("Size", required=True),
-        performance_level=p.str("PerformanceLevel"), name=p.str("DiskName", default=""),
-        description=p.str("Description", default=""), encrypted=p.bool("Encrypted"),
+        performance_level=p.str("PerformanceLevel"), name=p.disk_name(), description=p.description(), encrypted=p.bool("Encrypted"),
         kms_key_id=p.str("KMSKeyId"), multi_attach=multi == "Enabled",
         tags=tuple((k, v or "") for k, v in p.tags()), client_token=p.str("ClientToken"))
     return b.create_disk(db, args)

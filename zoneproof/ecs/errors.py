@@ -44,6 +44,10 @@ CATALOG: dict[str, tuple[int, str]] = {
     # disks
     "InvalidDiskId.NotFound": (404, "The specified disk does not exist."),
     "InvalidDiskIds.Malformed": (400, "The specified parameter DiskIds is not valid."),
+    "InvalidDiskName.Malformed": (400, "Specified disk name is not valid."),
+    "InvalidDescription.Malformed": (400, "Specified description is not valid."),
+    "InvalidTagKey.Malformed": (400, "The specified Tag.n.Key is not valid."),
+    "InvalidTagValue.Malformed": (400, "The specified Tag.n.Value is not valid."),
     "InvalidDataDiskCategory.NotSupported": (403, "The specified disk category is not supported in this zone."),
     "InvalidDataDiskSize.ValueNotSupported": (400, "The specified disk size is not supported for this category."),
     "InvalidPerformanceLevel.Malformed": (400, "The specified PerformanceLevel is not valid."),
