@@ -15,6 +15,7 @@ import unicodedata
 import uuid
 from typing import Callable
 
+from zoneproof.ecs import upkeep
 from zoneproof.ecs.backend import CreateDiskArgs, DiskFilter, EcsBackend
 from zoneproof.ecs.errors import EcsError
 
@@ -265,6 +266,75 @@ def resize_disk(b: EcsBackend, db, p: Params) -> dict:
     return b.resize_disk(db, p.str("DiskId", required=True), p.int("NewSize", required=True), online)
 
 
+def region_or_endpoints(b: EcsBackend, p: Params) -> str:
+    """RegionId, or the endpoint's own region when absent: the Alibaba disk plugin sends
+    DescribeTags and DescribeTasks without one to the regional endpoint, and its volume
+    modification works against ECS, so ECS takes the region from the endpoint there."""
+    return p.str("RegionId", default=b.config.region)
+
+
+def tag_change(change) -> Callable[[EcsBackend, object, Params], dict]:
+    """AddTags / RemoveTags: RegionId, ResourceType, ResourceId, Tag.N (1 to 20)."""
+    def handler(b: EcsBackend, db, p: Params) -> dict:
+        tags = p.tags()
+        if not tags:
+            raise EcsError("MissingParameter", 'The input parameter "Tag.N.Key" that is mandatory for processing '
+                           "this request is not supplied.")
+        return change(b, db, p.str("RegionId", required=True), p.str("ResourceType", required=True),
+                      p.str("ResourceId", required=True), tags)
+    return handler
+
+
+def describe_tags(b: EcsBackend, db, p: Params) -> dict:
+    found = upkeep.describe_tags(b, db, region_or_endpoints(b, p), p.str("ResourceType"), p.str("ResourceId"),
+                                 p.tags())
+    return _page(found, p, "Tags", "Tag")
+
+
+def modify_disk_spec(b: EcsBackend, db, p: Params) -> dict:
+    """ModifyDiskSpec: DiskId, DiskCategory, PerformanceLevel, DryRun (a passing dry run
+    answers DryRunOperation and changes nothing)."""
+    result = upkeep.modify_disk_spec(b, db, p.str("DiskId", required=True), p.str("DiskCategory"),
+                                     p.str("PerformanceLevel"))
+    if p.bool("DryRun"):
+        raise EcsError("DryRunOperation")  # the Dispatcher's savepoint undoes the change and its task
+    return result
+
+
+def describe_tasks(b: EcsBackend, db, p: Params) -> dict:
+    """DescribeTasks: TaskIds (comma-separated, at most 100), ResourceIds.N, TaskAction,
+    TaskStatus, PageNumber/PageSize."""
+    task_ids = p.str("TaskIds")
+    ids = tuple(t.strip() for t in task_ids.split(",") if t.strip()) if task_ids else None
+    if ids is not None and len(ids) > 100:
+        raise EcsError("InvalidParameter", "TaskIds names more than 100 tasks.")
+    resource_ids = p.repeat_list("ResourceIds", limit=100) if any(k.startswith("ResourceIds.") for k in p.raw) \
+        else None
+    region = region_or_endpoints(b, p)
+    tasks = upkeep.describe_tasks(b, db, region, ids, resource_ids, p.str("TaskAction"), p.str("TaskStatus"))
+    return {"RegionId": region, **_page(tasks, p, "TaskSet", "Task")}
+
+
+def describe_instance_history_events(b: EcsBackend, db, p: Params) -> dict:
+    """DescribeInstanceHistoryEvents: the fake schedules no system events, so the set is
+    empty; the parameters the disk plugin sends are still checked."""
+    region = p.str("RegionId", required=True)
+    p.choice("ResourceType", ("instance", "ddh", "managedhost"), "instance")
+    if any(k.startswith("ResourceId.") for k in p.raw):
+        p.repeat_list("ResourceId", limit=100)
+    if any(k.startswith("InstanceEventCycleStatus.") for k in p.raw):
+        statuses = p.repeat_list("InstanceEventCycleStatus", limit=7)
+        unknown = set(statuses) - EVENT_CYCLE_STATUSES
+        if unknown:
+            raise EcsError("InvalidParameter", f"InstanceEventCycleStatus {sorted(unknown)} is not one of "
+                           f"{', '.join(sorted(EVENT_CYCLE_STATUSES))}.")
+    return _page(upkeep.describe_instance_history_events(b, region), p, "InstanceSystemEventSet",
+                 "InstanceSystemEventType")
+
+
+EVENT_CYCLE_STATUSES = {"Scheduled", "Avoided", "Executing", "Executed", "Canceled", "Failed", "Inquiring"}
+
+
 ACTIONS: dict[str, Callable[[EcsBackend, object, Params], dict]] = {
     "CreateDisk": create_disk,
     "DeleteDisk": lambda b, db, p: b.delete_disk(db, p.str("DiskId", required=True)),
@@ -283,6 +353,12 @@ ACTIONS: dict[str, Callable[[EcsBackend, object, Params], dict]] = {
         p.str("RegionId", required=True), p.str("ZoneId"),
         p.choice("DestinationResource", ("Zone", "DataDisk", "SystemDisk", "InstanceType"), "DataDisk")),
     "DescribeRegions": lambda b, db, p: b.describe_regions(),
+    "AddTags": tag_change(upkeep.add_tags),
+    "RemoveTags": tag_change(upkeep.remove_tags),
+    "DescribeTags": describe_tags,
+    "ModifyDiskSpec": modify_disk_spec,
+    "DescribeTasks": describe_tasks,
+    "DescribeInstanceHistoryEvents": describe_instance_history_events,
     "DescribeZones": lambda b, db, p: b.describe_zones(p.str("RegionId", required=True)),
 }
 

@@ -59,6 +59,14 @@ CATALOG: dict[str, tuple[int, str]] = {
     "ResourcesNotInSameZone": (403, "The specified instance and disk are not in the same zone."),
     "InvalidOperation.MultiAttachLimitExceeded": (403, "The disk is attached to the maximum number of instances."),
     "InstanceDiskLimitExceeded": (403, "The instance has reached its limit of attached disks."),
+    # tags and spec changes
+    "InvalidResourceType.NotFound": (404, "The ResourceType provided does not exist in our records."),
+    "InvalidResourceId.NotFound": (404, "The specified ResourceId is not found in our records."),
+    "InvalidTagCount": (400, "The specified tags are beyond the permitted range."),
+    "InvalidDiskCategory.NotSupported": (400, "The specified disk category is not supported."),
+    "InvalidStatus.DiskNotReady": (403, "The current status of the disk does not support this operation."),
+    "NoChangeInDiskCategoryAndPerformanceLevel": (400, "The disk category and performance level are unchanged."),
+    "OperationDenied.PerformanceLevelNotMatch": (403, "The disk size does not match the specified performance level."),
     # instances
     "InvalidInstanceId.NotFound": (404, "The specified instance does not exist."),
     "IncorrectInstanceStatus": (403, "The current status of the resource does not support this operation."),

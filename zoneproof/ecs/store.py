@@ -1,5 +1,5 @@
 """SQLite persistence of the fake ECS: instances, disks, attachments, idempotency tokens,
-used signature nonces and the audit log.
+tasks, used signature nonces and the audit log.
 
 WAL mode, one connection, one writer at a time. Each API call runs in one transaction
 that also writes its audit row, and commits before the answer is sent: a ``kill -9``
@@ -56,6 +56,15 @@ CREATE TABLE IF NOT EXISTS client_tokens (
     action      TEXT NOT NULL,
     fingerprint TEXT NOT NULL,
     result      TEXT NOT NULL
+);
+-- tasks of asynchronous actions (ModifyDiskSpec), for DescribeTasks
+CREATE TABLE IF NOT EXISTS tasks (
+    task_id     TEXT PRIMARY KEY,
+    action      TEXT NOT NULL,
+    resource_id TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    created     REAL NOT NULL,
+    finished    REAL
 );
 -- signature nonces already used, until they expire (a replay must fail after a restart too)
 CREATE TABLE IF NOT EXISTS nonces (
