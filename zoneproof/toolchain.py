@@ -138,7 +138,13 @@ NODE_IMAGE_TOOL_SETS: dict[str, GoToolSet] = {
     "coredns": GoToolSet(name="coredns", main_module="github.com/coredns/coredns", package="tool", binaries=("coredns",)),
     "crictl": GoToolSet(name="crictl", main_module="sigs.k8s.io/cri-tools", package="tool", binaries=("crictl",)),
 }
-ALL_TOOL_SETS: dict[str, GoToolSet] = {**TOOL_SETS, **NODE_IMAGE_TOOL_SETS}
+# Alibaba Cloud's official Go SDKs as clients of the fake ECS: built on first use by the
+# test that drives the fake with them (tests/test_ecs_go_sdks.py).
+CLIENT_TOOL_SETS: dict[str, GoToolSet] = {
+    "ecs-clients": GoToolSet(name="ecs-clients", main_module="github.com/alibabacloud-go/ecs-20140526/v7",
+                             package=".", binaries=("ecs-clients",)),
+}
+ALL_TOOL_SETS: dict[str, GoToolSet] = {**TOOL_SETS, **NODE_IMAGE_TOOL_SETS, **CLIENT_TOOL_SETS}
 
 
 def go_version() -> str:
