@@ -20,7 +20,7 @@ define run_pytest
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests in $(1)" >&2; exit 1; fi; exit $$rc
 endef
 
-.PHONY: help setup tools kind-prereqs test unit e2e cluster-up cluster-down cluster-status bench bench-chaos bench-kind clean
+.PHONY: help setup tools kind-prereqs test unit e2e cluster-up cluster-down cluster-status bench bench-chaos bench-ecs-connect bench-kind clean
 
 help:
 	@echo "make e2e          local cluster + suites + report (reports/); E2E_WORKERS=n workers,\n                 PROVIDER=kind for the kind cluster"
@@ -30,6 +30,7 @@ help:
 	@echo "make cluster-up   start the default local cluster; cluster-down stops it"
 	@echo "make bench        bring-up and failure-detection benchmark"
 	@echo "make bench-chaos  recovery time of each chaos experiment and the chaos set's wall time"
+	@echo "make bench-ecs-connect  fake ECS under bursts of 32 connecting clients (connect time, unanswered)"
 	@echo "make bench-kind   kind next to local: bring-up, NotReady; BENCH_ARGS=\"--cold-image --e2e\" for more"
 
 $(UV):
@@ -86,6 +87,9 @@ bench: tools
 
 bench-chaos: tools
 	$(PY) bench/chaos_bench.py
+
+bench-ecs-connect: setup
+	$(PY) bench/ecs_connect_bench.py $(BENCH_ARGS)
 
 bench-kind: tools kind-prereqs
 	$(PY) bench/kind_bench.py $(BENCH_ARGS)
