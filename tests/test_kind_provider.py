@@ -5,7 +5,6 @@ volumes, a node power cut, the pod back in its zone with its data, and nothing l
 from __future__ import annotations
 
 import json
-
 import logging
 import subprocess
 from datetime import datetime, timezone
