@@ -4,7 +4,7 @@ out-of-service rollback finds every tainted node; bad targets are named."""
 
 from __future__ import annotations
 
-import time
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -33,7 +33,7 @@ def two_pods_on(node: str, spare: str, name: str = "drained") -> dict:
                         "matchExpressions": [{"key": hostname, "operator": "In", "values": [node]}]}}]}}}}}}
 
 
-def test_drain_under_a_budget_retries_refused_evictions(cluster, namespace):
+def test_drain_under_a_budget_retries_refused_evictions(cluster, namespace, monkeypatch):
     """Both pods start on ``node``; the only other node they may use is cordoned, so the first
     evicted pod's replacement cannot start and the budget must refuse the second eviction
     until the spare node is uncordoned. The drain has to wait that out, not fail."""
@@ -47,12 +47,26 @@ def test_drain_under_a_budget_retries_refused_evictions(cluster, namespace):
     before = wait_running(cluster.core, namespace, 2)
     assert {p.spec.node_name for p in before} == {node}, "both pods should start on the preferred node"
     cluster.core.patch_node(spare, {"spec": {"unschedulable": True}})
+    refusals, asked_again = [], threading.Event()
+    evict = client.CoreV1Api.create_namespaced_pod_eviction
+
+    def counting_evict(self, *args, **kwargs):  # the Eviction API as the drain calls it, counted
+        try:
+            return evict(self, *args, **kwargs)
+        except client.ApiException as err:
+            if err.status == 429:
+                refusals.append(args[0])
+                if len(refusals) >= 2:
+                    asked_again.set()
+            raise
+
+    monkeypatch.setattr(client.CoreV1Api, "create_namespaced_pod_eviction", counting_evict)
     try:
         with ThreadPoolExecutor(1) as pool:
             draining = pool.submit(actions.drain_nodes, node=node, timeout=90, configuration=config)
             wait_for(lambda: (any(p.status.phase == "Pending" for p in cluster.core.list_namespaced_pod(
                 namespace).items), "no replacement Pending yet"), what="the first replacement", timeout=30)
-            time.sleep(3)  # the drain keeps asking meanwhile
+            assert asked_again.wait(30), f"the drain did not ask again after a refusal ({refusals})"
             assert not draining.done(), "the drain ended while the budget had to refuse it"
             cluster.core.patch_node(spare, {"spec": {"unschedulable": False}})
             result = draining.result(timeout=90)

@@ -25,6 +25,7 @@ def test_kill_9_loses_no_acknowledged_disk_or_attachment(tmp_path):
     acknowledged_attachments: dict[str, str] = {}  # disk -> instance
     acknowledged_detaches: set[str] = set()
     lock, stop = threading.Lock(), threading.Event()
+    failures: list[BaseException] = []  # a worker's exception fails the test, not just a warning
 
     def worker(n: int) -> None:
         sdk = (RpcSdk if n % 2 else V3Sdk)(first.endpoint, KEY_ID, SECRET, REGION)
@@ -47,10 +48,10 @@ def test_kill_9_loses_no_acknowledged_disk_or_attachment(tmp_path):
                     sdk.call("DetachDisk", DiskId=oldest, InstanceId=instance_id)
                     with lock:
                         acknowledged_detaches.add(oldest)
-            except Exception:  # noqa: BLE001 - the service dies under us: stop quietly
-                if stop.is_set():
-                    return
-                raise
+            except Exception as err:  # noqa: BLE001 - recorded, asserted below
+                if not stop.is_set():  # after stop, the service dies under us: that is the point
+                    failures.append(err)
+                return
 
     threads = [threading.Thread(target=worker, args=(n,), daemon=True) for n in range(4)]
     for t in threads:
@@ -60,6 +61,8 @@ def test_kill_9_loses_no_acknowledged_disk_or_attachment(tmp_path):
     first.kill()
     for t in threads:
         t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads), "a worker hung"
+    assert not failures, f"workers failed before the kill: {failures!r}"
     assert len(acknowledged_attachments) >= 4, "the load did not get going before the kill"
 
     with EcsProcess(db) as second:

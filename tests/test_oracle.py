@@ -209,4 +209,55 @@ def test_a_waiting_pod_is_not_settled_while_its_volume_attachment_says_attached(
     snap = lost_zone_a()
     snap.volume_attachments = [good().volume_attachments[0]]  # still attached to the dead node a-0
     done, state = settled(check(snap, driver=DRIVER), 1, lost_zone="a")
-    assert not done and "attached to a-0" in state
+    assert not done and "attaches PV pv-0 to a-0" in state
+
+
+# ---------------------------------------------------------------- no check passes on nothing
+def test_a_verdict_over_no_pod_is_not_ok():
+    snap = good()
+    snap.pods = []
+    verdict = check(snap, driver=DRIVER)
+    assert not verdict.ok
+    assert verdict.violations == ["no pod with a zonal volume of the driver was judged"]
+
+
+def test_a_pod_whose_claim_of_the_driver_is_unbound_is_judged_pending():
+    snap = good()
+    snap.pvcs[("ns", "disk-ssd-web-0")]["spec"] = {"storageClassName": "csi-disk"}
+    snap.storage_classes = {"csi-disk": DRIVER}
+    snap.pods[0]["spec"]["nodeName"] = None
+    snap.pods[0]["status"] = {"phase": "Pending"}
+    verdict = check(snap, driver=DRIVER)
+    assert [(p.pod, p.state) for p in verdict.pods] == [("web-0", "pending")]
+    assert settled(verdict, 1) == (False, "web-0 Pending on no node, attached to nothing")
+
+
+def test_a_pv_of_another_driver_behind_a_claim_of_the_driver_is_a_violation():
+    def change(s):
+        s.pvcs[("ns", "disk-ssd-web-0")]["spec"]["storageClassName"] = "csi-disk"
+        s.storage_classes = {"csi-disk": DRIVER}
+        s.pvs["pv-0"]["spec"]["csi"]["driver"] = "impostor.csi.example.com"
+    violations = mutated(change)
+    assert any("impostor.csi.example.com" in v for v in violations), violations
+
+
+@pytest.mark.parametrize("key", [labels.ZONE, labels.ZONE_DEPRECATED, labels.DISK_ZONE])
+def test_an_empty_node_zone_label_is_a_violation(key):
+    def change(s):
+        s.nodes["a-0"]["metadata"]["labels"][key] = ""
+    assert any("zone labels disagree or are missing" in v for v in mutated(change))
+
+
+def test_an_empty_pv_zone_label_is_a_violation():
+    def change(s):
+        s.pvs["pv-0"]["metadata"]["labels"][labels.ZONE] = ""
+    assert any("empty" in v for v in mutated(change))
+
+
+def test_a_volume_attachment_for_a_pod_without_a_node_is_a_violation():
+    def change(s):
+        s.pods[0]["spec"]["nodeName"] = None
+        s.pods[0]["status"] = {"phase": "Pending"}
+        s.disks["d-0"]["Attachments"]["Attachment"] = []  # the cloud let go; Kubernetes still says attached
+    violations = mutated(change)
+    assert any("VolumeAttachment csi-1" in v and "(none)" in v for v in violations), violations

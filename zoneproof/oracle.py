@@ -37,6 +37,7 @@ class Snapshot:
     volume_attachments: list[dict]
     disks: dict[str, dict]  # ECS DescribeDisks entries by DiskId
     instance_zones: dict[str, str]  # ECS instance id -> zone
+    storage_classes: dict[str, str] = field(default_factory=dict)  # StorageClass name -> provisioner
 
 
 @dataclass
@@ -73,11 +74,13 @@ class Verdict:
 
     @property
     def ok(self) -> bool:
-        return all(p.ok for p in self.pods)
+        """No violation, over at least one pod: a verdict that judged nothing proves nothing."""
+        return bool(self.pods) and all(p.ok for p in self.pods)
 
     @property
     def violations(self) -> list[str]:
-        return [f"{p.namespace}/{p.pod}: {problem}" for p in self.pods for problem in p.problems]
+        found = [f"{p.namespace}/{p.pod}: {problem}" for p in self.pods for problem in p.problems]
+        return found or ([] if self.pods else ["no pod with a zonal volume of the driver was judged"])
 
     def table(self) -> str:
         """One line per pod and volume, for people."""
@@ -158,7 +161,7 @@ def node_zone(node: dict) -> tuple[str, list[str]]:
     node_labels = node["metadata"].get("labels") or {}
     found = {k: node_labels.get(k) for k in labels.NODE_ZONE_KEYS}
     values = {v for v in found.values() if v}
-    if len(values) != 1 or None in found.values():
+    if len(values) != 1 or not all(found.values()):  # missing or empty ("") keys state no zone
         return (values.pop() if len(values) == 1 else ""), [
             f"node {node['metadata']['name']} zone labels disagree or are missing: {found}"]
     return values.pop(), []
@@ -168,9 +171,12 @@ def pv_zone(pv: dict) -> tuple[str, list[str]]:
     """The zone a PV states through its labels and its nodeAffinity, which must agree."""
     name = pv["metadata"]["name"]
     stated: dict[str, set[str]] = {}
+    empty = []
     for key in PV_ZONE_LABELS:
         value = (pv["metadata"].get("labels") or {}).get(key)
-        if value:
+        if value == "":
+            empty.append(f"PV {name} has an empty {key} label")
+        elif value:
             stated[f"label {key}"] = {value}
     affinity = (((pv.get("spec") or {}).get("nodeAffinity") or {}).get("required") or {})
     for term in affinity.get("nodeSelectorTerms") or []:
@@ -178,9 +184,9 @@ def pv_zone(pv: dict) -> tuple[str, list[str]]:
             if expr.get("key") in (labels.DISK_ZONE, *PV_ZONE_LABELS) and expr.get("operator") == "In":
                 stated.setdefault(f"nodeAffinity {expr['key']}", set()).update(expr.get("values") or [])
     if not stated:
-        return "", [f"PV {name} states no zone (no zone label, no zone nodeAffinity)"]
-    problems = [f"PV {name} {where} allows several zones {sorted(zones)}" for where, zones in stated.items()
-                if len(zones) != 1]
+        return "", [*empty, f"PV {name} states no zone (no zone label, no zone nodeAffinity)"]
+    problems = empty + [f"PV {name} {where} allows several zones {sorted(zones)}"
+                        for where, zones in stated.items() if len(zones) != 1 or "" in zones]
     zones = set().union(*stated.values())
     if len(zones) != 1:
         problems.append(f"PV {name} zone statements disagree: "
@@ -248,10 +254,17 @@ def _check_pod(pod: dict, snap: Snapshot, driver: str, zones_with_room: set[str]
         pvc = snap.pvcs.get((ns, claim_name))
         vol.pv = ((pvc or {}).get("spec") or {}).get("volumeName") or ""
         pv = snap.pvs.get(vol.pv) if vol.pv else None
+        class_name = ((pvc or {}).get("spec") or {}).get("storageClassName") or ""
+        ours = snap.storage_classes.get(class_name) == driver  # the claim asks the driver under test
         if pv is None:
-            continue  # not bound yet: nothing zonal to compare
+            zonal = zonal or ours  # judged (pending) while its claim waits, not dropped
+            continue
         csi = (pv.get("spec") or {}).get("csi") or {}
         if csi.get("driver") != driver:
+            if ours:
+                zonal = True
+                v.problems.append(f"claim {claim_name} asks StorageClass {class_name} of {driver}, but its PV "
+                                  f"{vol.pv} is of {csi.get('driver') or 'no CSI driver'}")
             continue
         zonal = True
         vol.pv_zone, problems = pv_zone(pv)
@@ -278,9 +291,9 @@ def _check_pod(pod: dict, snap: Snapshot, driver: str, zones_with_room: set[str]
                     or va_spec.get("attacher") != driver or not (va.get("status") or {}).get("attached"):
                 continue
             vol.attached_nodes.append(va_spec.get("nodeName") or "")
-            if v.node and va_spec.get("nodeName") != v.node:
+            if va_spec.get("nodeName") != v.node:
                 v.problems.append(f"VolumeAttachment {va['metadata']['name']} attaches PV {vol.pv} to "
-                                  f"{va_spec.get('nodeName')}, not to the pod's node {v.node}")
+                                  f"{va_spec.get('nodeName')}, not to the pod's node {v.node or '(none)'}")
     if not zonal:
         return None
     if not v.node and v.phase == "Pending":
@@ -316,6 +329,7 @@ def take_snapshot(api, cloud, namespace: str | None = None, *, driver: str) -> S
         pods = core.list_pod_for_all_namespaces().items
         pvcs = core.list_persistent_volume_claim_for_all_namespaces().items
     pvs = {pv.metadata.name: plain(pv) for pv in core.list_persistent_volume().items}
+    classes = {sc.metadata.name: sc.provisioner for sc in client.StorageV1Api(api).list_storage_class().items}
     nodes = {n.metadata.name: plain(n) for n in core.list_node().items}
     disk_ids = [pv["spec"]["csi"]["volumeHandle"] for pv in pvs.values()
                 if ((pv.get("spec") or {}).get("csi") or {}).get("driver") == driver]
@@ -329,4 +343,5 @@ def take_snapshot(api, cloud, namespace: str | None = None, *, driver: str) -> S
         volume_attachments=[plain(va) for va in storage.list_volume_attachment().items],
         disks={d["DiskId"]: d for d in state["disks"]},
         instance_zones={i["InstanceId"]: i["ZoneId"] for i in state["instances"]},
+        storage_classes=classes,
     )

@@ -2,7 +2,12 @@
 VolumeAttachments, plus the fake ECS audit log, while a test runs; then looks for
 violations that may have come and gone: a cross-zone attach attempt in ECS, or a pod
 Running for a moment on a node outside its volume's zone. The end state alone would
-hide both."""
+hide both.
+
+Each kind is listed once, then watched from the list's resourceVersion; every watch request
+resumes from the last resourceVersion seen (bookmarks included), so nothing is lost between
+two requests. A history that may have lost changes (a stream that broke for good, a
+resourceVersion that expired) or saw no Pod change at all says so in ``problems()``."""
 
 from __future__ import annotations
 
@@ -12,12 +17,22 @@ import time
 from dataclasses import dataclass, field
 
 from kubernetes import client, watch
+from kubernetes.client.rest import ApiException
+
+from urllib3.exceptions import ProtocolError
 
 from zoneproof import labels
 from zoneproof.ecs.admin import EcsAdmin
 from zoneproof.oracle import pv_zone
 
 log = logging.getLogger(__name__)
+
+# Server-side length of one watch request; the next resumes where it ended, and stop()
+# waits for at most this long.
+WATCH_SECONDS = 2
+# Watch requests failing in a row before a stream counts as broken for good.
+MAX_FAILURES = 5
+HTTP_GONE = 410
 
 
 @dataclass
@@ -32,9 +47,19 @@ class Change:
 class History:
     changes: list[Change] = field(default_factory=list)
     audit: list[dict] = field(default_factory=list)
+    broken: list[str] = field(default_factory=list)  # streams that failed for good, and why
+    gaps: list[str] = field(default_factory=list)  # where changes may have been lost
 
     def count(self, kind: str) -> int:
         return sum(1 for c in self.changes if c.kind == kind)
+
+    def problems(self) -> list[str]:
+        """Why this history cannot vouch for what happened: a watcher that lost changes or
+        saw no Pod change proves nothing."""
+        found = [f"watch of {b}" for b in self.broken] + [f"changes may be lost: {g}" for g in self.gaps]
+        if not self.count("Pod"):
+            found.append("the watcher saw no Pod change")
+        return found
 
 
 class Watcher:
@@ -59,26 +84,60 @@ class Watcher:
             "VolumeAttachment": (storage.list_volume_attachment, ()),
         }
 
-    def _follow(self, kind: str, list_fn, args) -> None:
+    def _record(self, kind: str, type_: str, obj: dict) -> None:
+        with self._lock:
+            self.history.changes.append(Change(time.time(), kind, type_, obj))
+
+    def _list(self, kind: str, list_fn, args) -> str:
+        """Record what exists now (as ADDED); return the list's resourceVersion."""
+        listing = list_fn(*args)
         plain = self.api.sanitize_for_serialization
-        while not self._stop.is_set():
-            stream = watch.Watch()
-            try:
-                for event in stream.stream(list_fn, *args, timeout_seconds=2):
+        for item in listing.items:
+            self._record(kind, "ADDED", plain(item))
+        return listing.metadata.resource_version
+
+    def _follow(self, kind: str, list_fn, args, version: str) -> None:
+        try:
+            failures = 0
+            while not self._stop.is_set():
+                stream = watch.Watch()
+                try:
+                    for event in stream.stream(list_fn, *args, resource_version=version, allow_watch_bookmarks=True,
+                                               timeout_seconds=WATCH_SECONDS):
+                        raw = event["raw_object"]
+                        version = raw["metadata"]["resourceVersion"]
+                        if event["type"] != "BOOKMARK":
+                            self._record(kind, event["type"], raw)
+                        if self._stop.is_set():
+                            stream.stop()
+                    failures = 0
+                except ApiException as err:
+                    if err.status != HTTP_GONE:
+                        raise
+                    # Too old to resume from: list again, and say what may be lost.
                     with self._lock:
-                        self.history.changes.append(Change(time.time(), kind, event["type"], plain(event["object"])))
-                    if self._stop.is_set():
-                        stream.stop()
-            except Exception as err:  # noqa: BLE001 - a broken stream is restarted, not fatal
-                if not self._stop.is_set():
-                    log.debug("watch of %s restarted after %s", kind, err)
-                    time.sleep(0.2)
+                        self.history.gaps.append(f"{kind} after resourceVersion {version} (expired; listed again)")
+                    version = self._list(kind, list_fn, args)
+                except (OSError, ValueError, ProtocolError) as err:
+                    failures += 1
+                    if failures >= MAX_FAILURES:
+                        raise
+                    log.info("watch of %s interrupted (%s); resuming from resourceVersion %s", kind, err, version)
+                    self._stop.wait(0.2 * failures)
+        except BaseException as err:  # noqa: BLE001 - kept for History.problems(), which fails the test
+            if self._stop.is_set():
+                return  # the connection went down with stop(): nothing was being missed
+            log.error("watch of %s broke for good: %r", kind, err)
+            with self._lock:
+                self.history.broken.append(f"{kind} broke: {err!r}")
 
     def start(self) -> "Watcher":
         audit = self.ecs.audit() if self.ecs else []
         self._audit_after = audit[-1]["seq"] if audit else 0
+        # Listed before start() returns, so whatever the test does next is watched.
+        versions = {kind: self._list(kind, list_fn, args) for kind, (list_fn, args) in self._streams().items()}
         for kind, (list_fn, args) in self._streams().items():
-            thread = threading.Thread(target=self._follow, args=(kind, list_fn, args), daemon=True,
+            thread = threading.Thread(target=self._follow, args=(kind, list_fn, args, versions[kind]), daemon=True,
                                       name=f"watch-{kind}")
             thread.start()
             self._threads.append(thread)

@@ -74,6 +74,9 @@ class Docker:
     def has_image(self, ref: str) -> bool:
         return self.run("image", "inspect", ref, check=False, timeout=30).returncode == 0
 
+    def image_id(self, ref: str) -> str:
+        return self.run("image", "inspect", "--format", "{{.Id}}", ref, timeout=30).stdout.decode().strip()
+
     def prune_repository(self, repository: str, keep: str) -> None:
         """Remove the other tags of one of our image repositories (older builds, gigabytes
         each), except those a container still uses."""

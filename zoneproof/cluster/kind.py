@@ -176,16 +176,27 @@ class KindProvider(OwnClusterMixin, ClusterProvider):
         return ipv4[0]
 
     def load_images(self, *tags: str) -> None:
-        """Load locally built images into every node's containerd (nothing is pulled)."""
+        """Load locally built images into every node's containerd (nothing is pulled). An
+        image already loaded into this cluster under the same id is not loaded again (the
+        nodes keep it across power cuts): a redeployed driver starts tens of seconds sooner."""
         state = self._state()
         docker = self._docker()
+        ids = {tag: docker.image_id(tag) for tag in tags}
+        loaded = state.get("loaded_images", {})
+        missing = [tag for tag in tags if loaded.get(tag) != ids[tag]]
+        if not missing:
+            log.info("images %s are already in the nodes", ", ".join(tags))
+            return
         archive = self.cluster_dir / "images.tar"
         try:
-            docker.run("save", "-o", str(archive), *tags)
+            docker.run("save", "-o", str(archive), *missing)
             self._kind(docker, bool(state.get("shim")), "load", "image-archive", str(archive), "--name",
                        self.spec.name)
         finally:
             archive.unlink(missing_ok=True)
+        state = self._state()
+        state["loaded_images"] = {**state.get("loaded_images", {}), **{tag: ids[tag] for tag in missing}}
+        self.state_file.write_text(json.dumps(state, indent=2))
 
     @classmethod
     def attach(cls, name: str, *, workdir: Path | None = None) -> "KindProvider":

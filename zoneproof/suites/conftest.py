@@ -161,13 +161,16 @@ def placement(cluster, namespace, profile, deployments, user_disks):
         return env
 
     yield make
-    transient = []
+    transient, unwatched = [], []
     for env in envs:
         history = env.watcher.stop()
+        unwatched += history.problems()
         transient += transient_violations(history, node_zones(cluster.api_client),
                                           disks=env.disks_seen(history))
         log.info("watched %d changes and %d ECS calls%s", len(history.changes), len(history.audit),
                  "" if env.cloud.admin else " (no ECS audit: the cloud is not the fake)")
         env.clean_up()
-    # Checked after the test's own verdicts: a violation that came and went still fails it.
+    # Checked after the test's own verdicts: a violation that came and went still fails it,
+    # and so does a history that cannot vouch for what happened.
     assert not transient, "transient placement violations:\n" + "\n".join(transient)
+    assert not unwatched, "the watch of this test is incomplete:\n" + "\n".join(unwatched)

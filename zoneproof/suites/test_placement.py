@@ -18,7 +18,7 @@ import pytest
 from kubernetes import client
 
 from zoneproof import labels, manifests, tally, workloads
-from zoneproof.oracle import picture
+from zoneproof.oracle import Verdict, picture, settled
 from zoneproof.suites.capabilities import require_scheme
 from zoneproof.waiting import wait_for
 
@@ -51,15 +51,16 @@ def wait_running(env, replicas: int, *, not_uids: set[str] = frozenset()) -> dic
     return {p.metadata.name: zone_of(env, p.spec.node_name) for p in pods}
 
 
-def wait_placed(env) -> None:
-    """The oracle's verdict once attachments settle (pods run before their disks attach on
-    kwok nodes), attached to the report as a table; fails on any violation."""
+def wait_placed(env, replicas: int) -> Verdict:
+    """The oracle's verdict once all ``replicas`` pods run with their disks attached (pods
+    run before their disks attach on kwok nodes), attached to the report as a table; fails
+    on any violation."""
     def check():
         verdict = env.verdict()
-        settled = all(v.attached_to for p in verdict.pods for v in p.volumes)
-        return verdict.ok and settled, verdict
+        return settled(verdict, replicas)[0], verdict
     try:
-        verdict = wait_for(check, what="every disk attached where its pod runs", timeout=60)
+        verdict = wait_for(check, what=f"{replicas} pods running, every disk attached where its pod runs",
+                           timeout=60)
     finally:
         verdict = env.verdict()
         tally.record(verdict)
@@ -68,6 +69,7 @@ def wait_placed(env) -> None:
         allure.attach(drawing, name="placement by zone", attachment_type=allure.attachment_type.TEXT)
         log.info("placement verdict:\n%s\n\nby zone:\n%s", verdict.table(), drawing)
     assert verdict.ok, "\n".join(verdict.violations)
+    return verdict
 
 
 def deploy(env, scheme: str, zones: list[str], replicas: int, rng: random.Random) -> dict[int, str]:
@@ -118,9 +120,10 @@ def test_pods_follow_their_disks(placement, cluster, profile, scheme, zone_count
     expected = deploy(env, scheme, zones, replicas, rng)
 
     first = wait_running(env, replicas)
-    wait_placed(env)
+    verdict = wait_placed(env, replicas)
     env.check_data(replicas)
-    assert set(first.values()) <= set(zones)
+    outside = [f"{v.disk} in {v.disk_zone}" for p in verdict.pods for v in p.volumes if v.disk_zone not in zones]
+    assert not outside, f"disks outside the zones the claims allowed ({', '.join(zones)}): {outside}"
     for ordinal, zone in expected.items():
         assert first[f"web-{ordinal}"] == zone, f"web-{ordinal} runs in {first[f'web-{ordinal}']}, its disk in {zone}"
     if scheme == "dynamic-zoneid-round-robin":
@@ -131,6 +134,6 @@ def test_pods_follow_their_disks(placement, cluster, profile, scheme, zone_count
     old = {p.metadata.uid for p in pods_by_name(env).values()}
     env.cluster.core.delete_collection_namespaced_pod(env.namespace)
     again = wait_running(env, replicas, not_uids=old)
-    wait_placed(env)
+    wait_placed(env, replicas)
     env.check_data(replicas)  # each pod found its own disk again, with its data
     assert again == first, f"zones changed after the pods were deleted: {first} -> {again}"

@@ -10,6 +10,7 @@ import threading
 from kubernetes import client, watch
 
 from zoneproof import data, labels, manifests, tally
+from zoneproof.oracle import settled
 from zoneproof.suites.capabilities import require_scheme
 from zoneproof.waiting import wait_for
 from zoneproof.workloads import claim, pod_with_claims
@@ -91,7 +92,7 @@ def test_several_claims_of_one_pod_land_in_one_zone(placement, cluster, seed):
 
     wait_for(bound, what="every claim of the pod to bind", timeout=90)
     zone = cluster.core.read_node(scheduled_node(cluster, env.namespace, "app")).metadata.labels[labels.ZONE]
-    verdict = wait_for(lambda: ((v := env.verdict()).ok and all(vol.attached_to for p in v.pods for vol in p.volumes),
-                                v), what="every claim attached where the pod runs", timeout=60)
+    verdict = wait_for(lambda: (settled(v := env.verdict(), 1)[0], v),
+                       what="the pod running with every claim attached where it runs", timeout=60)
     tally.record(verdict)
     assert [vol.disk_zone for p in verdict.pods for vol in p.volumes] == [zone] * len(names), verdict.table()

@@ -1,0 +1,64 @@
+"""The watcher against a real API server: it resumes every watch from the last
+resourceVersion, so changes made while a stream was down are not lost; and its history says
+when it cannot vouch for what happened (a stream broken for good, no Pod change seen)."""
+
+from __future__ import annotations
+
+import pytest
+from kubernetes import watch
+from urllib3.exceptions import ProtocolError
+
+from zoneproof import watcher as watcher_module
+from zoneproof.waiting import wait_for
+from zoneproof.watcher import Watcher
+from zoneproof.workloads import pod_with_claims
+
+pytestmark = pytest.mark.cluster
+
+CHANGES = 6
+
+
+def labelled(history, name: str) -> set[str]:
+    return {(c.obj["metadata"].get("labels") or {}).get("step", "") for c in history.changes
+            if c.kind == "Pod" and c.obj["metadata"]["name"] == name}
+
+
+def test_changes_made_while_a_stream_was_down_are_not_lost(cluster, namespace, monkeypatch):
+    real_stream = watch.Watch.stream
+
+    def one_event_then_drop(self, func, *args, **kwargs):
+        for event in real_stream(self, func, *args, **kwargs):
+            yield event
+            raise ProtocolError("connection dropped by the test")  # after every single event
+
+    monkeypatch.setattr(watch.Watch, "stream", one_event_then_drop)
+    monkeypatch.setattr(watcher_module, "MAX_FAILURES", 10 * CHANGES)
+    w = Watcher(cluster.api_client, namespace, None).start()
+    try:
+        cluster.core.create_namespaced_pod(namespace, pod_with_claims("app", []))
+        for step in range(CHANGES):  # faster than the watcher reconnects
+            cluster.core.patch_namespaced_pod("app", namespace, {"metadata": {"labels": {"step": str(step)}}})
+        wait_for(lambda: (str(CHANGES - 1) in labelled(w.history, "app"), sorted(labelled(w.history, "app"))),
+                 what="the last change to reach the watcher", timeout=30)
+    finally:
+        history = w.stop()
+    assert {str(n) for n in range(CHANGES)} <= labelled(history, "app"), "a change was lost between two streams"
+    assert history.problems() == []
+
+
+def test_a_stream_that_breaks_for_good_is_a_problem(cluster, namespace, monkeypatch):
+    def always_down(self, func, *args, **kwargs):
+        raise ProtocolError("the API server is unreachable")
+        yield  # a generator, as the real one
+
+    monkeypatch.setattr(watch.Watch, "stream", always_down)
+    w = Watcher(cluster.api_client, namespace, None).start()
+    cluster.core.create_namespaced_pod(namespace, pod_with_claims("app", []))
+    wait_for(lambda: (len(w.history.broken) == 5, w.history.broken), what="every stream to give up", timeout=30)
+    problems = w.stop().problems()
+    assert any("Pod broke" in p for p in problems), problems
+
+
+def test_a_history_without_a_pod_change_is_a_problem(cluster, namespace):
+    history = Watcher(cluster.api_client, namespace, None).start().stop()
+    assert history.problems() == ["the watcher saw no Pod change"]
