@@ -38,3 +38,12 @@ def test_a_refused_cross_zone_attach_attempt_is_caught():
                "code": "ResourcesNotInSameZone"}
     found = transient_violations(history(pod("a-0"), audit=[attempt]), NODES)
     assert found and "cross-zone attach attempt: disk d-1 (a) to i-b (b)" in found[0]
+
+
+def test_a_history_must_show_the_kinds_a_test_makes():
+    assert history(pod("a-0")).problems() == []
+    assert History().problems() == ["the watcher saw no Pod change"]
+    claims_only = History(changes=[Change(1, "PersistentVolumeClaim", "ADDED", {"metadata": {"name": "c"}})])
+    assert claims_only.problems(("PersistentVolumeClaim",)) == []
+    assert History(broken=["Pod broke: ProtocolError()"], gaps=["Pod after resourceVersion 7"]).problems(()) == [
+        "watch of Pod broke: ProtocolError()", "changes may be lost: Pod after resourceVersion 7"]

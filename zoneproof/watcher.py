@@ -53,12 +53,11 @@ class History:
     def count(self, kind: str) -> int:
         return sum(1 for c in self.changes if c.kind == kind)
 
-    def problems(self) -> list[str]:
-        """Why this history cannot vouch for what happened: a watcher that lost changes or
-        saw no Pod change proves nothing."""
+    def problems(self, expected: tuple[str, ...] = ("Pod",)) -> list[str]:
+        """Why this history cannot vouch for what happened: a watcher that lost changes, or
+        saw no change of a kind the test makes (``expected``), proves nothing."""
         found = [f"watch of {b}" for b in self.broken] + [f"changes may be lost: {g}" for g in self.gaps]
-        if not self.count("Pod"):
-            found.append("the watcher saw no Pod change")
+        found += [f"the watcher saw no {kind} change" for kind in expected if not self.count(kind)]
         return found
 
 

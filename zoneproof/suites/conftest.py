@@ -76,6 +76,7 @@ class PlacementEnv:
     created_disks: list[str] = field(default_factory=list)  # static disks this test made, deleted after it
     borrowed_disks: list[str] = field(default_factory=list)  # the user's, left in place
     watcher: Watcher | None = None
+    watched_kinds: tuple[str, ...] = ("Pod",)  # kinds the test makes: its watch must see them change
     ledger: DataLedger = field(default_factory=DataLedger)
 
     def runnable(self, obj: dict) -> dict:
@@ -164,7 +165,7 @@ def placement(cluster, namespace, profile, deployments, user_disks):
     transient, unwatched = [], []
     for env in envs:
         history = env.watcher.stop()
-        unwatched += history.problems()
+        unwatched += history.problems(env.watched_kinds)
         transient += transient_violations(history, node_zones(cluster.api_client),
                                           disks=env.disks_seen(history))
         log.info("watched %d changes and %d ECS calls%s", len(history.changes), len(history.audit),

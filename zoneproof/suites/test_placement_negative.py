@@ -54,6 +54,7 @@ def test_a_pod_forced_into_another_zone_than_its_pv_waits_with_the_conflict(plac
 
 def test_allowed_topologies_restricted_to_one_zone_only_provision_there(placement, cluster, seed):
     env = placement("topology")
+    env.watched_kinds = ("PersistentVolumeClaim", "PersistentVolume")  # claims only, no pod
     require_scheme(env.profile, "wait-for-first-consumer")
     zone = random.Random(f"{seed}-allowed").choice(list(cluster.spec.zones))
     name = f"csi-disk-{zone}-{env.suffix}"
