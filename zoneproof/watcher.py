@@ -7,7 +7,8 @@ hide both.
 Each kind is listed once, then watched from the list's resourceVersion; every watch request
 resumes from the last resourceVersion seen (bookmarks included), so nothing is lost between
 two requests. A history that may have lost changes (a stream that broke for good, a
-resourceVersion that expired) or saw no Pod change at all says so in ``problems()``."""
+resourceVersion that expired) or saw no change of a kind its test makes says so in
+``problems()``."""
 
 from __future__ import annotations
 
@@ -18,7 +19,6 @@ from dataclasses import dataclass, field
 
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
-
 from urllib3.exceptions import ProtocolError
 
 from zoneproof import labels
