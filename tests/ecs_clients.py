@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+import pytest
 from aliyunsdkcore.acs_exception.exceptions import ClientException as V1ClientException
 from aliyunsdkcore.acs_exception.exceptions import ServerException as V1ServerException
 from aliyunsdkcore.client import AcsClient
@@ -73,6 +74,13 @@ class V3Sdk:
 
 
 SDKS = (RpcSdk, V3Sdk)
+
+
+def error_of(fn, *args, **kwargs) -> ApiError:
+    """The ApiError a call must raise."""
+    with pytest.raises(ApiError) as info:
+        fn(*args, **kwargs)
+    return info.value
 
 
 def register_instances(server, instances: dict[str, str]) -> None:

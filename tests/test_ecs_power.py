@@ -12,7 +12,7 @@ import pytest
 from alibabacloud_ecs20140526 import models as ecs_models
 from darabonba.exceptions import ResponseException
 
-from tests.ecs_clients import SDKS, ApiError, RpcSdk, register_instances
+from tests.ecs_clients import SDKS, ApiError, RpcSdk, error_of, register_instances
 from zoneproof.csi.cloud import snake
 from zoneproof.ecs.backend import EcsBackend, EcsConfig
 from zoneproof.ecs.catalog import DEFAULT_CATEGORIES
@@ -97,12 +97,6 @@ def power(sdk, action: str, ids, **params) -> dict:
         return getattr(cloud.client, f"{snake(action)}_with_options")(request, cloud.runtime).body.to_map()
     except ResponseException as err:
         raise ApiError(err.code, err.status_code, getattr(err, "message", "") or str(err)) from None
-
-
-def error_of(fn, *args, **kwargs) -> ApiError:
-    with pytest.raises(ApiError) as info:
-        fn(*args, **kwargs)
-    return info.value
 
 
 def statuses(sdk, **filters) -> dict[str, str]:

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tests.ecs_clients import SDKS, ApiError, register_instances
+from tests.ecs_clients import SDKS, ApiError, error_of, register_instances
 from zoneproof.ecs.backend import EcsConfig, Latencies
 from zoneproof.ecs.catalog import DEFAULT_CATEGORIES
 from zoneproof.ecs.server import DEFAULT_CREDENTIALS, EcsServer
@@ -46,12 +46,6 @@ def describe(sdk, disk_id) -> dict:
     disks = sdk.call("DescribeDisks", RegionId=REGION, DiskIds=[disk_id])["Disks"]["Disk"]
     assert len(disks) == 1
     return disks[0]
-
-
-def error_of(fn, *args, **kwargs) -> ApiError:
-    with pytest.raises(ApiError) as info:
-        fn(*args, **kwargs)
-    return info.value
 
 
 def test_attach_in_the_same_zone(sdk):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.ecs_clients import SDKS, ApiError, RpcSdk, V3Sdk, register_instances
+from tests.ecs_clients import SDKS, RpcSdk, V3Sdk, error_of, register_instances
 from zoneproof.ecs.backend import EcsConfig
 from zoneproof.ecs.server import DEFAULT_CREDENTIALS, EcsServer
 
@@ -41,12 +41,6 @@ def disk(sdk, disk_id) -> dict:
 
 def tags_of(sdk, disk_id) -> dict:
     return {t["TagKey"]: t["TagValue"] for t in disk(sdk, disk_id)["Tags"]["Tag"]}
-
-
-def error_of(fn, *args, **kwargs) -> ApiError:
-    with pytest.raises(ApiError) as caught:
-        fn(*args, **kwargs)
-    return caught.value
 
 
 # ---------------------------------------------------------------- tags
