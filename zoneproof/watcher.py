@@ -134,8 +134,9 @@ class Watcher:
         audit = self.ecs.audit() if self.ecs else []
         self._audit_after = audit[-1]["seq"] if audit else 0
         # Listed before start() returns, so whatever the test does next is watched.
-        versions = {kind: self._list(kind, list_fn, args) for kind, (list_fn, args) in self._streams().items()}
-        for kind, (list_fn, args) in self._streams().items():
+        streams = self._streams()
+        versions = {kind: self._list(kind, list_fn, args) for kind, (list_fn, args) in streams.items()}
+        for kind, (list_fn, args) in streams.items():
             thread = threading.Thread(target=self._follow, args=(kind, list_fn, args, versions[kind]), daemon=True,
                                       name=f"watch-{kind}")
             thread.start()

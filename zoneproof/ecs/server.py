@@ -99,9 +99,10 @@ class EcsServer:
                 verified = self.verifier.verify(req)
             except EcsError as err:
                 # Audited under the action the request claims, though it was never run.
-                claimed = req.headers.get("x-acs-action") or request_params(req).get("Action") or ""
+                params = request_params(req)
+                claimed = req.headers.get("x-acs-action") or params.get("Action") or ""
                 style = "v3" if "authorization" in req.headers else "rpc"
-                self.dispatcher.record(claimed, request_params(req), err, style, request_id)
+                self.dispatcher.record(claimed, params, err, style, request_id)
                 raise
             if not verified.action:
                 raise EcsError("MissingParameter", 'The input parameter "Action" that is mandatory for '
