@@ -52,6 +52,8 @@ def test_add_describe_and_remove_tags(sdk):
     found = sdk.call("DescribeTags", RegionId=REGION, Tag=[{"Key": "k8s.aliyun.com", "Value": "true"}])
     assert [(t["TagKey"], t["TagValue"], t["ResourceTypeCount"]["Disk"]) for t in found["Tags"]["Tag"]] == \
         [("k8s.aliyun.com", "true", 1)]
+    both = sdk.call("DescribeTags", RegionId=REGION, Tag=[{"Key": "k8s.aliyun.com"}, {"Key": "createdby"}])
+    assert sorted(t["TagKey"] for t in both["Tags"]["Tag"]) == ["createdby", "k8s.aliyun.com"]
     sdk.call("RemoveTags", RegionId=REGION, ResourceType="disk", ResourceId=disk_id,
              Tag=[{"Key": "createdby", "Value": "someone else"}])
     assert "createdby" in tags_of(sdk, disk_id), "a value that does not match removes nothing"

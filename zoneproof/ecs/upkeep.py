@@ -78,7 +78,8 @@ def describe_tags(backend: EcsBackend, db, region: str, resource_type: str | Non
     counts: dict[tuple[str, str], int] = {}
     for row in db.execute(sql + " ORDER BY seq", args):
         for key, value in json.loads(row["tags"]):
-            if all(key == k and (v is None or value == v) for k, v in tags) or not tags:
+            # Each Tag.N names a tag to list: a tag matching any of them is listed.
+            if not tags or any(key == k and (v is None or value == v) for k, v in tags):
                 counts[(key, value)] = counts.get((key, value), 0) + 1
     return [{"TagKey": key, "TagValue": value, "ResourceTypeCount": {"Disk": count, "Instance": 0, "Image": 0,
                                                                       "Snapshot": 0, "Securitygroup": 0}}
