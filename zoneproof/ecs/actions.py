@@ -101,13 +101,16 @@ class Params:
             raise EcsError(code, f"The specified parameter {name!r} holds more than {limit} items.")
         return tuple(value)
 
-    def repeat_list(self, name: str, *, limit: int) -> tuple[str, ...]:
+    def repeat_list(self, name: str, *, limit: int, required: bool = True) -> tuple[str, ...] | None:
         """A repeat list ``name.1``, ``name.2``, … (N from 1 to ``limit``), in N order,
-        without repeats; at least one value is required."""
+        without repeats; at least one value is required once any ``name.N`` is given, and
+        (``required``) when none is. An optional list that is not given is None."""
         found: dict[int, str] = {}
+        given = False
         for key, value in self.raw.items():
             if not key.startswith(name + "."):
                 continue
+            given = True
             index = key[len(name) + 1:]
             if not (index.isascii() and index.isdigit()) or str(int(index)) != index \
                     or not 1 <= int(index) <= limit:
@@ -115,6 +118,8 @@ class Params:
                                f"{name}.N must be between 1 and {limit}.")
             if value:
                 found[int(index)] = value
+        if not given and not required:
+            return None
         if not found:
             raise EcsError("MissingParameter", f'The input parameter "{name}.N" that is mandatory for '
                            "processing this request is not supplied.")
@@ -308,8 +313,7 @@ def describe_tasks(b: EcsBackend, db, p: Params) -> dict:
     ids = tuple(t.strip() for t in task_ids.split(",") if t.strip()) if task_ids else None
     if ids is not None and len(ids) > 100:
         raise EcsError("InvalidParameter", "TaskIds names more than 100 tasks.")
-    resource_ids = p.repeat_list("ResourceIds", limit=100) if any(k.startswith("ResourceIds.") for k in p.raw) \
-        else None
+    resource_ids = p.repeat_list("ResourceIds", limit=100, required=False)
     region = region_or_endpoints(b, p)
     tasks = upkeep.describe_tasks(b, db, region, ids, resource_ids, p.str("TaskAction"), p.str("TaskStatus"))
     return {"RegionId": region, **_page(tasks, p, "TaskSet", "Task")}
@@ -320,10 +324,9 @@ def describe_instance_history_events(b: EcsBackend, db, p: Params) -> dict:
     empty; the parameters the disk plugin sends are still checked."""
     region = p.str("RegionId", required=True)
     p.choice("ResourceType", ("instance", "ddh", "managedhost"), "instance")
-    if any(k.startswith("ResourceId.") for k in p.raw):
-        p.repeat_list("ResourceId", limit=100)
-    if any(k.startswith("InstanceEventCycleStatus.") for k in p.raw):
-        statuses = p.repeat_list("InstanceEventCycleStatus", limit=7)
+    p.repeat_list("ResourceId", limit=100, required=False)
+    statuses = p.repeat_list("InstanceEventCycleStatus", limit=7, required=False)
+    if statuses is not None:
         unknown = set(statuses) - EVENT_CYCLE_STATUSES
         if unknown:
             raise EcsError("InvalidParameter", f"InstanceEventCycleStatus {sorted(unknown)} is not one of "
