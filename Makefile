@@ -20,7 +20,7 @@ define run_pytest
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests in $(1)" >&2; exit 1; fi; exit $$rc
 endef
 
-.PHONY: help setup tools kind-prereqs test unit e2e cluster-up cluster-down cluster-status bench bench-chaos bench-ecs-connect bench-kind clean
+.PHONY: help setup tools kind-prereqs test unit e2e cluster-up cluster-down cluster-status bench bench-chaos bench-ecs-connect bench-kind mutants clean
 
 help:
 	@echo "make e2e          local cluster + suites + report (reports/); E2E_WORKERS=n workers,\n                 PROVIDER=kind for the kind cluster"
@@ -32,6 +32,7 @@ help:
 	@echo "make bench-chaos  recovery time of each chaos experiment and the chaos set's wall time"
 	@echo "make bench-ecs-connect  fake ECS under bursts of 32 connecting clients (connect time, unanswered)"
 	@echo "make bench-kind   kind next to local: bring-up, NotReady; BENCH_ARGS=\"--cold-image --e2e\" for more"
+	@echo "make mutants      each bug of the catalogue on alone, its cases must fail; then a clean run (BUGS=\"a b\")"
 
 $(UV):
 	python3 -m venv $(UV_HOME)
@@ -93,6 +94,10 @@ bench-ecs-connect: setup
 
 bench-kind: tools kind-prereqs
 	$(PY) bench/kind_bench.py $(BENCH_ARGS)
+
+BUGS ?=
+mutants: tools
+	$(ZP) bugs run $(BUGS)
 
 clean:
 	rm -rf $(VENV) reports/allure-results reports/junit.xml .pytest_cache

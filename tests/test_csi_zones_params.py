@@ -1,10 +1,14 @@
-"""Zone choice under both driver policies, and StorageClass parameter checking."""
+"""Zone choice under both driver policies (and the zone-choice bugs of the catalogue), and
+StorageClass parameter checking."""
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from zoneproof import labels
 from zoneproof.csi.params import DEFAULT_TYPES, ParameterError, parse
-from zoneproof.csi.zones import NoZoneError, ZoneChooser
+from zoneproof.csi.zones import ConflictingZoneError, NoZoneError, ZoneChooser
 
 
 def seg(zone, key=labels.DISK_ZONE):
@@ -26,9 +30,37 @@ def test_topology_intersects_with_zone_ids():
     assert chooser.choose(("c", "b"), [seg("a"), seg("b")], [seg("a"), seg("b"), seg("c")]).zone == "b"
 
 
-def test_topology_conflict_falls_back_to_zone_ids_and_says_so():
-    choice = ZoneChooser("topology").choose(("c",), [], [seg("a")])
+def test_a_topology_sharing_no_zone_with_zone_ids_chooses_none():
+    with pytest.raises(ConflictingZoneError, match="allows a, the StorageClass's zoneId c"):
+        ZoneChooser("topology").choose(("c",), [], [seg("a")])
+
+
+def test_conflicting_zone_fallback_bug_uses_zone_ids_and_says_so():
+    choice = ZoneChooser("topology", bugs=("conflicting-zone-fallback",)).choose(("c",), [], [seg("a")])
     assert (choice.zone, choice.conflict) == ("c", True)
+
+
+def test_own_zone_bug_ignores_topology_and_zone_ids():
+    chooser = ZoneChooser("topology", controller_zone="x", bugs=("own-zone",))
+    assert chooser.choose(("a", "b"), [seg("b")], [seg("b")]).zone == "x"
+
+
+def test_zoneid_overrides_topology_bug_takes_the_first_zone_id():
+    chooser = ZoneChooser("topology", bugs=("zoneid-overrides-topology",))
+    assert chooser.choose(("a", "b", "c"), [seg("c")], [seg("c")]).zone == "a"
+    assert ZoneChooser("topology").choose(("a", "b", "c"), [seg("c")], [seg("c")]).zone == "c"
+
+
+def concurrent_choices(chooser: ZoneChooser, count: int) -> list[str]:
+    """``count`` choices whose cloud lookups all overlap (each waits for the others)."""
+    barrier = threading.Barrier(count, timeout=10)
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(lambda _: chooser.choose(("a", "b", "c"), [], [], barrier.wait).zone, range(count)))
+
+
+def test_round_robin_takes_turns_under_concurrency_and_the_unlocked_bug_does_not():
+    assert sorted(concurrent_choices(ZoneChooser("round-robin"), 3)) == ["a", "b", "c"]
+    assert concurrent_choices(ZoneChooser("round-robin", bugs=("round-robin-unlocked",)), 3) == ["a", "a", "a"]
 
 
 def test_no_zone_at_all_uses_the_controller_zone_or_fails():

@@ -10,6 +10,7 @@ from dataclasses import fields
 
 import click
 
+from zoneproof import bugs as bug_catalogue
 from zoneproof import labels, toolchain
 from zoneproof.cluster import ClusterError, LocalProvider, SpecError
 from zoneproof.cluster.kind import NODE_IMAGE_CHOICES, PRIVILEGED_CHOICES
@@ -131,10 +132,11 @@ def _profile(name: str):
         _fail(err, 2)
 
 
-def _start_or_fail(start) -> None:
-    """Run a bring-up; report its failure, or an interrupt (after which it has cleaned up)."""
+def _start_or_fail(start):
+    """Run a bring-up and return what it returns; report its failure, or an interrupt
+    (after which it has cleaned up)."""
     try:
-        start()
+        return start()
     except (ClusterError, toolchain.ToolchainError, WaitTimeout) as err:
         _fail(err)
     except KeyboardInterrupt:
@@ -178,16 +180,18 @@ own_provider_option = click.option("--provider", type=click.Choice(["local", "ki
               help="kind: kind's stock image, one built here, or auto (stock if it can be had).")
 @click.option("--privileged", type=click.Choice(PRIVILEGED_CHOICES), default="auto", show_default=True,
               help="kind: docker --privileged as is, through the capability shim, or auto (probe).")
+@click.option("--bug", "bug_names", multiple=True, metavar="NAME",
+              help="Configure the control plane with a cluster bug of the catalogue (`zoneproof bugs list`).")
 @timing_options
 def cluster_up(provider: str, name: str, zones: str, region: str, nodes_per_zone: int, node_image: str,
-               privileged: str, **timings) -> None:
+               privileged: str, bug_names: tuple[str, ...], **timings) -> None:
     """Start a cluster with Ready nodes in every zone: local (real control plane, kwok
     nodes) or kind (node containers with real kubelets)."""
     from zoneproof.cluster import KindProvider
 
     try:
         spec = ClusterSpec(name=name, region=region, zones=parse_zones(zones), nodes_per_zone=nodes_per_zone,
-                           timings=Timings(**timings)).validate()
+                           timings=Timings(**timings), bugs=tuple(bug_names)).validate()
     except SpecError as err:
         _fail(err, code=2)
     if provider == "kind":
@@ -335,8 +339,10 @@ def _parse_zone_categories(zones: tuple[str, ...], values: tuple[str, ...]) -> d
               help="Which provider made --power-cluster.")
 @click.option("--disk-root", type=click.Path(file_okay=False),
               help="Keep each disk's data in <disk-root>/<zone>/<disk id> (for pods that use it).")
+@click.option("--bug", "bug_names", multiple=True, metavar="NAME",
+              help="Switch on a cloud bug of the catalogue (`zoneproof bugs list`); repeatable.")
 def ecs_serve(host, port, port_file, db, region, zones, categories, access_key, create_latency, attach_latency,
-              detach_latency, seed, power_cluster, power_provider, disk_root) -> None:
+              detach_latency, seed, power_cluster, power_provider, disk_root, bug_names) -> None:
     """Serve the ECS API (both signature styles) and the /_admin/ API until stopped."""
     from pathlib import Path
 
@@ -348,7 +354,8 @@ def ecs_serve(host, port, port_file, db, region, zones, categories, access_key, 
         _fail(click.BadParameter(f"{zones!r}: give distinct, non-empty zone names", param_hint="--zones"), 2)
     try:
         config = EcsConfig(region=region, zones=_parse_zone_categories(zone_list, categories),
-                           latencies=Latencies(create_latency, attach_latency, detach_latency)).validate()
+                           latencies=Latencies(create_latency, attach_latency, detach_latency),
+                           bugs=bug_catalogue.parse(bug_names)).validate()
         power_switch = None
         if power_cluster:
             from zoneproof.cluster.power import power_switch_of
@@ -410,8 +417,11 @@ def csi_group() -> None:
 @click.option("--disk-root", type=click.Path(file_okay=False),
               help="Node: the folder holding the storage of the disks this node's zone can reach.")
 @click.option("--controller-zone", help="The controller's own zone: the last resort when a request names none.")
+@click.option("--bug", "bug_names", multiple=True, envvar=bug_catalogue.ENV, metavar="NAME",
+              help="Switch on a driver bug of the catalogue (`zoneproof bugs list`); repeatable "
+                   f"(env {bug_catalogue.ENV}, comma-separated).")
 def csi_serve(endpoint, ecs_endpoint, region, zone_policy, node_id, node_zone, node_name, disk_root,
-              controller_zone) -> None:
+              controller_zone, bug_names) -> None:
     """Serve the CSI Identity plus Controller and/or Node services on a unix socket.
     Credentials come from ALIBABA_CLOUD_ACCESS_KEY_ID / ALIBABA_CLOUD_ACCESS_KEY_SECRET."""
     import os
@@ -431,7 +441,8 @@ def csi_serve(endpoint, ecs_endpoint, region, zone_policy, node_id, node_zone, n
         node_id, node_zone = _node_identity(node_name, cloud)
     try:
         server = build_server(endpoint, cloud, zone_policy=zone_policy, instance_id=node_id, zone=node_zone,
-                              controller_zone=controller_zone, disk_root=Path(disk_root) if disk_root else None)
+                              controller_zone=controller_zone, disk_root=Path(disk_root) if disk_root else None,
+                              bugs=bug_catalogue.parse(bug_names))
     except ValueError as err:
         _fail(err, 2)
     server.start()
@@ -474,8 +485,11 @@ def driver() -> None:
 @click.option("--logs", type=click.Path(file_okay=False),
               help="Directory for the logs of the driver, the sidecars and the fake ECS (kept after `driver down`; "
                    "default: the cluster's driver-logs directory).")
+@click.option("--bug", "bug_names", multiple=True, metavar="NAME",
+              help="Switch on a bug of the catalogue where it lives (`zoneproof bugs list`); repeatable.")
 def driver_up(provider: str, name: str, profile_name: str, driver_binary: str | None,
-              zone_categories: tuple[str, ...], zone_policy: str | None, logs: str | None) -> None:
+              zone_categories: tuple[str, ...], zone_policy: str | None, logs: str | None,
+              bug_names: tuple[str, ...]) -> None:
     """Start the fake ECS, the driver as its profile says and the sidecars; register every node."""
     from zoneproof.csi.deploy import DriverDeployment, DriverError, parse_zone_categories
 
@@ -483,12 +497,14 @@ def driver_up(provider: str, name: str, profile_name: str, driver_binary: str | 
     try:
         deployment = DriverDeployment(provider, _profile(profile_name), zone_policy=zone_policy,
                                       zone_categories=parse_zone_categories(zone_categories, provider.spec.zones),
-                                      driver_binary=driver_binary, logs=Path(logs) if logs else None)
-    except DriverError as err:
+                                      driver_binary=driver_binary, logs=Path(logs) if logs else None,
+                                      bugs=bug_catalogue.parse(bug_names))
+    except (DriverError, bug_catalogue.BugError) as err:
         _fail(err, 2)
     _start_or_fail(deployment.up)
-    click.echo(f"driver up (profile {deployment.profile.name}, zone policy {deployment.zone_policy}); "
-               f"fake ECS at {deployment.ecs_endpoint}; logs in {deployment.logs}")
+    click.echo(f"driver up (profile {deployment.profile.name}, zone policy {deployment.zone_policy}"
+               + (f", bugs on purpose: {', '.join(deployment.bugs)}" if deployment.bugs else "")
+               + f"); fake ECS at {deployment.ecs_endpoint}; logs in {deployment.logs}")
     click.echo(f"export ECS_ENDPOINT={deployment.ecs_endpoint}")
 
 
@@ -509,6 +525,36 @@ def driver_down(provider: str, name: str) -> None:
 
 
 # ----------------------------------------------------------------- placement oracle
+# ----------------------------------------------------------------- the bug catalogue
+@main.group("bugs")
+def bugs_group() -> None:
+    """Real placement bugs zoneproof can switch on, and the proof that its suites catch them."""
+
+
+@bugs_group.command("list")
+def bugs_list() -> None:
+    """Every bug: where it lives, what goes wrong, where it comes from, what catches it."""
+    for bug in bug_catalogue.CATALOGUE:
+        click.echo(f"{bug.name}  [{bug.layer}]\n  effect: {bug.effect}\n  origin: {bug.origin}\n"
+                   f"  caught by: {', '.join(bug.caught_by)}")
+
+
+@bugs_group.command("run")
+@click.option("--reports", type=click.Path(file_okay=False), default="reports", show_default=True)
+@click.option("--seed", type=int, default=1, show_default=True, help="Seed of the suites' random choices.")
+@click.argument("names", nargs=-1)
+def bugs_run(reports: str, seed: int, names: tuple[str, ...]) -> None:
+    """Switch on each bug (all, or NAMES) alone on a local cluster and run the cases that must
+    catch it, then those cases with no bug; exits 1 if a bug survives or the clean run fails."""
+    from zoneproof.mutants import run_catalogue
+
+    try:
+        chosen = bug_catalogue.parse(names)
+    except bug_catalogue.BugError as err:
+        _fail(err, 2)
+    sys.exit(_start_or_fail(lambda: run_catalogue(chosen, Path(reports), seed=seed)))
+
+
 @main.command("check")
 @cluster_options
 @click.option("--profile", "profile_name", default="reference", show_default=True,

@@ -1,6 +1,7 @@
 """The placement oracle: for every pod with zonal volumes, its node's zone (every zone key
 agreeing) equals its PersistentVolume's zone (labels and nodeAffinity agreeing) equals
-its disk's zone in ECS; the disk is attached to no instance but the pod's node's; claims
+its disk's zone in ECS; a claim provisioned for a selected node (WaitForFirstConsumer) has
+its disk in that node's zone; the disk is attached to no instance but the pod's node's; claims
 of StatefulSet pods are named ``{template}-{statefulset}-{ordinal}``; and a pod whose
 zone has no schedulable node waits Pending with the scheduler's volume zone conflict and no
 attachment anywhere.
@@ -17,6 +18,9 @@ from zoneproof import labels
 from zoneproof.cluster.nodes import ecs_instance_id
 
 PV_ZONE_LABELS = (labels.ZONE, labels.ZONE_DEPRECATED)
+# The node the scheduler chose for a WaitForFirstConsumer claim's first consumer: the
+# provisioner must make the disk in its zone (it stays on the claim after binding).
+SELECTED_NODE = "volume.kubernetes.io/selected-node"
 # How the scheduler says "this pod's volumes pin it to nodes that cannot take it": the
 # VolumeBinding plugin (nodeAffinity PVs; "had volume node affinity conflict" before
 # Kubernetes 1.26 worded it anew) and the VolumeZone plugin (PVs with zone labels).
@@ -278,6 +282,12 @@ def _check_pod(pod: dict, snap: Snapshot, driver: str, zones_with_room: set[str]
         vol.attached_to = [a["InstanceId"] for a in disk["Attachments"]["Attachment"]]
         if vol.pv_zone and vol.disk_zone != vol.pv_zone:
             v.problems.append(f"PV {vol.pv} says zone {vol.pv_zone} but disk {vol.disk} is in {vol.disk_zone}")
+        selected = (((pvc or {}).get("metadata") or {}).get("annotations") or {}).get(SELECTED_NODE, "")
+        if selected in snap.nodes:
+            selected_zone = node_zone(snap.nodes[selected])[0]
+            if selected_zone and vol.disk_zone != selected_zone:
+                v.problems.append(f"claim {claim_name} was provisioned for node {selected} in {selected_zone}, but "
+                                  f"its disk {vol.disk} is in {vol.disk_zone}")
         if v.node_zone and vol.disk_zone != v.node_zone:
             v.problems.append(f"pod runs on {v.node} in {v.node_zone} but disk {vol.disk} is in {vol.disk_zone}")
         wrong = [i for i in vol.attached_to if not v.node or i != node_instance.get(v.node)]

@@ -29,7 +29,7 @@ STATIC_VIA = ("ecs-api", "user-supplied")
 SIDECARS = ("csi-provisioner", "csi-attacher")
 FIELDS = {"name", "description", "driver", "zone_policies", "volume_zone_key", "topology_keys", "min_size_gib",
           "disk_categories", "storage_classes", "static_disks", "run"}
-RUN_FIELDS = {"binary", "controller", "node", "node_plugin", "csidriver", "sidecars"}
+RUN_FIELDS = {"binary", "controller", "node", "node_plugin", "csidriver", "sidecars", "bug_switches"}
 
 # What a template may name. Deployment-wide values:
 DEPLOYMENT_VARS = {
@@ -112,6 +112,8 @@ class RunSpec:
     # The node plugin as a DaemonSet in the image zoneproof builds of itself, for clusters
     # whose kubelets register node plugins (kind); None: the driver has none that runs there.
     node_plugin: Command | None = None
+    # The driver reads ZONEPROOF_BUGS and can carry the driver bugs of zoneproof.bugs.
+    bug_switches: bool = False
 
 
 @dataclass(frozen=True)
@@ -250,7 +252,11 @@ def _run(body: object, where: str, topology_keys: tuple[str, ...]) -> RunSpec:
     node_plugin = None
     if "node_plugin" in body:
         node_plugin = _command(_need(body, "node_plugin", dict, where), f"{where}.node_plugin", set(NODE_PLUGIN_VARS))
-    return RunSpec(controller, node_command, stand_in, csidriver, flags, needs_binary == "required", node_plugin)
+    bug_switches = body.get("bug_switches", False)
+    if not isinstance(bug_switches, bool):
+        raise ProfileError(f"{where}.bug_switches: must be true (the driver reads ZONEPROOF_BUGS) or false")
+    return RunSpec(controller, node_command, stand_in, csidriver, flags, needs_binary == "required", node_plugin,
+                   bug_switches)
 
 
 def parse_profile(data: object, where: str, source: str = "") -> DriverProfile:

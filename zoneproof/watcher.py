@@ -143,6 +143,12 @@ class Watcher:
             self._threads.append(thread)
         return self
 
+    def versions(self, kind: str, name: str) -> list[dict]:
+        """Every version of one object of the namespace recorded so far, in order; safe
+        while the watch runs, for tests that reason about what came before what."""
+        with self._lock:
+            return [c.obj for c in self.history.changes if c.kind == kind and c.obj["metadata"]["name"] == name]
+
     def stop(self) -> History:
         self._stop.set()
         for thread in self._threads:

@@ -275,6 +275,9 @@ class KindProvider(OwnClusterMixin, ClusterProvider):
     # --- lifecycle ---
     def up(self) -> None:
         self.spec.validate()
+        if self.spec.bugs:
+            raise ClusterError(f"bug(s) {', '.join(self.spec.bugs)}: kind clusters are not built with cluster bugs; "
+                               "start a local cluster (--provider local) to carry them")
         if self.exists():
             state = "is already running" if self.is_up() else "exists but does not answer"
             raise ClusterError(

@@ -56,9 +56,9 @@ def _seconds(value: float) -> str:
     return f"{value:g}s"
 
 
-def kwokctl_config(spec: ClusterSpec, binaries: dict[str, Path]) -> dict:
-    """The KwokctlConfiguration for a cluster: local binaries, timings, and a kwok
-    controller that manages only powered nodes."""
+def kwokctl_config(spec: ClusterSpec, binaries: dict[str, Path], scheduler_config: Path | None = None) -> dict:
+    """The KwokctlConfiguration for a cluster: local binaries, timings, a kwok controller
+    that manages only powered nodes, and the scheduler's configuration file if it has one."""
     t = spec.timings.scaled()
 
     def args(component: str, pairs: dict[str, str], override: tuple[str, ...] = ()) -> dict:
@@ -67,7 +67,7 @@ def kwokctl_config(spec: ClusterSpec, binaries: dict[str, Path]) -> dict:
             "extraArgs": [{"key": k, "value": v, "override": k in override} for k, v in pairs.items()],
         }
 
-    return {
+    config = {
         "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
         "kind": "KwokctlConfiguration",
         "options": {
@@ -108,6 +108,19 @@ def kwokctl_config(spec: ClusterSpec, binaries: dict[str, Path]) -> dict:
             args("kube-controller-manager", {"node-eviction-rate": f"{t.node_eviction_rate:g}"}),
         ],
     }
+    if scheduler_config is not None:
+        config["options"]["kubeSchedulerConfig"] = str(scheduler_config)
+    return config
+
+
+def scheduler_configuration(bugs: tuple[str, ...]) -> dict | None:
+    """The kube-scheduler configuration of a cluster carrying scheduler bugs; None: the
+    scheduler's defaults."""
+    if "scheduler-without-volumezone" not in bugs:
+        return None
+    return {"apiVersion": "kubescheduler.config.k8s.io/v1", "kind": "KubeSchedulerConfiguration",
+            "profiles": [{"schedulerName": "default-scheduler",
+                          "plugins": {"filter": {"disabled": [{"name": "VolumeZone"}]}}}]}
 
 
 class LocalProvider(OwnClusterMixin, ClusterProvider):
@@ -160,12 +173,15 @@ class LocalProvider(OwnClusterMixin, ClusterProvider):
                  self.spec.name, len(self.spec.zones), self.spec.nodes_per_zone, self.spec.region)
         self.workdir.mkdir(parents=True, exist_ok=True)
         try:
-            with tempfile.NamedTemporaryFile("w", suffix=".yaml", dir=self.workdir, delete=False) as cfg:
-                yaml.safe_dump(kwokctl_config(self.spec, binaries), cfg)
-            try:
-                self._kwokctl("create", "cluster", "--config", cfg.name, "--kubeconfig=", "--wait=60s")
-            finally:
-                os.unlink(cfg.name)
+            scheduler = scheduler_configuration(self.spec.bugs)
+            with tempfile.TemporaryDirectory(dir=self.workdir) as tmp:
+                scheduler_path = Path(tmp) / "kube-scheduler.yaml" if scheduler else None
+                if scheduler:
+                    log.warning("cluster %r carries bug(s) on purpose: %s", self.spec.name, ", ".join(self.spec.bugs))
+                    scheduler_path.write_text(yaml.safe_dump(scheduler))
+                cfg = Path(tmp) / "kwokctl.yaml"
+                cfg.write_text(yaml.safe_dump(kwokctl_config(self.spec, binaries, scheduler_path)))
+                self._kwokctl("create", "cluster", "--config", str(cfg), "--kubeconfig=", "--wait=60s")
             (self.cluster_dir / SPEC_FILE).write_text(json.dumps(self.spec.to_dict(), indent=2))
             log.info("control plane up after %.1fs; registering %d nodes",
                      time.monotonic() - started, len(self.spec.zones) * self.spec.nodes_per_zone)

@@ -6,6 +6,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, fields, replace
 
+from zoneproof.bugs import NAMES, BugError, of_layer
+from zoneproof.bugs import parse as parse_bugs
+
 DEFAULT_REGION = "cn-beijing"
 DEFAULT_ZONES = ("cn-beijing-a", "cn-beijing-b", "cn-beijing-c")
 DEFAULT_NODES_PER_ZONE = 2
@@ -85,6 +88,8 @@ class ClusterSpec:
     zones: tuple[str, ...] = DEFAULT_ZONES
     nodes_per_zone: int = DEFAULT_NODES_PER_ZONE
     timings: Timings = field(default_factory=Timings)
+    # Cluster bugs of zoneproof.bugs the control plane is configured with, on purpose.
+    bugs: tuple[str, ...] = ()
 
     def validate(self) -> "ClusterSpec":
         if not _DNS_LABEL.match(self.name) or len(self.name) > 40:
@@ -110,6 +115,13 @@ class ClusterSpec:
         if self.nodes_per_zone > 100:
             raise SpecError(f"nodes per zone must be at most 100, got {self.nodes_per_zone}")
         self.timings.validate()
+        try:
+            wrong = [b for b in parse_bugs(self.bugs) if b not in of_layer(NAMES, "cluster")]
+        except BugError as err:
+            raise SpecError(str(err)) from None
+        if wrong:
+            raise SpecError(f"bug(s) {', '.join(wrong)} do not live in the cluster's configuration; a cluster can "
+                            f"carry {', '.join(of_layer(NAMES, 'cluster'))}; the others go to `zoneproof driver up`")
         return self
 
     def to_dict(self) -> dict:
@@ -119,6 +131,7 @@ class ClusterSpec:
             "zones": list(self.zones),
             "nodes_per_zone": self.nodes_per_zone,
             "timings": {f.name: getattr(self.timings, f.name) for f in fields(self.timings)},
+            "bugs": list(self.bugs),
         }
 
     @classmethod
@@ -129,6 +142,7 @@ class ClusterSpec:
             zones=tuple(data["zones"]),
             nodes_per_zone=data["nodes_per_zone"],
             timings=Timings(**data.get("timings", {})),
+            bugs=tuple(data.get("bugs", ())),
         )
 
 

@@ -56,9 +56,13 @@ class EcsCloud:
         self.runtime = RuntimeOptions(autoretry=False)  # retries are ours, and only for throttling
         self._throttle_attempts = throttle_attempts
 
-    def call(self, action: str, **params) -> dict:
+    def call(self, action: str, *, retry_throttling: bool = True, **params) -> dict:
         """Call an ECS action with CamelCase parameters; lists become JSON arrays except
-        ``Tag`` (a list of {"Key", "Value"})."""
+        ``Tag`` (a list of {"Key", "Value"}). Throttling is retried with backoff unless
+        ``retry_throttling`` is false."""
+        if not retry_throttling:
+            return self._call_once(action, params)
+
         @retry(retry=retry_if_exception(_throttled), stop=stop_after_attempt(self._throttle_attempts),
                wait=wait_exponential(multiplier=0.2, max=5), reraise=True,
                before_sleep=lambda s: log.warning("ECS %s throttled; retry %d", action, s.attempt_number))

@@ -1,4 +1,7 @@
-"""CSI Controller service: disks are created, attached and detached through ECS."""
+"""CSI Controller service: disks are created, attached and detached through ECS.
+
+It carries the controller bugs of ``zoneproof.bugs`` when started with them (those of the
+zone choice live in ``zones.py``)."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from zoneproof.csi import params as sc_params
 from zoneproof.csi.cloud import CloudError, EcsCloud
 from zoneproof.csi.errors import abort, abort_cloud
 from zoneproof.csi.proto import load
-from zoneproof.csi.zones import NoZoneError, ZoneChooser
+from zoneproof.csi.zones import ConflictingZoneError, NoZoneError, ZoneChooser
 
 log = logging.getLogger(__name__)
 csi, csi_grpc = load()
@@ -25,6 +28,8 @@ CREATED_BY = "zoneproof-reference-csi"
 # Errors after which the next disk type is tried, as the Alibaba driver does.
 CATEGORY_ERRORS = ("InvalidDataDiskCategory", "InvalidDiskSize.NotSupported", "InvalidDataDiskSize.ValueNotSupported",
                    "InvalidPerformanceLevel.Malformed")
+# A zone key no node carries (the topology-foreign-key bug answers under it).
+FOREIGN_ZONE_KEY = "topology.disk.example.com/zone"
 AccessMode = csi.VolumeCapability.AccessMode
 SINGLE_NODE_MODES = {AccessMode.SINGLE_NODE_WRITER, AccessMode.SINGLE_NODE_READER_ONLY,
                      AccessMode.SINGLE_NODE_SINGLE_WRITER, AccessMode.SINGLE_NODE_MULTI_WRITER}
@@ -66,9 +71,11 @@ def modes_supported(capabilities, multi_attach: bool) -> str | None:
 
 
 class ControllerService(csi_grpc.ControllerServicer):
-    def __init__(self, cloud: EcsCloud, zone_policy: str, controller_zone: str | None = None):
+    def __init__(self, cloud: EcsCloud, zone_policy: str, controller_zone: str | None = None,
+                 bugs: tuple[str, ...] = ()):
         self.cloud = cloud
-        self.zones = ZoneChooser(zone_policy, controller_zone)
+        self.bugs = bugs
+        self.zones = ZoneChooser(zone_policy, controller_zone, bugs)
 
     def ControllerGetCapabilities(self, request, context):
         rpc = csi.ControllerServiceCapability.RPC
@@ -101,11 +108,11 @@ class ControllerService(csi_grpc.ControllerServicer):
             if existing["Size"] < size:
                 abort(context, grpc.StatusCode.ALREADY_EXISTS,
                       f"volume {request.name} exists as {existing['DiskId']} with {existing['Size']} GiB < {size} GiB")
-            return self._response(existing)
+            return self._response(context, existing)
 
         zone = self._choose_zone(context, p, request.accessibility_requirements)
         disk = self._create_disk(context, request, p, zone, size)
-        return self._response(disk)
+        return self._response(context, disk)
 
     def _find_by_name(self, context, name: str) -> dict | None:
         try:
@@ -117,23 +124,38 @@ class ControllerService(csi_grpc.ControllerServicer):
     def _choose_zone(self, context, p, requirement) -> str:
         preferred = [dict(t.segments) for t in requirement.preferred]
         requisite = [dict(t.segments) for t in requirement.requisite]
+
+        def check_zone_ids() -> None:
+            known = self._zones_of_region(context)
+            outside = [z for z in p.zone_ids if z not in known]
+            if outside:
+                abort(context, grpc.StatusCode.INVALID_ARGUMENT,
+                      f"zoneId {','.join(outside)} is not a zone of region {self.cloud.region} "
+                      f"(zones: {', '.join(known)})")
         try:
-            known = {z["ZoneId"] for z in self.cloud.call("DescribeZones", RegionId=self.cloud.region)["Zones"]["Zone"]}
-        except CloudError as err:
-            abort_cloud(context, err, "listing zones")
-        outside = [z for z in p.zone_ids if z not in known]
-        if outside:
-            abort(context, grpc.StatusCode.INVALID_ARGUMENT,
-                  f"zoneId {','.join(outside)} is not a zone of region {self.cloud.region} "
-                  f"(zones: {', '.join(sorted(known))})")
-        try:
-            choice = self.zones.choose(p.zone_ids, preferred, requisite)
+            choice = self.zones.choose(p.zone_ids, preferred, requisite, check_zone_ids)
+        except ConflictingZoneError as err:
+            # The CSI spec's answer for a requirement that cannot be met: the provisioner
+            # may then pick another node for a WaitForFirstConsumer claim.
+            abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
         except NoZoneError as err:
             abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(err))
         if choice.conflict:
             log.warning("ConflictingZone: topology %s has no zone in zoneId %s; using %s",
                         requisite, ",".join(p.zone_ids), choice.zone)
         return choice.zone
+
+    def _zones_of_region(self, context) -> list[str]:
+        try:
+            zones = self.cloud.call("DescribeZones", RegionId=self.cloud.region)["Zones"]["Zone"]
+        except CloudError as err:
+            abort_cloud(context, err, "listing zones")
+        return sorted(z["ZoneId"] for z in zones)
+
+    def _next_zone(self, context, zone: str) -> str:
+        """The zone after ``zone`` in the region (what the throttling-rezone bug retries in)."""
+        zones = self._zones_of_region(context)
+        return zones[(zones.index(zone) + 1) % len(zones)] if zone in zones else zones[0]
 
     def _create_disk(self, context, request, p, zone: str, size: int) -> dict:
         tags = [{"Key": VOLUME_NAME_TAG, "Value": request.name}, {"Key": CREATED_BY_TAG, "Value": CREATED_BY},
@@ -150,18 +172,31 @@ class ControllerService(csi_grpc.ControllerServicer):
             if size < minimum:
                 reasons.append(f"{category}: {size} GiB is below its minimum of {minimum} GiB")
                 continue
-            try:
-                disk_id = self.cloud.call(
-                    "CreateDisk", RegionId=self.cloud.region, ZoneId=zone, DiskCategory=category, Size=size,
-                    PerformanceLevel=level, DiskName=request.name, Encrypted=p.encrypted or None,
-                    KMSKeyId=p.kms_key_id, MultiAttach="Enabled" if p.multi_attach else None, Tag=tags,
+            def create(zone: str, retry_throttling: bool = True) -> str:
+                return self.cloud.call(
+                    "CreateDisk", retry_throttling=retry_throttling, RegionId=self.cloud.region, ZoneId=zone,
+                    DiskCategory=category, Size=size, PerformanceLevel=level, DiskName=request.name,
+                    Encrypted=p.encrypted or None, KMSKeyId=p.kms_key_id,
+                    MultiAttach="Enabled" if p.multi_attach else None, Tag=tags,
                     ClientToken=client_token(request.name))["DiskId"]
+            try:
+                try:
+                    # The bug handles throttling itself, and badly; the driver leaves it to the backoff.
+                    disk_id = create(zone, retry_throttling="throttling-rezone" not in self.bugs)
+                except CloudError as err:
+                    if err.code != "Throttling" or "throttling-rezone" not in self.bugs:
+                        raise
+                    zone = self._next_zone(context, zone)
+                    log.info("CreateVolume %s: throttled; retrying in %s", request.name, zone)
+                    disk_id = create(zone)
             except CloudError as err:
                 if err.code.startswith(CATEGORY_ERRORS):
                     reasons.append(f"{category}: {err.code} ({err.message})")
                     log.info("CreateVolume %s: %s refused in %s (%s); trying the next type",
                              request.name, category, zone, err.code)
                     continue
+                if err.code == "OperationDenied.NoStock" and "no-stock-internal" in self.bugs:
+                    abort(context, grpc.StatusCode.INTERNAL, f"creating a {category} disk in {zone}: {err.message}")
                 if err.code == "IdempotentParameterMismatch":
                     found = self._find_by_name(context, request.name)
                     if found:
@@ -176,11 +211,22 @@ class ControllerService(csi_grpc.ControllerServicer):
               else grpc.StatusCode.INVALID_ARGUMENT,
               f"no disk type of {','.join(p.types)} can hold {size} GiB in {zone}: " + "; ".join(reasons))
 
-    def _response(self, disk: dict):
+    def _response(self, context, disk: dict):
         return csi.CreateVolumeResponse(volume=csi.Volume(
             volume_id=disk["DiskId"], capacity_bytes=disk["Size"] * GIB,
             volume_context={"type": disk["Category"], "zoneId": disk["ZoneId"]},
-            accessible_topology=[csi.Topology(segments={labels.DISK_ZONE: disk["ZoneId"]})]))
+            accessible_topology=self._topology(context, disk["ZoneId"])))
+
+    def _topology(self, context, zone: str) -> list:
+        if "no-accessible-topology" in self.bugs:
+            return []
+        if "topology-foreign-key" in self.bugs:
+            return [csi.Topology(segments={FOREIGN_ZONE_KEY: zone})]
+        if "topology-region-only" in self.bugs:
+            return [csi.Topology(segments={labels.REGION: self.cloud.region})]
+        if "topology-other-zone" in self.bugs:
+            zone = self._next_zone(context, zone)
+        return [csi.Topology(segments={labels.DISK_ZONE: zone})]
 
     def DeleteVolume(self, request, context):
         if not request.volume_id:
@@ -195,6 +241,9 @@ class ControllerService(csi_grpc.ControllerServicer):
                 holders = ", ".join(a["InstanceId"] for a in disk["Attachments"]["Attachment"])
                 abort(context, grpc.StatusCode.FAILED_PRECONDITION,
                       f"volume {request.volume_id} is still attached to {holders}")
+            if "delete-keeps-disk" in self.bugs:
+                log.info("DeleteVolume: disk %s reported deleted, left in place", request.volume_id)
+                return csi.DeleteVolumeResponse()
             self.cloud.call("DeleteDisk", DiskId=request.volume_id)
         except CloudError as err:
             if err.code == "InvalidDiskId.NotFound":
@@ -244,6 +293,8 @@ class ControllerService(csi_grpc.ControllerServicer):
                 return csi.ControllerUnpublishVolumeResponse()  # gone: nothing is attached
             holders = [a["InstanceId"] for a in disk["Attachments"]["Attachment"]]
             targets = [request.node_id] if request.node_id else holders
+            if "unpublish-keeps-disk-attached" in self.bugs:
+                targets = []
             for node_id in targets:
                 if node_id in holders:
                     self.cloud.call("DetachDisk", DiskId=request.volume_id, InstanceId=node_id)

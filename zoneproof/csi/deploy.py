@@ -7,7 +7,10 @@ processes:
 - per node, the profile's node command (a node endpoint the registrar asks NodeGetInfo,
   as kubelet would) or a stand-in that reports what the real node plugin would;
 - the real ``csi-provisioner`` and ``csi-attacher`` sidecars with the profile's flags;
-- the ``CSIDriver`` object from the profile.
+- the ``CSIDriver`` object from the profile;
+- the bugs of ``zoneproof.bugs`` it is asked to carry (by default those in
+  ``ZONEPROOF_BUGS``), each handed to where it lives: the driver's processes, the fake
+  ECS or the sidecars' flags; a cluster bug must be in the cluster already.
 
 Every process is recorded by pid and start time in ``<cluster dir>/driver/deployment.json``
 as it starts, so ``down()`` stops exactly those process groups, even after an interrupted
@@ -30,6 +33,7 @@ from pathlib import Path
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from zoneproof import bugs as bug_catalogue
 from zoneproof import labels, toolchain
 from zoneproof.cloud import CloudAccess
 from zoneproof.cluster import provider_name
@@ -83,6 +87,7 @@ class RunningDeployment:
     ecs_endpoint: str
     logs: str
     processes: dict[str, tuple[int, int]]  # name -> (pid, start time)
+    bugs: tuple[str, ...] = ()
 
     @property
     def alive(self) -> bool:
@@ -97,7 +102,7 @@ def running_deployment(provider: LocalProvider) -> RunningDeployment | None:
         return None
     data = json.loads(path.read_text())
     return RunningDeployment(data["profile"], data["zone_policy"], data["ecs_endpoint"], data["logs"],
-                             {k: tuple(v) for k, v in data["processes"].items()})
+                             {k: tuple(v) for k, v in data["processes"].items()}, tuple(data.get("bugs", ())))
 
 
 def parse_zone_categories(values: tuple[str, ...] | list[str], zones: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
@@ -133,8 +138,9 @@ def check_run_inputs(profile: DriverProfile, driver_binary: str | None) -> None:
 class DriverDeployment:
     def __init__(self, provider: LocalProvider, profile: DriverProfile, *, zone_policy: str | None = None,
                  zone_categories: dict[str, tuple[str, ...]] | None = None, driver_binary: str | None = None,
-                 logs: Path | None = None):
+                 logs: Path | None = None, bugs: tuple[str, ...] | None = None):
         self.provider = provider
+        self.bugs = bug_catalogue.from_env() if bugs is None else bug_catalogue.parse(bugs)
         self.profile = profile
         self.zone_policy = zone_policy or profile.zone_policies[0]
         self.zone_categories = zone_categories or {}  # zones selling fewer disk categories than all
@@ -169,7 +175,7 @@ class DriverDeployment:
         path = self.workdir / STATE_FILE
         data = json.loads(path.read_text()) if path.is_file() else {
             "profile": self.profile.source, "zone_policy": self.zone_policy, "ecs_endpoint": "",
-            "logs": str(self.logs), "processes": {}}
+            "logs": str(self.logs), "processes": {}, "bugs": list(self.bugs)}
         processes = changes.pop("processes", {})
         data["processes"].update({name: [pid, start_time(pid)] for name, pid in processes.items()})
         data.update(changes)
@@ -193,6 +199,32 @@ class DriverDeployment:
         if self.zone_policy not in self.profile.zone_policies:
             raise DriverError(f"profile {self.profile.name!r} declares zone policies "
                               f"{', '.join(self.profile.zone_policies)}, not {self.zone_policy!r}")
+        self._check_bugs()
+
+    def _check_bugs(self) -> None:
+        in_driver = bug_catalogue.of_layer(self.bugs, *bug_catalogue.DRIVER_LAYERS)
+        if in_driver and not self.profile.run.bug_switches:
+            raise DriverError(f"bug(s) {', '.join(in_driver)} live in the driver, but profile {self.profile.name!r} "
+                              "has no bug_switches (its driver does not read ZONEPROOF_BUGS)")
+        missing = [b for b in bug_catalogue.of_layer(self.bugs, "cluster") if b not in self.provider.spec.bugs]
+        if missing:
+            raise DriverError(f"bug(s) {', '.join(missing)} live in the cluster's configuration, which cluster "
+                              f"{self.provider.spec.name!r} was not started with: run `zoneproof cluster up "
+                              + " ".join(f"--bug {b}" for b in missing) + "`")
+        if "provisioner-without-strict-topology" in self.bugs \
+                and "--strict-topology" not in self.profile.run.sidecars["csi-provisioner"]:
+            raise DriverError(f"profile {self.profile.name!r} runs csi-provisioner without --strict-topology "
+                              "already: bug provisioner-without-strict-topology would change nothing")
+
+    def _sidecar_flags(self, name: str) -> tuple[str, ...]:
+        flags = self.profile.run.sidecars[name]
+        if name == "csi-provisioner" and "provisioner-without-strict-topology" in self.bugs:
+            flags = tuple(f for f in flags if f != "--strict-topology")
+        return flags
+
+    def _driver_env(self, env: dict[str, str]) -> dict[str, str]:
+        """A driver process's environment: its driver bugs, and none inherited."""
+        return {**env, bug_catalogue.ENV: ",".join(bug_catalogue.of_layer(self.bugs, *bug_catalogue.DRIVER_LAYERS))}
 
     def _values(self, ecs_endpoint: str, socket_path: str) -> dict[str, str]:
         spec = self.provider.spec
@@ -225,7 +257,8 @@ class DriverDeployment:
                 host = self.provider.host_address()
             ecs = EcsProcess(self.workdir / "ecs.sqlite", log_path=self.logs / "fake-ecs.log", host=host, args=(
                 "--region", spec.region, "--zones", ",".join(spec.zones), *categories,
-                "--power-cluster", spec.name, *provider_args))
+                "--power-cluster", spec.name, *provider_args,
+                *bug_catalogue.options(bug_catalogue.of_layer(self.bugs, "cloud"))))
             try:
                 ecs.start()
             finally:
@@ -235,7 +268,8 @@ class DriverDeployment:
             EcsAdmin(ecs.endpoint).register_instances(self.provider.instances())
 
             controller_socket = str(self.workdir / "controller.sock")
-            self._start("csi-controller", *render(run.controller, self._values(ecs.endpoint, controller_socket)))
+            args, env = render(run.controller, self._values(ecs.endpoint, controller_socket))
+            self._start("csi-controller", args, self._driver_env(env))
             storage = client.StorageV1Api(self.provider.api_client)
             self._ensure_csidriver(storage)
             if self.provider.runs_kubelets:
@@ -248,7 +282,7 @@ class DriverDeployment:
                       "--v=3"]
             values = self._values(ecs.endpoint, controller_socket)
             for name, path in sidecars.items():
-                flags = [flag.format_map(_Vars(values)) for flag in run.sidecars[name]]
+                flags = [flag.format_map(_Vars(values)) for flag in self._sidecar_flags(name)]
                 self._start(name, [path, *common, *flags], {})
             self._wait_sidecars()
         except BaseException:
@@ -258,6 +292,8 @@ class DriverDeployment:
         log.info("driver %s (profile %s) up in %.1fs (zone policy %s, fake ECS at %s, logs in %s)",
                  self.profile.driver, self.profile.name, time.monotonic() - started, self.zone_policy, ecs.endpoint,
                  self.logs)
+        if self.bugs:
+            log.warning("this deployment carries bug(s) on purpose: %s", ", ".join(self.bugs))
 
     def _deploy_node_plugin(self, ecs_endpoint: str) -> None:
         """On nodes with kubelets: the node plugin as a DaemonSet, registered by the kubelets."""
@@ -269,7 +305,7 @@ class DriverDeployment:
         self.provider.load_images(image)
         args, env = render(self.profile.run.node_plugin,
                            incluster.pod_values(self._values(ecs_endpoint, ""), self.profile.driver))
-        incluster.deploy(self.provider.api_client, self.profile.driver, image, args, env)
+        incluster.deploy(self.provider.api_client, self.profile.driver, image, args, self._driver_env(env))
         workers = [n for n in self.provider.nodes() if self.provider.core.read_node(n).metadata.labels.get(
             labels.INSTANCE_ID)]
         incluster.wait_registered(self.provider.api_client, self.profile, workers)
@@ -285,7 +321,7 @@ class DriverDeployment:
                 node_socket = str(self.workdir / "nodes" / f"{name}.sock")
                 (self.workdir / "nodes").mkdir(exist_ok=True)
                 args, env = render(run.node_command, {**self._values(ecs_endpoint, node_socket), **values})
-                self._start(f"csi-node-{name}", args, env)
+                self._start(f"csi-node-{name}", args, self._driver_env(env))
                 endpoints[name] = f"unix://{node_socket}"
                 continue
             stand_in = run.stand_in
@@ -396,4 +432,5 @@ def attach(provider: LocalProvider, **options) -> DriverDeployment:
         profile = load_profile(state.profile)
     except ProfileError as err:
         raise DriverError(f"the running deployment's profile cannot be read again: {err}") from None
-    return DriverDeployment(provider, profile, zone_policy=state.zone_policy, logs=Path(state.logs), **options)
+    return DriverDeployment(provider, profile, zone_policy=state.zone_policy, logs=Path(state.logs), bugs=state.bugs,
+                            **options)

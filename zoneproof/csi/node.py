@@ -59,17 +59,26 @@ def _unmount(target: Path) -> None:
 
 
 class NodeService(csi_grpc.NodeServicer):
-    def __init__(self, cloud: EcsCloud, instance_id: str, zone: str, disk_root: Path | None = None):
+    def __init__(self, cloud: EcsCloud, instance_id: str, zone: str, disk_root: Path | None = None,
+                 bugs: tuple[str, ...] = ()):
         self.cloud = cloud
         self.instance_id = instance_id
         self.zone = zone
         self.disk_root = disk_root
+        self.bugs = bugs
 
     def NodeGetInfo(self, request, context):
+        zone = self.zone
+        if "node-info-one-zone" in self.bugs:
+            try:
+                zones = self.cloud.call("DescribeZones", RegionId=self.cloud.region)["Zones"]["Zone"]
+            except CloudError as err:
+                abort_cloud(context, err, "listing zones")
+            zone = min(z["ZoneId"] for z in zones)
         return csi.NodeGetInfoResponse(
             node_id=self.instance_id, max_volumes_per_node=MAX_VOLUMES_PER_NODE,
             accessible_topology=csi.Topology(segments={
-                labels.DISK_ZONE: self.zone, labels.ZONE: self.zone, labels.REGION: self.cloud.region}))
+                labels.DISK_ZONE: zone, labels.ZONE: zone, labels.REGION: self.cloud.region}))
 
     def NodeGetCapabilities(self, request, context):
         rpc = csi.NodeServiceCapability.RPC

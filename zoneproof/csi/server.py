@@ -10,6 +10,8 @@ from pathlib import Path
 
 import grpc
 
+from zoneproof.bugs import DRIVER_LAYERS, NAMES, of_layer
+from zoneproof.bugs import parse as parse_bugs
 from zoneproof.csi.cloud import EcsCloud
 from zoneproof.csi.controller import ControllerService
 from zoneproof.csi.identity import IdentityService
@@ -28,19 +30,25 @@ def socket_path(endpoint: str) -> Path:
 
 def build_server(endpoint: str, cloud: EcsCloud, *, zone_policy: str | None = None,
                  instance_id: str | None = None, zone: str | None = None,
-                 controller_zone: str | None = None, disk_root: Path | None = None) -> grpc.Server:
+                 controller_zone: str | None = None, disk_root: Path | None = None,
+                 bugs: tuple[str, ...] = ()) -> grpc.Server:
     """A server with Identity plus Controller (given a zone policy) and/or Node (given an
-    instance id and zone)."""
+    instance id and zone), carrying the driver bugs of ``zoneproof.bugs`` it is given."""
+    wrong = [b for b in parse_bugs(bugs) if b not in of_layer(NAMES, *DRIVER_LAYERS)]
+    if wrong:
+        raise ValueError(f"bug(s) {', '.join(wrong)} do not live in the driver; it carries only "
+                         f"{', '.join(of_layer(NAMES, *DRIVER_LAYERS))}")
     if zone_policy is None and instance_id is None:
         raise ValueError("serve a controller (zone policy) or a node (instance id and zone), or both")
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
     csi_grpc.add_IdentityServicer_to_server(IdentityService(with_controller=zone_policy is not None), server)
     if zone_policy is not None:
-        csi_grpc.add_ControllerServicer_to_server(ControllerService(cloud, zone_policy, controller_zone or zone), server)
+        csi_grpc.add_ControllerServicer_to_server(ControllerService(cloud, zone_policy, controller_zone or zone, bugs),
+                                                     server)
     if instance_id is not None:
         if not zone:
             raise ValueError("a node endpoint needs the node's zone")
-        csi_grpc.add_NodeServicer_to_server(NodeService(cloud, instance_id, zone, disk_root), server)
+        csi_grpc.add_NodeServicer_to_server(NodeService(cloud, instance_id, zone, disk_root, bugs), server)
     path = socket_path(endpoint)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():

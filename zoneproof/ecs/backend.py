@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
 
+from zoneproof.bugs import NAMES as CATALOGUE_NAMES, of_layer, parse as parse_bugs
 from zoneproof.ecs import catalog
 from zoneproof.ecs.errors import EcsError
 from zoneproof.ecs.faults import Faults
@@ -54,8 +55,14 @@ class EcsConfig:
     zones: dict[str, tuple[str, ...]] = field(
         default_factory=lambda: {z: catalog.DEFAULT_CATEGORIES for z in ("cn-beijing-a", "cn-beijing-b", "cn-beijing-c")})
     latencies: Latencies = field(default_factory=Latencies)
+    # Switched-on cloud bugs of zoneproof.bugs (layer "cloud"): rules this ECS then breaks.
+    bugs: tuple[str, ...] = ()
 
     def validate(self) -> "EcsConfig":
+        wrong = [b for b in parse_bugs(self.bugs) if b not in of_layer(CATALOGUE_NAMES, "cloud")]
+        if wrong:
+            raise ValueError(f"bug(s) {', '.join(wrong)} do not live in the cloud; the fake ECS carries only "
+                             f"{', '.join(of_layer(CATALOGUE_NAMES, 'cloud'))}")
         if not self.region:
             raise ValueError("region must not be empty")
         if not self.zones:
@@ -359,7 +366,7 @@ class EcsBackend:
         disk = self.disk(db, disk_id)
         instance = self._instance(db, instance_id)
         self.faults.check_zones([disk["zone"], instance["zone"]])
-        if disk["zone"] != instance["zone"]:
+        if disk["zone"] != instance["zone"] and "cross-zone-attach" not in self.config.bugs:
             raise EcsError("ResourcesNotInSameZone",
                            f"The specified instance and disk are not in the same zone. (Disk {disk_id} is in "
                            f"{disk['zone']}, instance {instance_id} in {instance['zone']}.)")
@@ -370,7 +377,7 @@ class EcsBackend:
         holders = [a["instance_id"] for a in attachments]
         if instance_id in holders:
             raise EcsError("IncorrectDiskStatus", f"Disk {disk_id} is already attached to {instance_id}.")
-        if holders and not disk["multi_attach"]:
+        if holders and not disk["multi_attach"] and "multi-attach-without-flag" not in self.config.bugs:
             raise EcsError("IncorrectDiskStatus",
                            f"Disk {disk_id} is {status} on {holders[0]} and does not have MultiAttach enabled.")
         if len(holders) >= catalog.MAX_ATTACHMENTS_MULTI:

@@ -77,6 +77,9 @@ class PlacementEnv:
     borrowed_disks: list[str] = field(default_factory=list)  # the user's, left in place
     watcher: Watcher | None = None
     watched_kinds: tuple[str, ...] = ("Pod",)  # kinds the test makes: its watch must see them change
+    # Disks a test attaches through the ECS API on purpose, to probe the cloud's own rules:
+    # their refused attaches are the test's subject, not violations of the driver.
+    cloud_probes: set[str] = field(default_factory=set)
     ledger: DataLedger = field(default_factory=DataLedger)
 
     def runnable(self, obj: dict) -> dict:
@@ -134,7 +137,7 @@ class PlacementEnv:
             spec = change.obj.get("spec") or {}
             if change.kind == "PersistentVolume" and (spec.get("claimRef") or {}).get("namespace") == self.namespace:
                 disks.add((spec.get("csi") or {}).get("volumeHandle", ""))
-        return disks
+        return disks - self.cloud_probes
 
     def verdict(self) -> Verdict:
         return check(take_snapshot(self.cluster.api_client, self.cloud, self.namespace, driver=self.profile.driver),

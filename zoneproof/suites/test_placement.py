@@ -12,6 +12,7 @@ import itertools
 import logging
 import random
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import allure
 import pytest
@@ -21,6 +22,7 @@ from zoneproof import labels, manifests, tally, workloads
 from zoneproof.oracle import Verdict, picture, settled
 from zoneproof.suites.capabilities import require_scheme
 from zoneproof.waiting import wait_for
+from zoneproof.workloads import claim, disks_created_for
 
 log = logging.getLogger(__name__)
 
@@ -137,3 +139,33 @@ def test_pods_follow_their_disks(placement, cluster, profile, scheme, zone_count
     wait_placed(env, replicas)
     env.check_data(replicas)  # each pod found its own disk again, with its data
     assert again == first, f"zones changed after the pods were deleted: {first} -> {again}"
+
+
+@pytest.mark.serial
+def test_claims_made_at_once_take_the_zoneid_zones_in_turn(placement, cluster, profile):
+    """Round-robin over zoneId under concurrency: claims created at once (as a StatefulSet
+    with Parallel pod management makes them) take the zones in turn, each zone as often."""
+    require_scheme(profile, "dynamic-zoneid")
+    env = placement("round-robin")
+    env.watched_kinds = ("PersistentVolumeClaim", "PersistentVolume")  # claims only, no pod
+    zones = list(cluster.spec.zones)
+    sc = manifests.storage_class(profile, "dynamic-zoneid", zones, name=f"csi-disk-zoneid-{env.namespace}")
+    client.StorageV1Api(cluster.api_client).create_storage_class(sc)
+    env.storage_classes.append(sc["metadata"]["name"])
+    per_zone = 2
+    names = [f"data-{n}" for n in range(per_zone * len(zones))]
+
+    def create(name: str) -> None:
+        cluster.core.create_namespaced_persistent_volume_claim(
+            env.namespace, claim(name, sc["metadata"]["name"], profile.size))
+    with ThreadPoolExecutor(len(names)) as pool:
+        list(pool.map(create, names))  # list(): an exception of any creation is raised here
+
+    def bound():
+        phases = {c.metadata.name: c.status.phase for c in
+                  cluster.core.list_namespaced_persistent_volume_claim(env.namespace).items}
+        return sorted(phases) == names and set(phases.values()) == {"Bound"}, phases
+    wait_for(bound, what=f"{len(names)} claims bound", timeout=90)
+    counts = Counter(d["ZoneId"] for d in disks_created_for(env.cloud, env.namespace))
+    assert counts == {zone: per_zone for zone in zones}, \
+        f"{len(names)} claims made at once over zoneId {','.join(zones)} took zones {dict(counts)}"

@@ -1,21 +1,22 @@
 """Disk follows pod: a WaitForFirstConsumer claim waits for its consumer and is then
-provisioned in the consumer's zone; several claims of one pod all land in that zone.
-Waiting is proven from the claim's own watch stream, not by sleeping."""
+provisioned in the zone of the node the scheduler selected for it (the claim's
+``volume.kubernetes.io/selected-node``), not merely somewhere its pod can later be moved
+to; a requirement no zone can meet fails provisioning instead of making a disk elsewhere;
+a zone without stock sends the claim to another zone. Waiting and ordering are proven
+from the watched history of the claims, not by sleeping."""
 
 from __future__ import annotations
 
 import random
-import threading
 
-from kubernetes import client, watch
+import pytest
+from kubernetes import client
 
 from zoneproof import data, labels, manifests, tally
-from zoneproof.oracle import settled
+from zoneproof.oracle import SELECTED_NODE, settled
 from zoneproof.suites.capabilities import require_scheme
-from zoneproof.waiting import wait_for
-from zoneproof.workloads import claim, pod_with_claims
-
-SELECTED_NODE = "volume.kubernetes.io/selected-node"
+from zoneproof.waiting import WaitTimeout, wait_for
+from zoneproof.workloads import claim, disks_created_for, pod_with_claims, remove_workload
 
 
 def scheduled_node(cluster, namespace: str, pod: str) -> str:
@@ -26,56 +27,88 @@ def scheduled_node(cluster, namespace: str, pod: str) -> str:
     return wait_for(check, what=f"pod {pod} to be bound to a node", timeout=60)
 
 
-def wffc_class(env) -> str:
+def wffc_class(env, zone_ids: list[str] | None = None) -> str:
+    """A WaitForFirstConsumer StorageClass: the profile's, or with ``zone_ids`` its
+    dynamic ``zoneId`` class bound on first consumer."""
     require_scheme(env.profile, "wait-for-first-consumer")
-    sc = manifests.storage_class(env.profile, "wait-for-first-consumer", env.cluster.spec.zones,
-                                 name=f"csi-disk-topology-{env.suffix}")
+    if zone_ids is None:
+        sc = manifests.storage_class(env.profile, "wait-for-first-consumer", env.cluster.spec.zones,
+                                     name=f"csi-disk-topology-{env.suffix}")
+    else:
+        require_scheme(env.profile, "dynamic-zoneid")
+        sc = env.profile.storage_class("dynamic-zoneid", f"csi-disk-zoneid-wffc-{env.suffix}", zone_ids,
+                                       binding="WaitForFirstConsumer")
     client.StorageV1Api(env.cluster.api_client).create_storage_class(sc)
     env.storage_classes.append(sc["metadata"]["name"])
     return sc["metadata"]["name"]
 
 
-def test_claim_waits_for_its_consumer_then_provisions_in_its_zone(placement, cluster, seed):
+def claim_states(env, name: str) -> list[tuple[str, str, str]]:
+    """(phase, selected node, volume) of each version of a claim the watch recorded."""
+    return [((v.get("status") or {}).get("phase", ""), (v["metadata"].get("annotations") or {}).get(SELECTED_NODE, ""),
+             (v.get("spec") or {}).get("volumeName") or "") for v in env.watcher.versions("PersistentVolumeClaim", name)]
+
+
+def wait_events(env, names: list[str], reasons: set[str], what: str, timeout: float = 60) -> dict[str, str]:
+    """The first event of one of ``reasons`` for each claim: claim -> "reason: message"."""
+    def check():
+        found = {}
+        for event in env.cluster.core.list_namespaced_event(env.namespace).items:
+            if event.involved_object.name in names and event.reason in reasons:
+                found.setdefault(event.involved_object.name, f"{event.reason}: {event.message}")
+        return len(found) == len(names), found
+    return wait_for(check, what=what, timeout=timeout)
+
+
+def node_zone(cluster, node: str) -> str:
+    return cluster.core.read_node(node).metadata.labels[labels.ZONE]
+
+
+@pytest.mark.parametrize("zone_ids", ["no-zoneId", "zoneId-every-zone"])
+def test_claims_provision_in_their_consumers_zones(placement, cluster, zone_ids):
+    """One claim and one consumer per zone: each claim waits Pending until its consumer is
+    scheduled, then gets its disk in the zone of the node selected for it; deleting the
+    claims deletes the disks."""
     env = placement("topology")
-    zone = random.Random(f"{seed}-wffc").choice(list(cluster.spec.zones))
-    sc = wffc_class(env)
-    history: list[tuple[str, str, str]] = []  # (phase, selected node, volume) per claim version, in order
-    bound = threading.Event()
+    zones = list(cluster.spec.zones)
+    sc = wffc_class(env, None if zone_ids == "no-zoneId" else zones)
+    claims = {zone: f"data-{n}" for n, zone in enumerate(zones)}
+    for name in claims.values():
+        cluster.core.create_namespaced_persistent_volume_claim(env.namespace, claim(name, sc, env.profile.size))
+    wait_events(env, list(claims.values()), {"WaitForFirstConsumer"}, "every claim to report WaitForFirstConsumer")
+    waiting = {name: claim_states(env, name) for name in claims.values()}
+    assert all(states and all(p == "Pending" for p, _, _ in states) for states in waiting.values()), waiting
 
-    def record() -> None:
-        stream = watch.Watch()
-        for event in stream.stream(cluster.core.list_namespaced_persistent_volume_claim, env.namespace,
-                                   field_selector="metadata.name=data", timeout_seconds=120):
-            pvc = event["object"]
-            history.append((pvc.status.phase or "", (pvc.metadata.annotations or {}).get(SELECTED_NODE, ""),
-                            pvc.spec.volume_name or ""))
-            if pvc.status.phase == "Bound":
-                bound.set()
-                stream.stop()
+    for n, (zone, name) in enumerate(claims.items()):
+        cluster.core.create_namespaced_pod(env.namespace, data.for_cluster(cluster, pod_with_claims(
+            f"app-{n}", [name], {labels.ZONE: zone})))
 
-    watcher = threading.Thread(target=record, daemon=True)
-    watcher.start()
-    cluster.core.create_namespaced_persistent_volume_claim(env.namespace, claim("data", sc, env.profile.size))
+    def all_bound():
+        states = {name: claim_states(env, name) for name in claims.values()}
+        return all(any(p == "Bound" for p, _, _ in s) for s in states.values()), states
+    histories = wait_for(all_bound, what=f"the watch to see {len(claims)} claims bound", timeout=90)
+    for n, (zone, name) in enumerate(claims.items()):
+        history = histories[name]
+        first_selected = next(i for i, (_, node, _) in enumerate(history) if node)
+        first_bound = next(i for i, (phase, _, _) in enumerate(history) if phase == "Bound")
+        assert first_selected < first_bound, f"{name} bound before a consumer was scheduled: {history}"
+        selected = history[first_bound][1]
+        assert node_zone(cluster, selected) == zone, f"{name} was provisioned for {selected}, outside {zone}"
+        assert selected == scheduled_node(cluster, env.namespace, f"app-{n}")
 
-    def waiting_event():
-        events = cluster.core.list_namespaced_event(env.namespace, field_selector="involvedObject.name=data").items
-        return any(e.reason == "WaitForFirstConsumer" for e in events), [e.reason for e in events]
+    # The oracle checks each disk against the zone of its claim's selected node.
+    verdict = wait_for(lambda: (settled(v := env.verdict(), len(zones))[0], v),
+                       what=f"{len(zones)} consumers running with their disks attached", timeout=60)
+    tally.record(verdict)
+    assert verdict.ok, "\n".join(verdict.violations)
+    placed = {p.pod: [v.disk_zone for v in p.volumes] for p in verdict.pods}
+    assert placed == {f"app-{n}": [zone] for n, zone in enumerate(zones)}, verdict.table()
 
-    wait_for(waiting_event, what="the claim to report WaitForFirstConsumer", timeout=30)
-    assert all(phase == "Pending" for phase, _, _ in history), history
-
-    cluster.core.create_namespaced_pod(env.namespace, data.for_cluster(cluster, pod_with_claims(
-        "app", ["data"], {labels.ZONE: zone})))
-    assert bound.wait(90), f"claim never bound: {history}"
-    watcher.join(timeout=10)
-    first_selected = next(i for i, (_, node, _) in enumerate(history) if node)
-    first_bound = next(i for i, (phase, _, _) in enumerate(history) if phase == "Bound")
-    assert first_selected < first_bound, f"bound before a consumer was scheduled: {history}"
-    assert history[first_selected][1] == scheduled_node(cluster, env.namespace, "app")
-
-    pv = cluster.core.read_persistent_volume(history[first_bound][2])
-    disks = env.cloud.describe_disks([pv.spec.csi.volume_handle])
-    assert [d["ZoneId"] for d in disks] == [zone], f"disk {pv.spec.csi.volume_handle} of the claim: {disks}"
+    made = {d["DiskId"] for d in disks_created_for(env.cloud, env.namespace)}
+    assert len(made) == len(zones), f"expected {len(zones)} disks for the claims, found {sorted(made)}"
+    remove_workload(cluster.api_client, env.namespace)
+    left = [f"{d['DiskId']} ({d['Status']})" for d in disks_created_for(env.cloud, env.namespace)]
+    assert not left, f"the claims and their PVs are gone, but their disks are still in the cloud: {left}"
 
 
 def test_several_claims_of_one_pod_land_in_one_zone(placement, cluster, seed):
@@ -91,8 +124,109 @@ def test_several_claims_of_one_pod_land_in_one_zone(placement, cluster, seed):
         return all(c.status.phase == "Bound" for c in claims), {c.metadata.name: c.status.phase for c in claims}
 
     wait_for(bound, what="every claim of the pod to bind", timeout=90)
-    zone = cluster.core.read_node(scheduled_node(cluster, env.namespace, "app")).metadata.labels[labels.ZONE]
+    zone = node_zone(cluster, scheduled_node(cluster, env.namespace, "app"))
     verdict = wait_for(lambda: (settled(v := env.verdict(), 1)[0], v),
                        what="the pod running with every claim attached where it runs", timeout=60)
     tally.record(verdict)
     assert [vol.disk_zone for p in verdict.pods for vol in p.volumes] == [zone] * len(names), verdict.table()
+
+
+def test_a_zoneid_without_the_consumers_zone_fails_provisioning(placement, cluster, seed):
+    """CSI: a created volume must be accessible from at least one requisite topology. A
+    consumer pinned to a zone the StorageClass's zoneId leaves out cannot get a disk: the
+    claim must stay unbound with a provisioning failure, and no disk be made elsewhere."""
+    if len(cluster.spec.zones) < 2:
+        pytest.skip(f"needs 2 zones; the cluster under test has {len(cluster.spec.zones)}")
+    env = placement("topology")
+    consumer_zone = random.Random(f"{seed}-conflict").choice(list(cluster.spec.zones))
+    others = [z for z in cluster.spec.zones if z != consumer_zone]
+    sc = wffc_class(env, others)
+    cluster.core.create_namespaced_persistent_volume_claim(env.namespace, claim("data", sc, env.profile.size))
+    cluster.core.create_namespaced_pod(env.namespace, data.for_cluster(cluster, pod_with_claims(
+        "app", ["data"], {labels.ZONE: consumer_zone})))
+    outcome = wait_events(env, ["data"], {"ProvisioningFailed", "ProvisioningSucceeded"},
+                          "the provisioner's first answer for the claim")["data"]
+    made = [f"{d['DiskId']} in {d['ZoneId']}" for d in disks_created_for(env.cloud, env.namespace)]
+    assert not made, (f"the consumer runs in {consumer_zone}, zoneId allows {', '.join(others)}: no disk may be made, "
+                      f"but {made} was ({outcome})")
+    assert outcome.startswith("ProvisioningFailed"), outcome
+    phase = cluster.core.read_namespaced_persistent_volume_claim("data", env.namespace).status.phase
+    assert phase == "Pending", f"claim data is {phase} without a disk"
+
+
+@pytest.mark.serial  # the fault hits the next CreateDisk of whoever shares the fake ECS
+def test_a_create_retried_after_throttling_stays_in_the_consumers_zone(placement, cluster, seed):
+    """ECS answers the first CreateDisk with Throttling; the retry must still make the disk
+    in the zone of the consumer's node."""
+    env = placement("topology")
+    if env.cloud.admin is None:
+        pytest.skip("needs the fake ECS's fault injection (the cloud under test is not the fake)")
+    zone = random.Random(f"{seed}-throttled").choice(list(cluster.spec.zones))
+    sc = wffc_class(env)
+    fault = env.cloud.admin.add_fault("fail_next", action="CreateDisk", count=1, code="Throttling")
+    try:
+        cluster.core.create_namespaced_persistent_volume_claim(env.namespace, claim("data", sc, env.profile.size))
+        cluster.core.create_namespaced_pod(env.namespace, data.for_cluster(cluster, pod_with_claims(
+            "app", ["data"], {labels.ZONE: zone})))
+        wait_events(env, ["data"], {"ProvisioningSucceeded"}, "the claim to be provisioned", timeout=90)
+    finally:
+        if any(f["id"] == fault["id"] for f in env.cloud.admin.faults()):  # not spent: no CreateDisk came
+            env.cloud.admin.remove_fault(fault["id"])
+    throttled = [e for e in env.cloud.admin.audit() if e["action"] == "CreateDisk" and e.get("code") == "Throttling"]
+    assert throttled, "no CreateDisk was answered Throttling, so no retry was tested"
+    zones = [d["ZoneId"] for d in disks_created_for(env.cloud, env.namespace)]
+    assert zones == [zone], f"the consumer runs in {zone}; the claim's disks are in {zones}"
+
+
+def set_unschedulable(cluster, nodes: list[str], value: bool) -> None:
+    for node in nodes:
+        cluster.core.patch_node(node, {"spec": {"unschedulable": value}})
+
+
+@pytest.mark.serial  # it cordons nodes and stocks out a zone of the shared fake ECS
+def test_a_claim_without_stock_in_its_zone_is_rescheduled(placement, cluster, seed):
+    """CSI: a volume that cannot be made in the requisite topology answers
+    RESOURCE_EXHAUSTED, on which csi-provisioner hands a WaitForFirstConsumer claim back to
+    the scheduler. The consumer may run in two zones; the scheduler's first choice has no
+    stock. Once capacity moves to the other zone (its nodes opened, the first zone's
+    cordoned), the claim must be rescheduled there and the pod run with its disk."""
+    if len(cluster.spec.zones) < 2:
+        pytest.skip(f"needs 2 zones; the cluster under test has {len(cluster.spec.zones)}")
+    env = placement("topology")
+    if env.cloud.admin is None:
+        pytest.skip("needs the fake ECS's fault injection (the cloud under test is not the fake)")
+    empty, stocked = random.Random(f"{seed}-no-stock").sample(list(cluster.spec.zones), 2)
+    nodes = {zone: [n.metadata.name for n in cluster.core.list_node(label_selector=f"{labels.ZONE}={zone}").items]
+             for zone in (empty, stocked)}
+    sc = wffc_class(env)
+    fault = env.cloud.admin.add_fault("no_stock", zone=empty)
+    set_unschedulable(cluster, nodes[stocked], True)  # the scheduler's first choice: the zone without stock
+    try:
+        pod = pod_with_claims("app", ["data"])
+        pod["spec"]["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [{"matchExpressions": [{"key": labels.ZONE, "operator": "In",
+                                                         "values": [empty, stocked]}]}]}}}
+        cluster.core.create_namespaced_persistent_volume_claim(env.namespace, claim("data", sc, env.profile.size))
+        cluster.core.create_namespaced_pod(env.namespace, data.for_cluster(cluster, pod))
+        failed = wait_events(env, ["data"], {"ProvisioningFailed"}, f"the first answer of no stock in {empty}")
+        set_unschedulable(cluster, nodes[stocked], False)
+        set_unschedulable(cluster, nodes[empty], True)
+
+        def rescheduled():
+            verdict = env.verdict()
+            selected = (cluster.core.read_namespaced_persistent_volume_claim("data", env.namespace)
+                        .metadata.annotations or {}).get(SELECTED_NODE, "")
+            done, off = settled(verdict, 1)
+            return done, verdict if done else f"{off}; claim selected for {selected or 'no node'}"
+        try:
+            verdict = wait_for(rescheduled, what=f"the claim rescheduled to {stocked} and its pod running",
+                               timeout=90)
+        except WaitTimeout as err:
+            raise AssertionError(f"after {failed['data']}, the claim was not handed back to the scheduler: "
+                                 f"{err}") from None
+    finally:
+        set_unschedulable(cluster, nodes[stocked] + nodes[empty], False)
+        env.cloud.admin.remove_fault(fault["id"])
+    tally.record(verdict)
+    assert verdict.ok, "\n".join(verdict.violations)
+    assert [v.disk_zone for p in verdict.pods for v in p.volumes] == [stocked], verdict.table()

@@ -1,0 +1,270 @@
+"""The bug catalogue: every switch changes the behaviour it names (and nothing without it),
+each bug is refused where it cannot live, and every case a bug names exists in the suites.
+Whether the suites catch the bugs is what `make mutants` proves, on a cluster."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import grpc
+import pytest
+
+from zoneproof import bugs, labels
+from zoneproof.cloud import CloudError
+from zoneproof.cluster import ClusterSpec, LocalProvider, SpecError
+from zoneproof.cluster.local import kwokctl_config, scheduler_configuration
+from zoneproof.csi.cloud import EcsCloud, EcsSettings
+from zoneproof.csi.controller import FOREIGN_ZONE_KEY
+from zoneproof.csi.deploy import DriverDeployment, DriverError
+from zoneproof.csi.proto import load
+from zoneproof.csi.server import build_server
+from zoneproof.ecs.backend import EcsConfig
+from zoneproof.ecs.server import DEFAULT_CREDENTIALS, EcsServer
+from zoneproof.profile import load_profile
+
+csi, csi_grpc = load()
+REGION = "cn-beijing"
+ZONES = ("cn-beijing-a", "cn-beijing-b", "cn-beijing-c")
+INSTANCES = {"i-nodea1": ZONES[0], "i-nodea2": ZONES[0], "i-nodeb1": ZONES[1]}
+SUITES = Path(bugs.__file__).parent / "suites"
+WRITER = csi.VolumeCapability(mount=csi.VolumeCapability.MountVolume(), access_mode=csi.VolumeCapability.AccessMode(
+    mode=csi.VolumeCapability.AccessMode.SINGLE_NODE_WRITER))
+
+
+def ecs_server(cloud_bugs: tuple[str, ...] = ()) -> EcsServer:
+    server = EcsServer(EcsConfig(region=REGION, zones={z: ("cloud_ssd",) for z in ZONES}, bugs=cloud_bugs))
+    with server.store.transaction() as db:
+        for instance_id, zone in INSTANCES.items():
+            server.backend.register_instance(db, instance_id, zone)
+    return server
+
+
+def cloud_of(ecs: EcsServer) -> EcsCloud:
+    key_id, secret = next(iter(DEFAULT_CREDENTIALS.items()))
+    return EcsCloud(EcsSettings(ecs.endpoint, key_id, secret, REGION))
+
+
+class Driver:
+    """The reference driver's controller and the node service of ``i-nodeb1``, carrying
+    ``bugs``, on a fake ECS, reached through gRPC as the sidecars reach it."""
+
+    def __init__(self, ecs: EcsServer, socket: Path, driver_bugs: tuple[str, ...]):
+        self.ecs, self.cloud = ecs, cloud_of(ecs)
+        endpoint = f"unix://{socket}"
+        self.server = build_server(endpoint, self.cloud, zone_policy="topology", controller_zone=ZONES[0],
+                                   instance_id="i-nodeb1", zone=ZONES[1], bugs=driver_bugs)
+        self.server.start()
+        self.channel = grpc.insecure_channel(endpoint)
+        self.controller = csi_grpc.ControllerStub(self.channel)
+        self.node = csi_grpc.NodeStub(self.channel)
+
+    def create(self, name: str, zone: str | None = None, **parameters) -> csi.Volume:
+        requirement = csi.TopologyRequirement()
+        if zone:
+            segment = csi.Topology(segments={labels.DISK_ZONE: zone})
+            requirement = csi.TopologyRequirement(requisite=[segment], preferred=[segment])
+        return self.controller.CreateVolume(csi.CreateVolumeRequest(
+            name=name, volume_capabilities=[WRITER], parameters={"type": "cloud_ssd", **parameters},
+            accessibility_requirements=requirement)).volume
+
+    def disk(self, disk_id: str) -> dict | None:
+        return self.cloud.describe_disk(disk_id)
+
+    def close(self) -> None:
+        self.channel.close()
+        self.server.stop(0).wait()
+
+
+@pytest.fixture
+def driver(tmp_path):
+    """``driver(*bugs)``: a fresh driver and fake ECS carrying those bugs."""
+    made: list[tuple[EcsServer, Driver]] = []
+
+    def make(*names: str) -> Driver:
+        ecs = ecs_server(bugs.of_layer(names, "cloud")).__enter__()
+        made.append((ecs, Driver(ecs, tmp_path / f"csi-{len(made)}.sock", bugs.of_layer(names, *bugs.DRIVER_LAYERS))))
+        return made[-1][1]
+    yield make
+    for ecs, drv in made:
+        drv.close()
+        ecs.__exit__(None, None, None)
+
+
+def zone_of(volume: csi.Volume) -> dict[str, str]:
+    return {k: v for t in volume.accessible_topology for k, v in t.segments.items()}
+
+
+# ------------------------------------------------------------------ the catalogue itself
+def test_every_bug_names_a_layer_an_origin_and_cases_that_exist():
+    cases = sorted({case for bug in bugs.CATALOGUE for case in bug.caught_by})
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+                           *(str(SUITES / case) for case in cases)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    collected = {line.rsplit("suites/", 1)[-1] for line in proc.stdout.splitlines() if "::" in line}
+    assert set(cases) <= collected, f"cases named by bugs but not in the suites: {sorted(set(cases) - collected)}"
+    for bug in bugs.CATALOGUE:
+        assert bug.layer in bugs.LAYERS and bug.effect and bug.origin and bug.caught_by, bug
+
+
+def test_bug_names_are_checked_and_split():
+    assert bugs.parse(["own-zone,delete-keeps-disk", "own-zone"]) == ("own-zone", "delete-keeps-disk")
+    assert bugs.from_env({bugs.ENV: ""}) == ()
+    with pytest.raises(bugs.BugError, match="unknown bug.*no-such-bug"):
+        bugs.parse(["no-such-bug"])
+
+
+def test_a_bug_is_refused_where_it_does_not_live(tmp_path):
+    with pytest.raises(ValueError, match="cross-zone-attach do not live in the driver"):
+        build_server(f"unix://{tmp_path}/x.sock", None, zone_policy="topology", bugs=("cross-zone-attach",))
+    with pytest.raises(ValueError, match="own-zone do not live in the cloud"):
+        EcsConfig(bugs=("own-zone",)).validate()
+    with pytest.raises(SpecError, match="own-zone do not live in the cluster"):
+        ClusterSpec(bugs=("own-zone",)).validate()
+
+
+# ------------------------------------------------------------------ controller
+def test_own_zone_makes_the_disk_in_the_controllers_zone(driver):
+    assert zone_of(driver().create("pvc-1", ZONES[2])) == {labels.DISK_ZONE: ZONES[2]}
+    buggy = driver("own-zone")
+    volume = buggy.create("pvc-1", ZONES[2])
+    assert buggy.disk(volume.volume_id)["ZoneId"] == ZONES[0]
+
+
+def test_zoneid_overrides_topology_ignores_the_requirement(driver):
+    assert zone_of(driver().create("pvc-1", ZONES[2], zoneId=",".join(ZONES)))[labels.DISK_ZONE] == ZONES[2]
+    assert zone_of(driver("zoneid-overrides-topology").create("pvc-1", ZONES[2], zoneId=",".join(ZONES))) == {
+        labels.DISK_ZONE: ZONES[0]}
+
+
+@pytest.mark.parametrize(("bug", "expected"), [
+    ("no-accessible-topology", {}),
+    ("topology-foreign-key", {FOREIGN_ZONE_KEY: ZONES[1]}),
+    ("topology-region-only", {labels.REGION: REGION}),
+    ("topology-other-zone", {labels.DISK_ZONE: ZONES[2]}),
+])
+def test_topology_bugs_misstate_the_volumes_topology(driver, bug, expected):
+    assert zone_of(driver().create("pvc-1", ZONES[1])) == {labels.DISK_ZONE: ZONES[1]}
+    buggy = driver(bug)
+    volume = buggy.create("pvc-1", ZONES[1])
+    assert zone_of(volume) == expected
+    assert buggy.disk(volume.volume_id)["ZoneId"] == ZONES[1]
+
+
+def test_throttling_rezone_retries_in_another_zone(driver):
+    for names, zone in (((), ZONES[1]), (("throttling-rezone",), ZONES[2])):
+        drv = driver(*names)
+        drv.ecs.faults.add({"kind": "fail_next", "action": "CreateDisk", "count": 1, "code": "Throttling"})
+        volume = drv.create("pvc-1", ZONES[1])
+        assert drv.disk(volume.volume_id)["ZoneId"] == zone, names
+        assert [e["code"] for e in drv.ecs.store.audit() if e["action"] == "CreateDisk"][0] == "Throttling"
+
+
+def test_no_stock_internal_hides_resource_exhausted(driver):
+    for names, code in (((), grpc.StatusCode.RESOURCE_EXHAUSTED), (("no-stock-internal",), grpc.StatusCode.INTERNAL)):
+        drv = driver(*names)
+        drv.ecs.faults.add({"kind": "no_stock", "zone": ZONES[1]})
+        with pytest.raises(grpc.RpcError) as failed:
+            drv.create("pvc-1", ZONES[1])
+        assert failed.value.code() == code, names
+
+
+def test_conflicting_zone_fallback_makes_a_disk_outside_the_requirement(driver):
+    with pytest.raises(grpc.RpcError) as refused:
+        driver().create("pvc-1", ZONES[1], zoneId=ZONES[2])
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "ConflictingZone" in refused.value.details()
+    buggy = driver("conflicting-zone-fallback")
+    assert buggy.disk(buggy.create("pvc-1", ZONES[1], zoneId=ZONES[2]).volume_id)["ZoneId"] == ZONES[2]
+
+
+def test_delete_keeps_disk_leaves_it_in_the_cloud(driver):
+    for names, left in (((), False), (("delete-keeps-disk",), True)):
+        drv = driver(*names)
+        volume = drv.create("pvc-1", ZONES[1])
+        drv.controller.DeleteVolume(csi.DeleteVolumeRequest(volume_id=volume.volume_id))
+        assert (drv.disk(volume.volume_id) is not None) == left, names
+
+
+def test_unpublish_keeps_disk_attached_leaves_it_attached(driver):
+    for names, holders in (((), []), (("unpublish-keeps-disk-attached",), ["i-nodeb1"])):
+        drv = driver(*names)
+        volume = drv.create("pvc-1", ZONES[1])
+        drv.controller.ControllerPublishVolume(csi.ControllerPublishVolumeRequest(
+            volume_id=volume.volume_id, node_id="i-nodeb1", volume_capability=WRITER))
+        drv.controller.ControllerUnpublishVolume(csi.ControllerUnpublishVolumeRequest(
+            volume_id=volume.volume_id, node_id="i-nodeb1"))
+        attached = [a["InstanceId"] for a in drv.disk(volume.volume_id)["Attachments"]["Attachment"]]
+        assert attached == holders, names
+
+
+# ------------------------------------------------------------------ node
+def test_node_info_one_zone_reports_the_regions_first_zone(driver):
+    def reported(drv: Driver) -> dict[str, str]:
+        return dict(drv.node.NodeGetInfo(csi.NodeGetInfoRequest()).accessible_topology.segments)
+    assert reported(driver())[labels.ZONE] == ZONES[1]
+    assert {reported(driver("node-info-one-zone"))[k] for k in (labels.ZONE, labels.DISK_ZONE)} == {ZONES[0]}
+
+
+# ------------------------------------------------------------------ cloud
+def test_cross_zone_attach_lets_a_disk_attach_in_another_zone():
+    for names in ((), ("cross-zone-attach",)):
+        with ecs_server(names) as ecs:
+            cloud = cloud_of(ecs)
+            disk_id = cloud.call("CreateDisk", RegionId=REGION, ZoneId=ZONES[1], DiskCategory="cloud_ssd",
+                                 Size=20)["DiskId"]
+            if not names:
+                with pytest.raises(CloudError, match="ResourcesNotInSameZone"):
+                    cloud.call("AttachDisk", DiskId=disk_id, InstanceId="i-nodea1")
+                continue
+            cloud.call("AttachDisk", DiskId=disk_id, InstanceId="i-nodea1")
+            assert cloud.wait_disk(disk_id, {"In_use"})["Attachments"]["Attachment"][0]["InstanceId"] == "i-nodea1"
+
+
+def test_multi_attach_without_flag_lets_a_disk_attach_twice():
+    for names in ((), ("multi-attach-without-flag",)):
+        with ecs_server(names) as ecs:
+            cloud = cloud_of(ecs)
+            disk_id = cloud.call("CreateDisk", RegionId=REGION, ZoneId=ZONES[0], DiskCategory="cloud_ssd",
+                                 Size=20)["DiskId"]
+            cloud.call("AttachDisk", DiskId=disk_id, InstanceId="i-nodea1")
+            cloud.wait_disk(disk_id, {"In_use"})
+            if not names:
+                with pytest.raises(CloudError, match="IncorrectDiskStatus"):
+                    cloud.call("AttachDisk", DiskId=disk_id, InstanceId="i-nodea2")
+                continue
+            cloud.call("AttachDisk", DiskId=disk_id, InstanceId="i-nodea2")
+            holders = cloud.wait_disk(disk_id, {"In_use"})["Attachments"]["Attachment"]
+            assert sorted(a["InstanceId"] for a in holders) == ["i-nodea1", "i-nodea2"]
+
+
+# ------------------------------------------------------------------ sidecars and cluster
+def test_provisioner_without_strict_topology_drops_the_flag(tmp_path):
+    provider = LocalProvider(ClusterSpec(name="bugs-flags"), workdir=tmp_path)
+    profile = load_profile("reference")
+    assert "--strict-topology" in DriverDeployment(provider, profile, bugs=())._sidecar_flags("csi-provisioner")
+    flags = DriverDeployment(provider, profile, bugs=("provisioner-without-strict-topology",))._sidecar_flags(
+        "csi-provisioner")
+    assert "--strict-topology" not in flags
+    assert set(flags) == set(profile.run.sidecars["csi-provisioner"]) - {"--strict-topology"}
+
+
+def test_driver_bugs_need_a_driver_that_reads_them_and_cluster_bugs_the_cluster(tmp_path):
+    provider = LocalProvider(ClusterSpec(name="bugs-checks"), workdir=tmp_path)
+    alibaba = load_profile("alibaba")
+    with pytest.raises(DriverError, match="no bug_switches"):
+        DriverDeployment(provider, alibaba, bugs=("own-zone",))._check_bugs()
+    DriverDeployment(provider, alibaba, bugs=("cross-zone-attach",))._check_bugs()  # the fake ECS carries it
+    with pytest.raises(DriverError, match="zoneproof cluster up --bug scheduler-without-volumezone"):
+        DriverDeployment(provider, load_profile("reference"), bugs=("scheduler-without-volumezone",))._check_bugs()
+
+
+def test_scheduler_without_volumezone_configures_the_scheduler(tmp_path):
+    assert scheduler_configuration(()) is None
+    config = scheduler_configuration(("scheduler-without-volumezone",))
+    assert config["profiles"][0]["plugins"]["filter"]["disabled"] == [{"name": "VolumeZone"}]
+    options = kwokctl_config(ClusterSpec(), {b: Path(b) for b in (
+        "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "etcd", "kwok")},
+        tmp_path / "scheduler.yaml")["options"]
+    assert options["kubeSchedulerConfig"] == str(tmp_path / "scheduler.yaml")

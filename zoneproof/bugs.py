@@ -1,0 +1,136 @@
+"""A catalogue of real placement bugs that zoneproof can switch on, one at a time or
+together, where each lives: in the reference driver's controller or node service, in the
+fake ECS, in the CSI sidecars' flags or in the cluster's configuration.
+
+Each bug reproduces a class of bug seen in the field (its origin is written beside it)
+and names the suite cases that must catch it. ``zoneproof bugs run`` (``make mutants``)
+proves that they do; ``zoneproof driver up --bug NAME`` reproduces one by hand.
+
+Bugs reach the processes that carry them as ``--bug`` options; a test session finds the
+bugs its deployments must carry in ``ZONEPROOF_BUGS`` (comma-separated), which is how
+``zoneproof bugs run`` hands them to the suites.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+ENV = "ZONEPROOF_BUGS"
+# Where a bug lives, and so who must be started with it.
+LAYERS = ("controller", "node", "cloud", "sidecar", "cluster")
+DRIVER_LAYERS = ("controller", "node")  # only a driver that reads --bug (the reference one) can carry these
+
+# The suite cases that catch bugs, as pytest node ids under zoneproof/suites.
+WFFC_EACH_ZONE = "test_wait_for_first_consumer.py::test_claims_provision_in_their_consumers_zones[no-zoneId]"
+WFFC_ZONEID = "test_wait_for_first_consumer.py::test_claims_provision_in_their_consumers_zones[zoneId-every-zone]"
+WFFC_CONFLICT = "test_wait_for_first_consumer.py::test_a_zoneid_without_the_consumers_zone_fails_provisioning"
+WFFC_THROTTLED = "test_wait_for_first_consumer.py::test_a_create_retried_after_throttling_stays_in_the_consumers_zone"
+WFFC_NO_STOCK = "test_wait_for_first_consumer.py::test_a_claim_without_stock_in_its_zone_is_rescheduled"
+DYNAMIC = "test_placement.py::test_pods_follow_their_disks[dynamic-zoneid-topology-2zones-3replicas]"
+STATIC_LABELS = "test_placement.py::test_pods_follow_their_disks[static-zone-labels-2zones-3replicas]"
+ROUND_ROBIN_AT_ONCE = "test_placement.py::test_claims_made_at_once_take_the_zoneid_zones_in_turn"
+CLOUD_ZONE = "test_cloud_rules.py::test_a_disk_attaches_only_to_an_instance_of_its_zone"
+CLOUD_ONE_HOLDER = "test_cloud_rules.py::test_a_disk_without_multiattach_attaches_to_one_instance"
+NODE_DRAIN = "test_chaos.py::test_experiment[node-drain]"
+
+
+@dataclass(frozen=True)
+class Bug:
+    name: str
+    layer: str
+    effect: str  # what goes wrong, as a user would see it
+    origin: str  # the real bug class it reproduces
+    caught_by: tuple[str, ...]  # the smallest set of suite cases that must catch it
+
+
+CATALOGUE: tuple[Bug, ...] = (
+    Bug("own-zone", "controller",
+        "CreateVolume makes every disk in the controller's own zone, ignoring the accessibility requirements",
+        "drivers that fall back to the zone of the instance they run on (the Alibaba disk plugin's last resort, "
+        "applied too early)", (WFFC_EACH_ZONE,)),
+    Bug("zoneid-overrides-topology", "controller",
+        "a zoneId list overrides the topology requirement: a WaitForFirstConsumer pod scheduled in one zone "
+        "gets a disk in another",
+        "the Alibaba disk plugin before its PR #1405 (the article's era)", (WFFC_ZONEID,)),
+    Bug("round-robin-unlocked", "controller",
+        "round-robin over zoneId reads its counter before a cloud call and writes it after, unlocked: claims "
+        "made at once take the same zone",
+        "an unsynchronised zone counter in a round-robin provisioner", (ROUND_ROBIN_AT_ONCE,)),
+    Bug("no-accessible-topology", "controller",
+        "CreateVolume returns no accessible topology, so PVs carry no nodeAffinity",
+        "drivers that forget Volume.accessible_topology (PVs schedulable anywhere)", (DYNAMIC,)),
+    Bug("topology-foreign-key", "controller",
+        "accessible topology under a key the nodes do not carry",
+        "a driver and its node plugin disagreeing on the topology key after a key rename",
+        (DYNAMIC,)),
+    Bug("topology-region-only", "controller",
+        "accessible topology names the region key only", "topology segments built from the region alone",
+        (DYNAMIC,)),
+    Bug("topology-other-zone", "controller",
+        "accessible topology names another zone than the disk's",
+        "a zone taken from the request instead of the created disk", (DYNAMIC,)),
+    Bug("throttling-rezone", "controller",
+        "after a Throttling answer CreateVolume retries at once in a zone picked afresh from the region",
+        "aws-ebs-csi-driver #2830 (a volume in the wrong zone after a rate-limited retry)", (WFFC_THROTTLED,)),
+    Bug("node-info-one-zone", "node",
+        "NodeGetInfo reports the first zone of the region for every node",
+        "node plugins that read the zone from a default or from the controller's metadata", (WFFC_EACH_ZONE,)),
+    Bug("cross-zone-attach", "cloud",
+        "the cloud attaches a disk to an instance in another zone",
+        "a cloud double whose zones are labels only (what zoneproof's premise rules out)", (CLOUD_ZONE,)),
+    Bug("multi-attach-without-flag", "cloud",
+        "the cloud attaches a disk without MultiAttach to a second instance",
+        "a cloud double without single-attach semantics", (CLOUD_ONE_HOLDER,)),
+    Bug("provisioner-without-strict-topology", "sidecar",
+        "csi-provisioner runs without --strict-topology, so the requisite topology lists every zone and a "
+        "zoneId list can move a WaitForFirstConsumer disk away from its consumer",
+        "deployments that drop --strict-topology (the Alibaba plugin's manifests set it)", (WFFC_CONFLICT,)),
+    Bug("unpublish-keeps-disk-attached", "controller",
+        "ControllerUnpublishVolume reports success while the disk stays attached",
+        "a detach that returns before the cloud confirms it and drops its error", (NODE_DRAIN,)),
+    Bug("delete-keeps-disk", "controller",
+        "DeleteVolume reports success but leaves the disk in the cloud",
+        "a delete that treats any answer as done, leaking disks", (WFFC_EACH_ZONE,)),
+    Bug("scheduler-without-volumezone", "cluster",
+        "the scheduler runs without its VolumeZone plugin, so zone-labelled static PVs are ignored",
+        "a scheduler profile that disables VolumeZone", (STATIC_LABELS,)),
+    Bug("conflicting-zone-fallback", "controller",
+        "with a zoneId that excludes the consumer's zone under WaitForFirstConsumer, the disk is made in a "
+        "zoneId zone anyway (ConflictingZone is only logged); the claim binds and the pod waits for good",
+        "the upstream Alibaba disk plugin today (seen running it)", (WFFC_CONFLICT,)),
+    Bug("no-stock-internal", "controller",
+        "OperationDenied.NoStock answers gRPC Internal, so a WaitForFirstConsumer claim is never rescheduled "
+        "to a zone with stock",
+        "the upstream Alibaba disk plugin today (seen running it)", (WFFC_NO_STOCK,)),
+)
+BY_NAME = {bug.name: bug for bug in CATALOGUE}
+NAMES = tuple(BY_NAME)
+
+
+class BugError(ValueError):
+    """An unknown bug, or one where it cannot live; the message says which."""
+
+
+def parse(names) -> tuple[str, ...]:
+    """Bug names from options or the environment (comma-separated or repeated), checked
+    against the catalogue, in catalogue order, without repeats."""
+    wanted = {n.strip() for value in names for n in value.split(",") if n.strip()}
+    unknown = sorted(wanted - set(BY_NAME))
+    if unknown:
+        raise BugError(f"unknown bug(s) {', '.join(unknown)}; `zoneproof bugs list` shows the catalogue: "
+                       f"{', '.join(BY_NAME)}")
+    return tuple(b.name for b in CATALOGUE if b.name in wanted)
+
+
+def from_env(environ=None) -> tuple[str, ...]:
+    return parse([(os.environ if environ is None else environ).get(ENV, "")])
+
+
+def of_layer(names, *layers: str) -> tuple[str, ...]:
+    return tuple(n for n in names if BY_NAME[n].layer in layers)
+
+
+def options(names) -> list[str]:
+    """``--bug`` options of a process."""
+    return [f"--bug={name}" for name in names]
