@@ -4,8 +4,11 @@ when it cannot vouch for what happened (a stream broken for good, no Pod change 
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from kubernetes import watch
+from kubernetes.client.rest import ApiException
 from urllib3.exceptions import ProtocolError
 
 from zoneproof import watcher as watcher_module
@@ -32,7 +35,6 @@ def test_changes_made_while_a_stream_was_down_are_not_lost(cluster, namespace, m
             raise ProtocolError("connection dropped by the test")  # after every single event
 
     monkeypatch.setattr(watch.Watch, "stream", one_event_then_drop)
-    monkeypatch.setattr(watcher_module, "MAX_FAILURES", 10 * CHANGES)
     w = Watcher(cluster.api_client, namespace, None).start()
     try:
         cluster.core.create_namespaced_pod(namespace, pod_with_claims("app", []))
@@ -52,11 +54,38 @@ def test_a_stream_that_breaks_for_good_is_a_problem(cluster, namespace, monkeypa
         yield  # a generator, as the real one
 
     monkeypatch.setattr(watch.Watch, "stream", always_down)
+    monkeypatch.setattr(watcher_module, "BROKEN_AFTER", 2.0)
     w = Watcher(cluster.api_client, namespace, None).start()
     cluster.core.create_namespaced_pod(namespace, pod_with_claims("app", []))
     wait_for(lambda: (len(w.history.broken) == 5, w.history.broken), what="every stream to give up", timeout=30)
     problems = w.stop().problems()
     assert any("Pod broke" in p for p in problems), problems
+
+
+def test_answers_of_a_loaded_api_server_are_waited_out(cluster, namespace, monkeypatch):
+    """A watch cache behind the resourceVersion answers 504 for a while (as kind's API
+    server does under load): the stream resumes and loses nothing."""
+    real_stream = watch.Watch.stream
+    refusals = {"left": 4 * 5}  # about four refusals for each of the five streams
+    lock = threading.Lock()
+
+    def behind_then_caught_up(self, func, *args, **kwargs):
+        with lock:
+            refuse = refusals["left"] > 0
+            refusals["left"] -= refuse
+        if refuse:
+            raise ApiException(status=504, reason="Too large resource version")
+        yield from real_stream(self, func, *args, **kwargs)
+
+    monkeypatch.setattr(watch.Watch, "stream", behind_then_caught_up)
+    w = Watcher(cluster.api_client, namespace, None).start()
+    try:
+        cluster.core.create_namespaced_pod(namespace, pod_with_claims("app", []))
+        wait_for(lambda: (w.history.count("Pod") > 0, w.history.count("Pod")), what="the pod's change", timeout=30)
+    finally:
+        history = w.stop()
+    assert refusals["left"] == 0
+    assert history.problems() == []
 
 
 def test_a_history_without_a_pod_change_is_a_problem(cluster, namespace):

@@ -30,9 +30,19 @@ log = logging.getLogger(__name__)
 # Server-side length of one watch request; the next resumes where it ended, and stop()
 # waits for at most this long.
 WATCH_SECONDS = 2
-# Watch requests failing in a row before a stream counts as broken for good.
-MAX_FAILURES = 5
+# Seconds a stream may fail without receiving anything before it counts as broken for good.
+BROKEN_AFTER = 30.0
 HTTP_GONE = 410
+# Answers of a loaded API server that pass: too many requests, a watch cache that has not
+# caught up with the resourceVersion yet (504 "Too large resource version"), a restart.
+PASSING_STATUSES = (429, 500, 502, 503, 504)
+
+
+def describe(err: BaseException) -> str:
+    """An error as people read it (ApiException's repr names neither status nor reason)."""
+    if isinstance(err, ApiException):
+        return f"HTTP {err.status} {err.reason or ''}".strip()
+    return repr(err)
 
 
 @dataclass
@@ -97,38 +107,50 @@ class Watcher:
 
     def _follow(self, kind: str, list_fn, args, version: str) -> None:
         try:
-            failures = 0
+            failures, failing_since = 0, None
             while not self._stop.is_set():
                 stream = watch.Watch()
                 try:
                     for event in stream.stream(list_fn, *args, resource_version=version, allow_watch_bookmarks=True,
                                                timeout_seconds=WATCH_SECONDS):
+                        failures, failing_since = 0, None  # the stream works
                         raw = event["raw_object"]
                         version = raw["metadata"]["resourceVersion"]
                         if event["type"] != "BOOKMARK":
                             self._record(kind, event["type"], raw)
                         if self._stop.is_set():
                             stream.stop()
-                    failures = 0
+                    failures, failing_since = 0, None
                 except ApiException as err:
-                    if err.status != HTTP_GONE:
+                    if err.status == HTTP_GONE:
+                        # Too old to resume from: list again, and say what may be lost.
+                        with self._lock:
+                            self.history.gaps.append(f"{kind} after resourceVersion {version} (expired; listed again)")
+                        version = self._list(kind, list_fn, args)
+                        continue
+                    if err.status not in PASSING_STATUSES:
                         raise
-                    # Too old to resume from: list again, and say what may be lost.
-                    with self._lock:
-                        self.history.gaps.append(f"{kind} after resourceVersion {version} (expired; listed again)")
-                    version = self._list(kind, list_fn, args)
+                    failures, failing_since = self._interrupted(kind, err, version, failures, failing_since)
                 except (OSError, ValueError, ProtocolError) as err:
-                    failures += 1
-                    if failures >= MAX_FAILURES:
-                        raise
-                    log.info("watch of %s interrupted (%s); resuming from resourceVersion %s", kind, err, version)
-                    self._stop.wait(0.2 * failures)
+                    failures, failing_since = self._interrupted(kind, err, version, failures, failing_since)
         except BaseException as err:  # noqa: BLE001 - kept for History.problems(), which fails the test
             if self._stop.is_set():
                 return  # the connection went down with stop(): nothing was being missed
-            log.error("watch of %s broke for good: %r", kind, err)
+            log.error("watch of %s broke for good: %s", kind, describe(err))
             with self._lock:
-                self.history.broken.append(f"{kind} broke: {err!r}")
+                self.history.broken.append(f"{kind} broke: {describe(err)}")
+
+    def _interrupted(self, kind: str, err: BaseException, version: str, failures: int,
+                     failing_since: float | None) -> tuple[int, float]:
+        """Back off before resuming; raise once the stream has failed for BROKEN_AFTER
+        seconds without receiving anything."""
+        now = time.monotonic()
+        failing_since = now if failing_since is None else failing_since
+        if now - failing_since >= BROKEN_AFTER:
+            raise err
+        log.info("watch of %s interrupted (%s); resuming from resourceVersion %s", kind, describe(err), version)
+        self._stop.wait(min(0.2 * 2 ** failures, 5.0))
+        return failures + 1, failing_since
 
     def start(self) -> "Watcher":
         audit = self.ecs.audit() if self.ecs else []
