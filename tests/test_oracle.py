@@ -7,7 +7,7 @@ import copy
 import pytest
 
 from zoneproof import labels
-from zoneproof.oracle import Snapshot, check, picture, settled
+from zoneproof.oracle import SELECTED_NODE, LastingViolation, Snapshot, check, picture, settled
 
 DRIVER = "diskplugin.csi.alibabacloud.com"
 
@@ -200,9 +200,9 @@ def test_a_pod_still_running_in_the_lost_zone_is_not_settled():
 
 def test_a_violation_is_never_settled():
     snap = good()
-    snap.disks["d-0"]["ZoneId"] = "b"
+    snap.disks["d-0"]["Attachments"]["Attachment"].append({"InstanceId": "i-b0"})
     done, state = settled(check(snap, driver=DRIVER), 1)
-    assert not done and "is in b" in state
+    assert not done and "attached to i-b0" in state
 
 
 def test_a_waiting_pod_is_not_settled_while_its_volume_attachment_says_attached():
@@ -261,3 +261,37 @@ def test_a_volume_attachment_for_a_pod_without_a_node_is_a_violation():
         s.disks["d-0"]["Attachments"]["Attachment"] = []  # the cloud let go; Kubernetes still says attached
     violations = mutated(change)
     assert any("VolumeAttachment csi-1" in v and "(none)" in v for v in violations), violations
+
+
+def test_a_claim_provisioned_for_a_node_of_another_zone_is_a_lasting_violation():
+    def change(s):
+        s.pvcs[("ns", "disk-ssd-web-0")]["metadata"]["annotations"] = {SELECTED_NODE: "b-0"}
+    snap = copy.deepcopy(good())
+    change(snap)
+    verdict = check(snap, driver=DRIVER)
+    assert [p.lasting for p in verdict.pods] == [
+        ["claim disk-ssd-web-0 was provisioned for node b-0 in b, but its disk d-0 is in a"]]
+    with pytest.raises(LastingViolation, match="cannot heal"):
+        settled(verdict, 1)
+    snap.pvcs[("ns", "disk-ssd-web-0")]["metadata"]["annotations"] = {SELECTED_NODE: "a-0"}
+    assert settled(check(snap, driver=DRIVER), 1)[0]
+
+
+@pytest.mark.parametrize(("what", "change", "lasting"), [
+    ("PV zone != disk zone", lambda s: s.disks["d-0"].update(ZoneId="b"), True),
+    ("node zone keys disagree", lambda s: s.nodes["a-0"]["metadata"]["labels"].update({labels.DISK_ZONE: "b"}),
+     True),
+    ("node zone key missing", lambda s: s.nodes["a-0"]["metadata"]["labels"].pop(labels.DISK_ZONE), False),
+    ("disk attached elsewhere", lambda s: s.disks["d-0"]["Attachments"]["Attachment"].append({"InstanceId": "i-b0"}),
+     False),
+])
+def test_waits_fail_at_once_only_on_what_cannot_heal(what, change, lasting):
+    snap = copy.deepcopy(good())
+    change(snap)
+    verdict = check(snap, driver=DRIVER)
+    assert not verdict.ok, what
+    if lasting:
+        with pytest.raises(LastingViolation):
+            settled(verdict, 1)
+    else:
+        assert settled(verdict, 1)[0] is False, what

@@ -66,10 +66,17 @@ class PodVerdict:
     terminating: bool = False  # deleted, not yet gone
     volumes: list[VolumeVerdict] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    # Those of the problems that cannot heal (what a bound PV or a disk states never changes):
+    # waiting on them is pointless, so waits fail at once.
+    lasting: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    def lasting_problem(self, problem: str) -> None:
+        self.problems.append(problem)
+        self.lasting.append(problem)
 
 
 @dataclass
@@ -103,11 +110,23 @@ class Verdict:
         return "\n".join(fmt.format(*r).rstrip() for r in [header, *rows])
 
 
+class LastingViolation(AssertionError):
+    """A violation that cannot heal: whoever waits for a verdict fails at once."""
+
+
+def raise_lasting(verdict: Verdict) -> None:
+    found = [f"{p.namespace}/{p.pod}: {problem}" for p in verdict.pods for problem in p.lasting]
+    if found:
+        raise LastingViolation("placement violations that cannot heal:\n" + "\n".join(found))
+
+
 def settled(verdict: Verdict, replicas: int, *, lost_zone: str = "") -> tuple[bool, str]:
     """Whether a workload has settled: ``replicas`` pods, no violation, and every pod Running
     with each disk attached to its node; except that with ``lost_zone``, pods whose disks
     are in that zone must instead wait Pending with the conflict, their disks attached
-    nowhere. Returns (settled, what is still off), for waits that report progress."""
+    nowhere. Returns (settled, what is still off), for waits that report progress; raises
+    :class:`LastingViolation` on a violation that cannot heal."""
+    raise_lasting(verdict)
     off = []
     if len(verdict.pods) != replicas:
         off.append(f"{len(verdict.pods)}/{replicas} pods")
@@ -160,10 +179,20 @@ def picture(verdict: "Verdict", zones: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _zone_labels(node: dict) -> dict[str, str | None]:
+    node_labels = node["metadata"].get("labels") or {}
+    return {k: node_labels.get(k) for k in labels.NODE_ZONE_KEYS}
+
+
+def zone_labels_disagree(node: dict) -> bool:
+    """Two zone keys naming different zones: a node plugin or a labeller got it wrong, and
+    nothing in a test run will right it (a missing key may still be written)."""
+    return len({v for v in _zone_labels(node).values() if v}) > 1
+
+
 def node_zone(node: dict) -> tuple[str, list[str]]:
     """The zone a node states, and problems if its zone keys disagree or are missing."""
-    node_labels = node["metadata"].get("labels") or {}
-    found = {k: node_labels.get(k) for k in labels.NODE_ZONE_KEYS}
+    found = _zone_labels(node)
     values = {v for v in found.values() if v}
     if len(values) != 1 or not all(found.values()):  # missing or empty ("") keys state no zone
         return (values.pop() if len(values) == 1 else ""), [
@@ -242,7 +271,7 @@ def _check_pod(pod: dict, snap: Snapshot, driver: str, zones_with_room: set[str]
     if owner:
         for volume_name, claim_name in claims:
             if claim_name != f"{volume_name}-{name}":
-                v.problems.append(f"claim {claim_name} of StatefulSet pod {name} is not named "
+                v.lasting_problem(f"claim {claim_name} of StatefulSet pod {name} is not named "
                                   f"{volume_name}-{name} ({{template}}-{{statefulset}}-{{ordinal}})")
     if v.node:
         node = snap.nodes.get(v.node)
@@ -250,7 +279,8 @@ def _check_pod(pod: dict, snap: Snapshot, driver: str, zones_with_room: set[str]
             v.problems.append(f"node {v.node} does not exist")
         else:
             v.node_zone, problems = node_zone(node)
-            v.problems += problems
+            for problem in problems:
+                (v.lasting_problem if zone_labels_disagree(node) else v.problems.append)(problem)
     zonal = False
     for _, claim_name in claims:
         vol = VolumeVerdict(claim=claim_name)
@@ -267,12 +297,13 @@ def _check_pod(pod: dict, snap: Snapshot, driver: str, zones_with_room: set[str]
         if csi.get("driver") != driver:
             if ours:
                 zonal = True
-                v.problems.append(f"claim {claim_name} asks StorageClass {class_name} of {driver}, but its PV "
+                v.lasting_problem(f"claim {claim_name} asks StorageClass {class_name} of {driver}, but its PV "
                                   f"{vol.pv} is of {csi.get('driver') or 'no CSI driver'}")
             continue
         zonal = True
         vol.pv_zone, problems = pv_zone(pv)
-        v.problems += problems
+        for problem in problems:
+            v.lasting_problem(problem)
         vol.disk = csi.get("volumeHandle", "")
         disk = snap.disks.get(vol.disk)
         if disk is None:
@@ -281,12 +312,12 @@ def _check_pod(pod: dict, snap: Snapshot, driver: str, zones_with_room: set[str]
         vol.disk_zone = disk["ZoneId"]
         vol.attached_to = [a["InstanceId"] for a in disk["Attachments"]["Attachment"]]
         if vol.pv_zone and vol.disk_zone != vol.pv_zone:
-            v.problems.append(f"PV {vol.pv} says zone {vol.pv_zone} but disk {vol.disk} is in {vol.disk_zone}")
+            v.lasting_problem(f"PV {vol.pv} says zone {vol.pv_zone} but disk {vol.disk} is in {vol.disk_zone}")
         selected = (((pvc or {}).get("metadata") or {}).get("annotations") or {}).get(SELECTED_NODE, "")
         if selected in snap.nodes:
             selected_zone = node_zone(snap.nodes[selected])[0]
             if selected_zone and vol.disk_zone != selected_zone:
-                v.problems.append(f"claim {claim_name} was provisioned for node {selected} in {selected_zone}, but "
+                v.lasting_problem(f"claim {claim_name} was provisioned for node {selected} in {selected_zone}, but "
                                   f"its disk {vol.disk} is in {vol.disk_zone}")
         if v.node_zone and vol.disk_zone != v.node_zone:
             v.problems.append(f"pod runs on {v.node} in {v.node_zone} but disk {vol.disk} is in {vol.disk_zone}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -46,15 +48,17 @@ def describe_pods(pods: list[client.V1Pod]) -> str:
 
 
 def wait_running(core: client.CoreV1Api, namespace: str, count: int, *, not_uids=frozenset(),
-                 timeout: float = 60) -> list[client.V1Pod]:
+                 timeout: float = 60, also: Callable[[], None] = lambda: None) -> list[client.V1Pod]:
     """Wait until exactly ``count`` pods of the namespace are Running (and not terminating),
-    none of them one of ``not_uids`` (the pods before a deletion)."""
+    none of them one of ``not_uids`` (the pods before a deletion). ``also`` runs at every
+    look and may raise to end the wait (a violation that cannot heal)."""
 
     def live(pods):
         return [p for p in pods if p.status.phase == "Running" and not p.metadata.deletion_timestamp
                 and p.metadata.uid not in not_uids]
 
     def check():
+        also()
         pods = core.list_namespaced_pod(namespace).items
         return len(live(pods)) == count, describe_pods(pods)
 

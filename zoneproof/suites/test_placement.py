@@ -19,7 +19,7 @@ import pytest
 from kubernetes import client
 
 from zoneproof import labels, manifests, tally, workloads
-from zoneproof.oracle import Verdict, picture, settled
+from zoneproof.oracle import Verdict, picture, raise_lasting, settled
 from zoneproof.suites.capabilities import require_scheme
 from zoneproof.waiting import wait_for
 from zoneproof.workloads import claim, disks_created_for
@@ -48,8 +48,10 @@ def zone_of(env, node_name: str) -> str:
 
 
 def wait_running(env, replicas: int, *, not_uids: set[str] = frozenset()) -> dict[str, str]:
-    """Wait for every replica Running (and, after a deletion, a new pod); pod -> zone."""
-    pods = workloads.wait_running(env.cluster.core, env.namespace, replicas, not_uids=not_uids, timeout=120)
+    """Wait for every replica Running (and, after a deletion, a new pod); pod -> zone. A
+    violation that cannot heal (a PV stating another zone than its disk's) ends the wait."""
+    pods = workloads.wait_running(env.cluster.core, env.namespace, replicas, not_uids=not_uids, timeout=120,
+                                  also=lambda: raise_lasting(env.verdict()))
     return {p.metadata.name: zone_of(env, p.spec.node_name) for p in pods}
 
 

@@ -13,7 +13,7 @@ import pytest
 from kubernetes import client
 
 from zoneproof import data, labels, manifests, tally
-from zoneproof.oracle import SELECTED_NODE, settled
+from zoneproof.oracle import SELECTED_NODE, raise_lasting, settled
 from zoneproof.suites.capabilities import require_scheme
 from zoneproof.waiting import WaitTimeout, wait_for
 from zoneproof.workloads import claim, disks_created_for, pod_with_claims, remove_workload
@@ -84,6 +84,7 @@ def test_claims_provision_in_their_consumers_zones(placement, cluster, zone_ids)
             f"app-{n}", [name], {labels.ZONE: zone})))
 
     def all_bound():
+        raise_lasting(env.verdict())  # e.g. a disk made outside its selected node's zone
         states = {name: claim_states(env, name) for name in claims.values()}
         return all(any(p == "Bound" for p, _, _ in s) for s in states.values()), states
     histories = wait_for(all_bound, what=f"the watch to see {len(claims)} claims bound", timeout=90)
