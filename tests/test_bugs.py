@@ -22,6 +22,7 @@ from zoneproof.csi.proto import load
 from zoneproof.csi.server import build_server
 from zoneproof.ecs.backend import EcsConfig
 from zoneproof.ecs.server import DEFAULT_CREDENTIALS, EcsServer
+from zoneproof.mutants import BugRun, CaseResult, kill_table, report, results_of
 from zoneproof.profile import load_profile
 
 csi, csi_grpc = load()
@@ -203,8 +204,9 @@ def test_unpublish_keeps_disk_attached_leaves_it_attached(driver):
 def test_node_info_one_zone_reports_the_regions_first_zone(driver):
     def reported(drv: Driver) -> dict[str, str]:
         return dict(drv.node.NodeGetInfo(csi.NodeGetInfoRequest()).accessible_topology.segments)
-    assert reported(driver())[labels.ZONE] == ZONES[1]
-    assert {reported(driver("node-info-one-zone"))[k] for k in (labels.ZONE, labels.DISK_ZONE)} == {ZONES[0]}
+    assert reported(driver())[labels.DISK_ZONE] == ZONES[1]
+    buggy = reported(driver("node-info-one-zone"))
+    assert (buggy[labels.DISK_ZONE], buggy[labels.ZONE]) == (ZONES[0], ZONES[1])
 
 
 # ------------------------------------------------------------------ cloud
@@ -268,3 +270,30 @@ def test_scheduler_without_volumezone_configures_the_scheduler(tmp_path):
         "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "etcd", "kwok")},
         tmp_path / "scheduler.yaml")["options"]
     assert options["kubeSchedulerConfig"] == str(tmp_path / "scheduler.yaml")
+
+
+# ------------------------------------------------------------------ the kill matrix
+def junit(path: Path, cases: str) -> Path:
+    path.write_text(f"<testsuites><testsuite>{cases}</testsuite></testsuites>")
+    return path
+
+
+def test_a_case_failing_in_call_and_teardown_counts_by_its_call_and_a_missing_case_did_not_run(tmp_path):
+    report = junit(tmp_path / "j.xml", """
+        <testcase classname="zoneproof.suites.test_x" name="test_a[p]"><failure message="AssertionError: PV says a&#10;more"/></testcase>
+        <testcase classname="zoneproof.suites.test_x" name="test_a[p]"><error message="WaitTimeout: clean-up"/></testcase>
+        <testcase classname="zoneproof.suites.test_x" name="test_b"><skipped message="needs 2 zones"/></testcase>""")
+    results = results_of(report, ("test_x.py::test_a[p]", "test_x.py::test_b", "test_x.py::test_c"))
+    assert [(r.outcome, r.first_line) for r in results] == [
+        ("failure", "AssertionError: PV says a"), ("skipped", "needs 2 zones"), ("not run", "")]
+
+
+def test_the_run_fails_when_a_bug_survives_or_the_clean_run_does_not_pass(tmp_path):
+    case = "test_x.py::test_a"
+    clean = BugRun("clean", "-", 1, [CaseResult(case, "passed")])
+    killed = BugRun("own-zone", "controller", 1, [CaseResult(case, "failure", "AssertionError: x")])
+    survived = BugRun("own-zone", "controller", 1, [CaseResult(case, "skipped", "needs 2 zones")])
+    assert report([clean, killed], tmp_path / "m.json", 2) == 0
+    assert report([clean, survived], tmp_path / "m.json", 2) == 1
+    assert report([BugRun("clean", "-", 1, [CaseResult(case, "failure", "x")]), killed], tmp_path / "m.json", 2) == 1
+    assert "KILLED" in kill_table([clean, killed]) and "#1 test_x.py::test_a" in kill_table([clean, killed])

@@ -74,7 +74,7 @@ CATALOGUE: tuple[Bug, ...] = (
         "after a Throttling answer CreateVolume retries at once in a zone picked afresh from the region",
         "aws-ebs-csi-driver #2830 (a volume in the wrong zone after a rate-limited retry)", (WFFC_THROTTLED,)),
     Bug("node-info-one-zone", "node",
-        "NodeGetInfo reports the first zone of the region for every node",
+        "NodeGetInfo reports the first zone of the region under the driver's own zone key for every node",
         "node plugins that read the zone from a default or from the controller's metadata", (WFFC_EACH_ZONE,)),
     Bug("cross-zone-attach", "cloud",
         "the cloud attaches a disk to an instance in another zone",

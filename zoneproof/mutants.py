@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 SUITES = Path(__file__).parent / "suites"
 CLEAN = "(no bug)"
 KILLING = ("failure", "error")
+RANK = {"passed": 0, "skipped": 1, "error": 2, "failure": 3}
 
 
 @dataclass
@@ -77,6 +78,8 @@ def results_of(junit: Path, cases: tuple[str, ...]) -> list[CaseResult]:
                     text = child.get("message") or child.text or ""
                     line = next((part.strip() for part in text.splitlines() if part.strip()), "")
                     break
+            if found.get(key) and RANK[found[key].outcome] >= RANK[outcome]:
+                continue  # a case failing in its call and in its teardown: the call's failure tells
             found[key] = CaseResult("", outcome, line[:300])
     out = []
     for case in cases:

@@ -68,17 +68,17 @@ class NodeService(csi_grpc.NodeServicer):
         self.bugs = bugs
 
     def NodeGetInfo(self, request, context):
-        zone = self.zone
+        own_key_zone = self.zone
         if "node-info-one-zone" in self.bugs:
             try:
                 zones = self.cloud.call("DescribeZones", RegionId=self.cloud.region)["Zones"]["Zone"]
             except CloudError as err:
                 abort_cloud(context, err, "listing zones")
-            zone = min(z["ZoneId"] for z in zones)
+            own_key_zone = min(z["ZoneId"] for z in zones)
         return csi.NodeGetInfoResponse(
             node_id=self.instance_id, max_volumes_per_node=MAX_VOLUMES_PER_NODE,
             accessible_topology=csi.Topology(segments={
-                labels.DISK_ZONE: zone, labels.ZONE: zone, labels.REGION: self.cloud.region}))
+                labels.DISK_ZONE: own_key_zone, labels.ZONE: self.zone, labels.REGION: self.cloud.region}))
 
     def NodeGetCapabilities(self, request, context):
         rpc = csi.NodeServiceCapability.RPC
