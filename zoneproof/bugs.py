@@ -28,7 +28,8 @@ WFFC_CONFLICT = "test_wait_for_first_consumer.py::test_a_zoneid_without_the_cons
 WFFC_THROTTLED = "test_wait_for_first_consumer.py::test_a_create_retried_after_throttling_stays_in_the_consumers_zone"
 WFFC_NO_STOCK = "test_wait_for_first_consumer.py::test_a_claim_without_stock_in_its_zone_is_rescheduled"
 DYNAMIC = "test_placement.py::test_pods_follow_their_disks[dynamic-zoneid-topology-2zones-3replicas]"
-STATIC_LABELS = "test_placement.py::test_pods_follow_their_disks[static-zone-labels-2zones-3replicas]"
+STATIC_LABELS = ("test_placement_negative.py::test_a_pod_forced_into_another_zone_than_its_pv_waits_with_the_conflict"
+                 "[zone-labels]")
 ROUND_ROBIN_AT_ONCE = "test_placement.py::test_claims_made_at_once_take_the_zoneid_zones_in_turn"
 CLOUD_ZONE = "test_cloud_rules.py::test_a_disk_attaches_only_to_an_instance_of_its_zone"
 CLOUD_ONE_HOLDER = "test_cloud_rules.py::test_a_disk_without_multiattach_attaches_to_one_instance"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from kubernetes import client
 
 from zoneproof import data, labels, manifests
@@ -14,12 +15,15 @@ from zoneproof.waiting import hold_for, wait_for
 from zoneproof.workloads import claim, pod_with_claims
 
 
-def test_a_pod_forced_into_another_zone_than_its_pv_waits_with_the_conflict(placement, cluster, seed):
+@pytest.mark.parametrize("style", manifests.STATIC_STYLES)
+def test_a_pod_forced_into_another_zone_than_its_pv_waits_with_the_conflict(placement, cluster, seed, style):
+    """Both ways a static PV states its zone pin its pod: nodeAffinity (the scheduler's
+    VolumeBinding) and zone labels (its VolumeZone plugin)."""
     env = placement("topology")
     rng = random.Random(f"{seed}-forced")
     disk_zone, other = rng.sample(list(cluster.spec.zones), 2)
     disk_id = env.static_disk(disk_zone, f"{env.namespace}-forced")
-    pair = manifests.static_pair(0, disk_zone, cluster.spec.region, disk_id, env.profile, "nodeaffinity",
+    pair = manifests.static_pair(0, disk_zone, cluster.spec.region, disk_id, env.profile, style,
                                  size=env.profile.size, pv_prefix=f"{env.suffix}-")
     cluster.core.create_persistent_volume(pair.pv)
     env.static_pvs.append(pair.pv["metadata"]["name"])
@@ -30,6 +34,8 @@ def test_a_pod_forced_into_another_zone_than_its_pv_waits_with_the_conflict(plac
 
     def conflicted():
         pod = cluster.core.read_namespaced_pod("forced", env.namespace)
+        assert not pod.spec.node_name, (f"the pod was scheduled on {pod.spec.node_name} in {other}, though its PV "
+                                        f"states zone {disk_zone} ({style})")
         messages = [c.message or "" for c in pod.status.conditions or [] if c.type == "PodScheduled"]
         return any(is_volume_zone_conflict(m) for m in messages) and not pod.spec.node_name, messages
 

@@ -84,8 +84,9 @@ def test_claims_provision_in_their_consumers_zones(placement, cluster, zone_ids)
             f"app-{n}", [name], {labels.ZONE: zone})))
 
     def all_bound():
-        raise_lasting(env.verdict())  # e.g. a disk made outside its selected node's zone
         states = {name: claim_states(env, name) for name in claims.values()}
+        # Judged after the watch was read, so a claim it saw bound is bound in the verdict.
+        raise_lasting(env.verdict())  # e.g. a disk made outside its selected node's zone
         return all(any(p == "Bound" for p, _, _ in s) for s in states.values()), states
     histories = wait_for(all_bound, what=f"the watch to see {len(claims)} claims bound", timeout=90)
     for n, (zone, name) in enumerate(claims.items()):
