@@ -282,10 +282,12 @@ def test_a_case_failing_in_call_and_teardown_counts_by_its_call_and_a_missing_ca
     report = junit(tmp_path / "j.xml", """
         <testcase classname="zoneproof.suites.test_x" name="test_a[p]"><failure message="AssertionError: PV says a&#10;more"/></testcase>
         <testcase classname="zoneproof.suites.test_x" name="test_a[p]"><error message="WaitTimeout: clean-up"/></testcase>
-        <testcase classname="zoneproof.suites.test_x" name="test_b"><skipped message="needs 2 zones"/></testcase>""")
-    results = results_of(report, ("test_x.py::test_a[p]", "test_x.py::test_b", "test_x.py::test_c"))
+        <testcase classname="zoneproof.suites.test_x" name="test_b"><skipped message="needs 2 zones"/></testcase>
+        <testcase classname="zoneproof.suites.test_x" name="test_d"><failure message="cannot heal:&#10;  PV p"/></testcase>""")
+    results = results_of(report, ("test_x.py::test_a[p]", "test_x.py::test_b", "test_x.py::test_c", "test_x.py::test_d"))
     assert [(r.outcome, r.first_line) for r in results] == [
-        ("failure", "AssertionError: PV says a"), ("skipped", "needs 2 zones"), ("not run", "")]
+        ("failure", "AssertionError: PV says a"), ("skipped", "needs 2 zones"), ("not run", ""),
+        ("failure", "cannot heal: PV p")]
 
 
 def test_the_run_fails_when_a_bug_survives_or_the_clean_run_does_not_pass(tmp_path):

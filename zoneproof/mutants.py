@@ -76,7 +76,9 @@ def results_of(junit: Path, cases: tuple[str, ...]) -> list[CaseResult]:
                 if child is not None:
                     outcome = tag
                     text = child.get("message") or child.text or ""
-                    line = next((part.strip() for part in text.splitlines() if part.strip()), "")
+                    lines = [part.strip() for part in text.splitlines() if part.strip()] + [""]
+                    # A heading ("...cannot heal:") says less than what follows it.
+                    line = f"{lines[0]} {lines[1]}" if lines[0].endswith(":") else lines[0]
                     break
             if found.get(key) and RANK[found[key].outcome] >= RANK[outcome]:
                 continue  # a case failing in its call and in its teardown: the call's failure tells
