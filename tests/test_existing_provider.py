@@ -98,6 +98,16 @@ def test_the_suites_and_an_experiment_run_against_it(cluster, cloud_env, tmp_pat
     assert "2 passed" in run.stdout, tail
 
 
+def test_bugs_cannot_be_switched_on_in_the_users_driver(cluster, cloud_env):
+    run = subprocess.run([sys.executable, "-m", "pytest", "--pyargs", "zoneproof.suites", "-p", "no:cacheprovider",
+                          "-p", "no:xdist", "--provider=existing", f"--kubeconfig={cluster.kubeconfig}",
+                          "-k", "test_pods_follow_their_disks and static-nodeaffinity-2zones-3replicas", "-q"],
+                         env=dict(os.environ, **cloud_env, ZONEPROOF_BUGS="own-zone"), capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode != 0
+    assert "ZONEPROOF_BUGS names own-zone, but the driver of an existing cluster is yours" in run.stderr + run.stdout
+
+
 def test_disks_of_the_users_serve_static_pvs_where_the_profile_may_not_create_any(cluster, cloud_env, driver,
                                                                                   tmp_path):
     """A profile with ``static_disks.allowed: false`` takes the disks given with
