@@ -124,6 +124,17 @@ def parse(names) -> tuple[str, ...]:
     return tuple(b.name for b in CATALOGUE if b.name in wanted)
 
 
+def living_in(names, *layers: str, where: str, hint: str = "") -> tuple[str, ...]:
+    """Bug names checked against the catalogue and against the place they are switched on
+    in (``where``, holding ``layers``); BugError names what is wrong."""
+    chosen = parse(names)
+    wrong = [n for n in chosen if BY_NAME[n].layer not in layers]
+    if wrong:
+        raise BugError(f"bug(s) {', '.join(wrong)} do not live in {where}; it carries only "
+                       f"{', '.join(of_layer(NAMES, *layers))}{hint}")
+    return chosen
+
+
 def from_env(environ=None) -> tuple[str, ...]:
     return parse([(os.environ if environ is None else environ).get(ENV, "")])
 

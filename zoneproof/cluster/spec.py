@@ -6,8 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, fields, replace
 
-from zoneproof.bugs import NAMES, BugError, of_layer
-from zoneproof.bugs import parse as parse_bugs
+from zoneproof.bugs import BugError, living_in
 
 DEFAULT_REGION = "cn-beijing"
 DEFAULT_ZONES = ("cn-beijing-a", "cn-beijing-b", "cn-beijing-c")
@@ -116,12 +115,10 @@ class ClusterSpec:
             raise SpecError(f"nodes per zone must be at most 100, got {self.nodes_per_zone}")
         self.timings.validate()
         try:
-            wrong = [b for b in parse_bugs(self.bugs) if b not in of_layer(NAMES, "cluster")]
+            living_in(self.bugs, "cluster", where="the cluster's configuration",
+                      hint="; the others go to `zoneproof driver up`")
         except BugError as err:
             raise SpecError(str(err)) from None
-        if wrong:
-            raise SpecError(f"bug(s) {', '.join(wrong)} do not live in the cluster's configuration; a cluster can "
-                            f"carry {', '.join(of_layer(NAMES, 'cluster'))}; the others go to `zoneproof driver up`")
         return self
 
     def to_dict(self) -> dict:

@@ -114,6 +114,10 @@ class EcsCloud:
         instances = found["Instances"]["Instance"]
         return instances[0] if instances else None
 
+    def zone_ids(self) -> list[str]:
+        """The region's zones, sorted."""
+        return sorted(z["ZoneId"] for z in self.call("DescribeZones", RegionId=self.region)["Zones"]["Zone"])
+
     def wait_disk(self, disk_id: str, statuses: set[str], *, timeout: float = 60) -> dict:
         def check():
             disk = self.describe_disk(disk_id)

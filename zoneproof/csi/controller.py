@@ -147,10 +147,9 @@ class ControllerService(csi_grpc.ControllerServicer):
 
     def _zones_of_region(self, context) -> list[str]:
         try:
-            zones = self.cloud.call("DescribeZones", RegionId=self.cloud.region)["Zones"]["Zone"]
+            return self.cloud.zone_ids()
         except CloudError as err:
             abort_cloud(context, err, "listing zones")
-        return sorted(z["ZoneId"] for z in zones)
 
     def _next_zone(self, context, zone: str) -> str:
         """The zone after ``zone`` in the region (what the throttling-rezone bug retries in)."""

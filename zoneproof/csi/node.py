@@ -71,10 +71,9 @@ class NodeService(csi_grpc.NodeServicer):
         own_key_zone = self.zone
         if "node-info-one-zone" in self.bugs:
             try:
-                zones = self.cloud.call("DescribeZones", RegionId=self.cloud.region)["Zones"]["Zone"]
+                own_key_zone = self.cloud.zone_ids()[0]
             except CloudError as err:
                 abort_cloud(context, err, "listing zones")
-            own_key_zone = min(z["ZoneId"] for z in zones)
         return csi.NodeGetInfoResponse(
             node_id=self.instance_id, max_volumes_per_node=MAX_VOLUMES_PER_NODE,
             accessible_topology=csi.Topology(segments={

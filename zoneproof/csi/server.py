@@ -10,8 +10,7 @@ from pathlib import Path
 
 import grpc
 
-from zoneproof.bugs import DRIVER_LAYERS, NAMES, of_layer
-from zoneproof.bugs import parse as parse_bugs
+from zoneproof.bugs import DRIVER_LAYERS, living_in
 from zoneproof.csi.cloud import EcsCloud
 from zoneproof.csi.controller import ControllerService
 from zoneproof.csi.identity import IdentityService
@@ -34,10 +33,7 @@ def build_server(endpoint: str, cloud: EcsCloud, *, zone_policy: str | None = No
                  bugs: tuple[str, ...] = ()) -> grpc.Server:
     """A server with Identity plus Controller (given a zone policy) and/or Node (given an
     instance id and zone), carrying the driver bugs of ``zoneproof.bugs`` it is given."""
-    wrong = [b for b in parse_bugs(bugs) if b not in of_layer(NAMES, *DRIVER_LAYERS)]
-    if wrong:
-        raise ValueError(f"bug(s) {', '.join(wrong)} do not live in the driver; it carries only "
-                         f"{', '.join(of_layer(NAMES, *DRIVER_LAYERS))}")
+    living_in(bugs, *DRIVER_LAYERS, where="the driver")  # a BugError is a ValueError
     if zone_policy is None and instance_id is None:
         raise ValueError("serve a controller (zone policy) or a node (instance id and zone), or both")
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
 
-from zoneproof.bugs import NAMES as CATALOGUE_NAMES, of_layer, parse as parse_bugs
+from zoneproof.bugs import living_in
 from zoneproof.ecs import catalog
 from zoneproof.ecs.errors import EcsError
 from zoneproof.ecs.faults import Faults
@@ -59,10 +59,7 @@ class EcsConfig:
     bugs: tuple[str, ...] = ()
 
     def validate(self) -> "EcsConfig":
-        wrong = [b for b in parse_bugs(self.bugs) if b not in of_layer(CATALOGUE_NAMES, "cloud")]
-        if wrong:
-            raise ValueError(f"bug(s) {', '.join(wrong)} do not live in the cloud; the fake ECS carries only "
-                             f"{', '.join(of_layer(CATALOGUE_NAMES, 'cloud'))}")
+        living_in(self.bugs, "cloud", where="the cloud")  # a BugError is a ValueError
         if not self.region:
             raise ValueError("region must not be empty")
         if not self.zones:
