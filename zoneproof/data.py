@@ -68,8 +68,17 @@ def read_token(core: client.CoreV1Api, namespace: str, pod: client.V1Pod) -> str
     if not mounts:
         raise ValueError(f"pod {pod.metadata.name} mounts no volume")
     path = f"{mounts[0].mount_path.rstrip('/')}/{TOKEN_FILE}"
-    out = stream(core.connect_get_namespaced_pod_exec, pod.metadata.name, namespace, container=container.name,
-                 command=["cat", path], stderr=False, stdin=False, stdout=True, tty=False)
+    # kubernetes.stream swaps the method that sends requests on the ApiClient it is handed,
+    # for the length of the call: every other thread's request through that client (a watcher's)
+    # then goes out as a websocket handshake and fails ("Handshake status 400"). So the
+    # exec gets an ApiClient of its own.
+    api = client.ApiClient(core.api_client.configuration)
+    try:
+        out = stream(client.CoreV1Api(api).connect_get_namespaced_pod_exec, pod.metadata.name, namespace,
+                     container=container.name, command=["cat", path], stderr=False, stdin=False, stdout=True,
+                     tty=False)
+    finally:
+        api.close()
     return out.strip()
 
 
