@@ -657,10 +657,12 @@ def chaos_run(provider: str, name: str, kubeconfig: str | None, context: str | N
 @click.option("--workers", type=int, default=2, show_default=True,
               help="Parallel pytest workers for the suites that share one driver deployment (1: serial).")
 @click.option("--reports", type=click.Path(file_okay=False), default="reports", show_default=True)
+@click.option("--seed", type=int, default=None, help="Seed of every random choice, in every phase (default: random, "
+                                                     "and printed in the report).")
 @click.argument("pytest_args", nargs=-1, type=click.UNPROCESSED)
 def e2e(provider: str, name: str, kubeconfig: str | None, context: str | None, profile_name: str,
         driver_binary: str | None, zone_categories: tuple[str, ...], static_disk: tuple[str, ...], workers: int,
-        reports: str, pytest_args: tuple[str, ...]) -> None:
+        reports: str, seed: int | None, pytest_args: tuple[str, ...]) -> None:
     """Run the suites against the driver of a profile: on a local cluster (started if
     needed, the driver deployed for each phase) or on an existing cluster (its driver as
     it runs). The suites that share one driver deployment run in parallel, then those that
@@ -677,7 +679,8 @@ def e2e(provider: str, name: str, kubeconfig: str | None, context: str | None, p
         _fail(click.BadParameter("--kubeconfig and --context go with --provider existing"), 2)
     opts = E2eOptions(profile=_profile(profile_name), provider=provider, name=name, kubeconfig=kubeconfig,
                       context=context, driver_binary=driver_binary, zone_categories=zone_categories,
-                      static_disks=static_disk, workers=workers, reports=Path(reports), pytest_args=list(pytest_args))
+                      static_disks=static_disk, workers=workers, reports=Path(reports), seed=seed,
+                      pytest_args=list(pytest_args))
     try:
         code = run_e2e(opts)
     except (ClusterError, DriverError, toolchain.ToolchainError, WaitTimeout) as err:
@@ -685,6 +688,26 @@ def e2e(provider: str, name: str, kubeconfig: str | None, context: str | None, p
     except KeyboardInterrupt:
         _fail(RuntimeError("interrupted; the cluster and driver this run started were stopped"), code=130)
     sys.exit(code)
+
+
+# ----------------------------------------------------------------- reports
+@main.command("report")
+@click.option("--reports", type=click.Path(file_okay=False, exists=True), default="reports", show_default=True)
+@click.option("--no-allure", is_flag=True, help="Only index.html, not the allure report (no npm or Java needed).")
+def report_cmd(reports: str, no_allure: bool) -> None:
+    """Make reports/index.html and the allure report again from what the last run left in
+    --reports (``zoneproof e2e`` makes them at its end)."""
+    from zoneproof import report
+
+    try:
+        built = report.build(Path(reports), with_allure=not no_allure)
+    except (report.ReportError, report.allure.AllureError) as err:
+        _fail(err)
+    for regression in built.regressions:
+        click.echo(f"slower than before: {regression}")
+    click.echo(f"report: {built.page.resolve()}")
+    if built.allure_report:
+        click.echo(f"allure report: {built.allure_report.resolve()}")
 
 
 if __name__ == "__main__":

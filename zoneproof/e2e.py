@@ -14,14 +14,20 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
+import shutil
 import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
 from pathlib import Path
 
-from zoneproof import tally
+from kubernetes import client
+
+from zoneproof import report, tally, toolchain
 from zoneproof.cluster import OWN_PROVIDERS, ClusterSpec, ExistingProvider
 from zoneproof.csi.deploy import DriverDeployment, DriverError, check_run_inputs, parse_zone_categories
 from zoneproof.profile import DriverProfile
@@ -43,6 +49,7 @@ class E2eOptions:
     static_disks: tuple[str, ...] = ()
     workers: int = 2
     reports: Path = Path("reports")
+    seed: int | None = None  # one seed for every phase and worker; random when not given
     pytest_args: list[str] = field(default_factory=list)
 
 
@@ -100,6 +107,7 @@ def check_static_disks(values: tuple[str, ...], zones: tuple[str, ...]) -> None:
 
 def _pytest_options(opts: E2eOptions, phase: str) -> list[str]:
     args = [f"--driver-profile={opts.profile.source}", f"--alluredir={opts.reports / 'allure-results'}",
+            f"--seed={opts.seed}",
             f"--junitxml={opts.reports / f'junit-{phase}.xml'}",
             f"--driver-logs={opts.reports / 'driver-logs' / phase}"]
     if opts.provider == "existing":
@@ -113,8 +121,34 @@ def _pytest_options(opts: E2eOptions, phase: str) -> list[str]:
     return [*args, *opts.pytest_args]
 
 
+PACKAGES = ("zoneproof", "pytest", "allure-pytest", "chaostoolkit-lib", "kubernetes")
+
+
+def environment(opts: E2eOptions, api: client.ApiClient, spec) -> dict:
+    """What the run ran on, for the report (and allure's environment)."""
+    tool_sets = dict(toolchain.TOOL_SETS)
+    if opts.provider != "kind":
+        tool_sets.pop("kind")
+    found = {
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "provider": opts.provider, "cluster": spec.name, "zones": ", ".join(spec.zones),
+        "kubernetes": client.VersionApi(api).get_code().git_version,
+        "profile": opts.profile.name, "driver": opts.profile.driver,
+        "driver binary": opts.driver_binary or ("as deployed" if opts.provider == "existing" else "reference"),
+        "seed": opts.seed, "workers": opts.workers,
+        "tools": {name: ts.version for name, ts in tool_sets.items()} if opts.provider != "existing" else {},
+        "packages": {name: metadata.version(name) for name in PACKAGES},
+    }
+    if opts.provider != "existing":
+        found["nodes per zone"] = spec.nodes_per_zone
+        found["timings"] = asdict(spec.timings.scaled())
+    return found
+
+
 def run_e2e(opts: E2eOptions) -> int:
     started = time.monotonic()
+    if opts.seed is None:
+        opts.seed = random.SystemRandom().randrange(1 << 31)
     # Bad input is refused before a cluster starts and before an old run's reports are touched.
     if opts.provider == "existing":
         cluster = ExistingProvider(opts.kubeconfig, opts.context)
@@ -135,26 +169,36 @@ def run_e2e(opts: E2eOptions) -> int:
         where = f"{opts.provider} cluster {opts.name!r}"
     reports = opts.reports
     reports.mkdir(parents=True, exist_ok=True)
-    tally_file = reports / "placement-tally.jsonl"
+    tally_file = reports / report.run.VERDICTS_FILE
     metrics_file = reports / "chaos-metrics.jsonl"
-    for stale in (tally_file, metrics_file, *(reports / f"junit-{p}.xml" for p in PHASES)):
+    for stale in (tally_file, metrics_file, reports / report.run.ENVIRONMENT_FILE,
+                  *(reports / f"junit-{p}.xml" for p in PHASES)):
         stale.unlink(missing_ok=True)  # a phase that never ran must not be counted from an old run
+    shutil.rmtree(reports / "allure-results", ignore_errors=True)
     env = dict(os.environ, ZONEPROOF_TALLY_FILE=str(tally_file.resolve()),
                ZONEPROOF_CHAOS_METRICS_FILE=str(metrics_file.resolve()))
     phases = {"parallel": ["-m", "not serial and not disruptive",
                            *(["-n", str(opts.workers), "--dist", "load"] if opts.workers > 1 else ["-p", "no:xdist"])],
               "serial": ["-p", "no:xdist", "-m", "serial and not disruptive"],
               "chaos": ["-p", "no:xdist", "-m", "disruptive"]}
-    codes = []
+    codes, timed = [], {}
+
+    def run_phase(phase: str) -> None:
+        begun = time.monotonic()
+        codes.append(_pytest([*_pytest_options(opts, phase), *phases[phase]], env))
+        timed[phase] = round(time.monotonic() - begun, 1)
+
     if opts.provider == "existing":
-        for phase, selection in phases.items():
-            codes.append(_pytest([*_pytest_options(opts, phase), *selection], env))
-        return summarise(opts, where, codes, time.monotonic() - started)
+        ran_on = environment(opts, cluster.api_client, cluster.spec)
+        for phase in phases:
+            run_phase(phase)
+        return finish(opts, where, codes, time.monotonic() - started, ran_on, timed)
     driver = None
     try:
         if own_cluster:
             provider.up()
         provider = cls.attach(opts.name)
+        ran_on = environment(opts, provider.api_client, provider.spec)
         # The parallel phase's deployment: workers share it, so it is made here, once.
         policy = "topology" if "topology" in opts.profile.zone_policies else opts.profile.zone_policies[0]
         driver = DriverDeployment(provider, opts.profile, zone_policy=policy, driver_binary=opts.driver_binary,
@@ -162,16 +206,34 @@ def run_e2e(opts: E2eOptions) -> int:
         if driver.running() is not None:
             driver.down()
         driver.up()
-        codes.append(_pytest([*_pytest_options(opts, "parallel"), *phases["parallel"]], env))
+        run_phase("parallel")
         driver.down()  # the serial and chaos phases deploy the driver they need
-        for phase in ("serial", "chaos"):
-            codes.append(_pytest([*_pytest_options(opts, phase), *phases[phase]], env))
+        run_phase("serial")
+        run_phase("chaos")
     finally:
         if driver is not None:
             driver.down()
         if own_cluster:
             provider.down()
-    return summarise(opts, where, codes, time.monotonic() - started)
+    return finish(opts, where, codes, time.monotonic() - started, ran_on, timed)
+
+
+def finish(opts: E2eOptions, where: str, codes: list[int], elapsed: float, ran_on: dict,
+           timed: dict[str, float]) -> int:
+    """The summary, then the reports people open (index.html, the allure report)."""
+    code = summarise(opts, where, codes, elapsed)
+    ran_on.update(seconds=round(elapsed, 1), phases=timed)
+    (opts.reports / report.run.ENVIRONMENT_FILE).write_text(json.dumps(ran_on, indent=2))
+    try:
+        built = report.build(opts.reports)
+    except (report.ReportError, report.allure.AllureError) as err:
+        print(f"error: no report: {err}", file=sys.stderr)
+        return code or 1
+    for regression in built.regressions:
+        print(f"  slower than before: {regression}")
+    print(f"report: {built.page.resolve()}" + (f"; allure report: {built.allure_report.resolve()}"
+                                               if built.allure_report else ""))
+    return code
 
 
 def summarise(opts: E2eOptions, where: str, codes: list[int], elapsed: float) -> int:
@@ -179,7 +241,7 @@ def summarise(opts: E2eOptions, where: str, codes: list[int], elapsed: float) ->
     cases = [case for phase in PHASES for case in _cases(reports / f"junit-{phase}.xml")]
     outcomes = [_outcome(c) for c in cases]
     failed = outcomes.count("failure") + outcomes.count("error")
-    placed = tally.read(reports / "placement-tally.jsonl")
+    placed = tally.read(reports / report.run.VERDICTS_FILE)
     placement_ran = sum(1 for c, o in zip(cases, outcomes)
                         if o != "skipped" and c.get("classname", "").rsplit(".", 1)[-1] in PLACEMENT_MODULES)
     print(f"\nzoneproof e2e on the {where}, driver profile {opts.profile.name!r} ({opts.profile.driver}): "

@@ -80,8 +80,16 @@ class PodVerdict:
 
 
 @dataclass
+class NodeSeen:
+    zone: str
+    schedulable: bool
+
+
+@dataclass
 class Verdict:
     pods: list[PodVerdict]
+    # Every node as the oracle saw it (for pictures of where things are, not for the verdict).
+    nodes: dict[str, NodeSeen] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -243,18 +251,19 @@ def _schedulable(node: dict) -> bool:
 
 def check(snapshot: Snapshot, *, driver: str) -> Verdict:
     zones_with_room = set()
-    for node in snapshot.nodes.values():
-        if _schedulable(node):
-            zone, problems = node_zone(node)
-            if zone and not problems:
-                zones_with_room.add(zone)
+    seen = {}
+    for name, node in snapshot.nodes.items():
+        zone, problems = node_zone(node)
+        seen[name] = NodeSeen(zone, _schedulable(node))
+        if seen[name].schedulable and zone and not problems:
+            zones_with_room.add(zone)
     node_instance = {name: node_instance_id(n) for name, n in snapshot.nodes.items()}
     verdicts = []
     for pod in sorted(snapshot.pods, key=lambda p: (p["metadata"]["namespace"], p["metadata"]["name"])):
         verdict = _check_pod(pod, snapshot, driver, zones_with_room, node_instance)
         if verdict is not None:
             verdicts.append(verdict)
-    return Verdict(verdicts)
+    return Verdict(verdicts, seen)
 
 
 def _check_pod(pod: dict, snap: Snapshot, driver: str, zones_with_room: set[str],

@@ -72,10 +72,11 @@ class History:
 
 
 class Watcher:
-    def __init__(self, api: client.ApiClient, namespace: str, ecs: EcsAdmin | None):
+    def __init__(self, api: client.ApiClient, namespace: str, ecs: EcsAdmin | None, *, nodes: bool = False):
         """``ecs``: the fake ECS's admin API, whose audit log shows refused calls; None
-        against a real cloud, which keeps no such log (Kubernetes is watched all the same)."""
-        self.api, self.namespace, self.ecs = api, namespace, ecs
+        against a real cloud, which keeps no such log (Kubernetes is watched all the same).
+        ``nodes``: also watch every Node (readiness and taints, for chaos timelines)."""
+        self.api, self.namespace, self.ecs, self.nodes = api, namespace, ecs, nodes
         self.history = History()
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -85,13 +86,16 @@ class Watcher:
     def _streams(self):
         core, storage = client.CoreV1Api(self.api), client.StorageV1Api(self.api)
         ns = self.namespace
-        return {
+        streams = {
             "Pod": (core.list_namespaced_pod, (ns,)),
             "PersistentVolumeClaim": (core.list_namespaced_persistent_volume_claim, (ns,)),
             "Event": (core.list_namespaced_event, (ns,)),
             "PersistentVolume": (core.list_persistent_volume, ()),
             "VolumeAttachment": (storage.list_volume_attachment, ()),
         }
+        if self.nodes:
+            streams["Node"] = (core.list_node, ())
+        return streams
 
     def _record(self, kind: str, type_: str, obj: dict) -> None:
         with self._lock:
@@ -165,6 +169,15 @@ class Watcher:
             self._threads.append(thread)
         return self
 
+    def changes_so_far(self) -> list[Change]:
+        """A copy of the changes recorded so far, safe while the watch runs."""
+        with self._lock:
+            return list(self.history.changes)
+
+    def audit_so_far(self) -> list[dict]:
+        """The ECS calls since start() (empty against a real cloud)."""
+        return self.ecs.audit(after=self._audit_after) if self.ecs else []
+
     def versions(self, kind: str, name: str) -> list[dict]:
         """Every version of one object of the namespace recorded so far, in order; safe
         while the watch runs, for tests that reason about what came before what."""
@@ -175,7 +188,7 @@ class Watcher:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=10)
-        self.history.audit = self.ecs.audit(after=self._audit_after) if self.ecs else []
+        self.history.audit = self.audit_so_far()
         return self.history
 
 

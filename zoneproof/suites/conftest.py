@@ -158,9 +158,9 @@ def placement(cluster, namespace, profile, deployments, user_disks):
     not already) and returns the test's environment; clean-up runs whatever happened."""
     envs: list[PlacementEnv] = []
 
-    def make(policy: str = "topology") -> PlacementEnv:
+    def make(policy: str = "topology", *, watch_nodes: bool = False) -> PlacementEnv:
         env = PlacementEnv(cluster, namespace, deployments.get(policy), profile, user_disks)
-        env.watcher = Watcher(cluster.api_client, namespace, env.cloud.admin).start()
+        env.watcher = Watcher(cluster.api_client, namespace, env.cloud.admin, nodes=watch_nodes).start()
         envs.append(env)
         return env
 

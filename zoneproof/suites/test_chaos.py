@@ -24,6 +24,7 @@ import pytest
 from zoneproof import labels, workloads
 from zoneproof.cluster.existing import instance_of
 from zoneproof.namespaces import TEST_LABEL
+from zoneproof.report import timeline
 from zoneproof.waiting import wait_for
 from zoneproof_chaos import running
 from zoneproof_chaos.context import configuration_env, configuration_for
@@ -42,23 +43,24 @@ def alone():
 
 @pytest.fixture
 def chaos_env(alone, placement, cluster):
-    """The driver with the topology policy, a watched namespace, and chaostoolkit-kubernetes
-    pointed at this cluster."""
-    env = placement("topology")
+    """The driver with the topology policy, a watched namespace (and nodes, for the
+    timeline), and chaostoolkit-kubernetes pointed at this cluster."""
+    env = placement("topology", watch_nodes=True)
     with running.kubeconfig(cluster.kubeconfig, getattr(cluster, "context", None)):
         yield env
 
 
-def record_metrics(name: str, measured: dict[str, float], record_testsuite_property) -> None:
+def record_metrics(name: str, measured: dict[str, float], drawn: dict, record_testsuite_property) -> None:
     for key, value in measured.items():
         record_testsuite_property(f"{name} seconds: {key}", value)
     allure.attach(json.dumps(measured, indent=2), name="recovery times (s)",
                   attachment_type=allure.attachment_type.JSON)
+    allure.attach(timeline.draw(drawn), name="timeline", attachment_type=allure.attachment_type.SVG)
     path = os.environ.get("ZONEPROOF_CHAOS_METRICS_FILE")
     if path:
         with open(path, "a") as out:
             out.write(json.dumps({"experiment": name, "recovery": running.recovery_seconds(measured),
-                                  "seconds": measured}) + "\n")
+                                  "seconds": measured, "timeline": drawn}) + "\n")
 
 
 @pytest.mark.parametrize("experiment", running.experiments(), ids=lambda p: p.stem)
@@ -69,7 +71,9 @@ def test_experiment(chaos_env, cluster, experiment, seed, record_testsuite_prope
                   attachment_type=allure.attachment_type.JSON)
     measured = running.metrics(journal)
     log.info("%s: %s", experiment.stem, ", ".join(f"{k} {v:g}s" for k, v in measured.items()))
-    record_metrics(experiment.stem, measured, record_testsuite_property)
+    drawn = timeline.build(experiment.stem, journal, chaos_env.watcher.changes_so_far(),
+                           chaos_env.watcher.audit_so_far())
+    record_metrics(experiment.stem, measured, drawn, record_testsuite_property)
     found = running.problems(journal)
     assert not found, f"{experiment.name}:\n" + "\n".join(found)
     # Every experiment measures at least one recovery: a run that measured none proved nothing.

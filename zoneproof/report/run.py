@@ -1,0 +1,121 @@
+"""One run as the report sees it, read back from what the run left in its reports
+directory: the JUnit XML of each phase (cases, outcomes, durations, failures), the
+placement verdicts the suites recorded (``zoneproof.tally``), the chaos experiments'
+metrics and timelines, and the run's environment."""
+
+from __future__ import annotations
+
+import json
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from zoneproof import tally
+
+PHASES = ("parallel", "serial", "chaos")
+VERDICTS_FILE = "placement-verdicts.jsonl"
+CHAOS_FILE = "chaos-metrics.jsonl"
+ENVIRONMENT_FILE = "environment.json"
+MATRIX_CASE = re.compile(r"^test_placement\.py::test_pods_follow_their_disks"
+                         r"\[(?P<scheme>.+)-(?P<zones>\d+)zones-(?P<replicas>\d+)replicas\]$")
+
+
+class ReportError(RuntimeError):
+    """The reports directory holds no run to report on."""
+
+
+@dataclass
+class Case:
+    id: str  # module.py::name[params], as tally.current_test() names it
+    phase: str
+    outcome: str  # passed | failed | error | skipped
+    seconds: float
+    message: str = ""  # first line of the failure or skip
+    details: str = ""  # the whole failure text
+    verdicts: list[dict] = field(default_factory=list)  # tally entries made by this case, in order
+
+    @property
+    def anchor(self) -> str:
+        return "case-" + re.sub(r"[^A-Za-z0-9]+", "-", self.id).strip("-")
+
+    @property
+    def module(self) -> str:
+        return self.id.split("::", 1)[0]
+
+    @property
+    def matrix_cell(self) -> tuple[str, int, int] | None:
+        found = MATRIX_CASE.match(self.id)
+        return (found["scheme"], int(found["zones"]), int(found["replicas"])) if found else None
+
+
+@dataclass
+class Run:
+    cases: list[Case]
+    chaos: list[dict]  # one per experiment run: experiment, recovery, seconds, timeline
+    environment: dict
+    unattributed_verdicts: int = 0  # verdicts whose test is not among the cases
+
+    def count(self, *outcomes: str) -> int:
+        return sum(1 for c in self.cases if c.outcome in outcomes)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.cases) and not self.count("failed", "error") and self.count("passed") > 0
+
+    @property
+    def verdicts(self) -> list[dict]:
+        return [v for c in self.cases for v in c.verdicts]
+
+    def matrix(self) -> tuple[list[str], list[tuple[int, int]], dict[tuple[str, int, int], Case]]:
+        """Schemes (rows), (zones, replicas) columns and the case of each cell."""
+        cells = {c.matrix_cell: c for c in self.cases if c.matrix_cell}
+        schemes = list(dict.fromkeys(cell[0] for cell in cells))
+        columns = sorted({cell[1:] for cell in cells})
+        return schemes, columns, cells
+
+
+def _outcome(case: ET.Element) -> tuple[str, str, str]:
+    for tag in ("failure", "error", "skipped"):
+        found = case.find(tag)
+        if found is not None:
+            message = (found.get("message") or found.text or "").strip()
+            return {"failure": "failed"}.get(tag, tag), message.splitlines()[0] if message else "", found.text or ""
+    return "passed", "", ""
+
+
+def read(reports: Path) -> Run:
+    cases = []
+    for phase in PHASES:
+        path = reports / f"junit-{phase}.xml"
+        if not path.exists():
+            continue
+        for element in ET.parse(path).getroot().iter("testcase"):
+            module = element.get("classname", "").rsplit(".", 1)[-1]
+            outcome, message, details = _outcome(element)
+            cases.append(Case(f"{module}.py::{element.get('name')}", phase, outcome,
+                              float(element.get("time") or 0), message, details))
+    if not cases:
+        raise ReportError(f"no JUnit results (junit-{{{','.join(PHASES)}}}.xml) in {reports}: no run to report on")
+    by_id = {c.id: c for c in cases}
+    unattributed = 0
+    for entry in tally.entries(reports / VERDICTS_FILE):
+        if entry["test"] in by_id:
+            by_id[entry["test"]].verdicts.append(entry)
+        else:
+            unattributed += 1
+    chaos_path = reports / CHAOS_FILE
+    chaos = [json.loads(line) for line in chaos_path.read_text().splitlines()] if chaos_path.exists() else []
+    env_path = reports / ENVIRONMENT_FILE
+    environment = json.loads(env_path.read_text()) if env_path.exists() else {}
+    return Run(cases, chaos, environment, unattributed)
+
+
+def history_entry(run: Run) -> dict:
+    """The run's figures for the trend (zoneproof.report.trends)."""
+    env = run.environment
+    return {"started": env.get("started", ""), "provider": env.get("provider", ""), "profile": env.get("profile", ""),
+            "seconds": env.get("seconds"), "passed": run.count("passed"), "failed": run.count("failed", "error"),
+            "skipped": run.count("skipped"),
+            "cases": {c.id: {"outcome": c.outcome, "seconds": round(c.seconds, 2)} for c in run.cases},
+            "recovery": {e["experiment"]: e["recovery"] for e in run.chaos}}
