@@ -13,6 +13,7 @@ import fcntl
 import hashlib
 import json
 import logging
+import os
 import shutil
 import subprocess
 import tempfile
@@ -119,6 +120,9 @@ def generate(results: Path, report: Path, environment: dict) -> Path:
 
 
 def _allure(executable: Path, *args: str) -> None:
-    proc = subprocess.run([str(executable), *args], capture_output=True, text=True)
+    # "true" (allure reads a boolean): no analytics sent while generating (up to 10 s lost on
+    # a closed network) and no analytics script in the page, which must open offline.
+    env = dict(os.environ, ALLURE_NO_ANALYTICS="true")
+    proc = subprocess.run([str(executable), *args], capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise AllureError(f"allure {' '.join(args)} failed ({proc.returncode}):\n{(proc.stderr or proc.stdout)[-3000:]}")

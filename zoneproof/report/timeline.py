@@ -19,7 +19,8 @@ from zoneproof.cluster.nodes import ecs_instance_id
 PHASE_COLOURS = {"Running": "#2e7d32", "Pending": "#ef8f00", "Terminating": "#8a8a8a", "Succeeded": "#5b7fa6",
                  "Failed": "#c62828", "Unknown": "#c62828"}
 ZONE_COLOURS = ("#4e79a7", "#b07aa1", "#76b7b2", "#9c755f", "#ff9da7", "#bab0ac")
-LABEL_W, PLOT_W, ROW_H, TOP = 190, 760, 20, 60
+LABEL_W, PLOT_W, ROW_H = 190, 760, 20
+RECOVERY_ROW = 16  # each recovery arrow gets a row of its own above the plot
 RECOVERY = "#6a1b9a"
 
 
@@ -81,7 +82,7 @@ def build(experiment: str, journal: dict, changes: list, audit: list[dict]) -> d
                                    "to": rel(output["settled_at"])})
     detaches = []
     for call in audit:
-        if call["action"] == "DetachDisk" and call["code"] == "OK":
+        if call["action"] == "DetachDisk" and call["code"] == "OK" and call["at"] <= t1:
             node = instances.get(call["instance_id"] or "", "")
             detaches.append({"at": rel(call["at"]), "disk": call["disk_id"], "node": node,
                              "forced": bool(node) and not _ready_at(nodes[node]["states"], rel(call["at"]))})
@@ -116,25 +117,26 @@ def draw(timeline: dict) -> str:
     zone_colour = {z: ZONE_COLOURS[i % len(ZONE_COLOURS)] for i, z in enumerate(zones)}
     node_zone = {name: n["zone"] for name, n in timeline["nodes"].items()}
     rows = len(timeline["pods"]) + len(timeline["nodes"]) + 1
-    height = TOP + rows * ROW_H + 30 + 18 * (len(timeline["actions"]) + 2)
-    width = LABEL_W + PLOT_W + 20
+    top = 34 + RECOVERY_ROW * len(timeline["recoveries"])
+    height = top + rows * ROW_H + 30 + 18 * (len(timeline["actions"]) + 2)
+    width = LABEL_W + PLOT_W + 100  # room for the last recovery label
     x = lambda t: LABEL_W + PLOT_W * min(t, duration) / duration  # noqa: E731 - a scale
     drawing = dw.Drawing(width, height, font_family="sans-serif", font_size=11, class_="chaos-timeline")
     drawing.append_title(f"{timeline['experiment']}: pods and nodes over time")
-    plot_bottom = TOP + rows * ROW_H
+    plot_bottom = top + rows * ROW_H
     # The method's actions (and rollbacks) as numbered bands behind everything.
     for n, action in enumerate(timeline["actions"], 1):
         x0, x1 = x(action["start"]), max(x(action["end"]), x(action["start"]) + 2)
-        drawing.append(dw.Rectangle(x0, TOP - 14, x1 - x0, plot_bottom - TOP + 14,
+        drawing.append(dw.Rectangle(x0, top - 14, x1 - x0, plot_bottom - top + 14,
                                     fill="#9e9e9e" if action["rollback"] else "#ffb74d", fill_opacity=0.35,
                                     class_="action"))
-        drawing.append(dw.Text(str(n), 10, x0 + 1, TOP - 4, fill="#5d4037"))
+        drawing.append(dw.Text(str(n), 10, x0 + 1, top - 4, fill="#5d4037"))
     # Time axis.
     step = _tick_every(duration)
     for t in range(0, int(duration) + 1, step):
-        drawing.append(dw.Line(x(t), TOP - 2, x(t), plot_bottom, stroke="#e0e0e0"))
+        drawing.append(dw.Line(x(t), top - 2, x(t), plot_bottom, stroke="#e0e0e0"))
         drawing.append(dw.Text(f"{t}s", 9, x(t) - 6, plot_bottom + 12, fill="#666"))
-    y = TOP
+    y = top
     for pod, steps in sorted(timeline["pods"].items()):
         drawing.append(dw.Text(pod, 11, 8, y + 14, fill="#222"))
         for start, stop, phase, node in _segments(steps, duration):
@@ -170,13 +172,17 @@ def draw(timeline: dict) -> str:
             drawing.append(tick)
         y += ROW_H
     # Recoveries: an arrow from the fault to every pod placed again, labelled with its length.
-    for recovery in timeline["recoveries"]:
+    for n, recovery in enumerate(timeline["recoveries"]):
         x0, x1 = x(recovery["from"]), x(recovery["to"])
         seconds = recovery["to"] - recovery["from"]
-        drawing.append(dw.Line(x0, TOP - 26, x1, TOP - 26, stroke=RECOVERY, stroke_width=2, class_="recovery"))
-        drawing.append(dw.Lines(x1 - 6, TOP - 30, x1, TOP - 26, x1 - 6, TOP - 22, fill=RECOVERY, close=True))
-        drawing.append(dw.Line(x0, TOP - 32, x0, TOP - 20, stroke=RECOVERY, stroke_width=2))
-        drawing.append(dw.Text(f"recovery {seconds:.1f}s", 11, x0 + 4, TOP - 32, fill=RECOVERY, font_weight="bold"))
+        level = top - 20 - RECOVERY_ROW * (len(timeline["recoveries"]) - 1 - n)
+        arrow = dw.Line(x0, level, x1, level, stroke=RECOVERY, stroke_width=2, class_="recovery")
+        arrow.append_title(f"{recovery['name']}: {seconds:.1f}s")
+        drawing.append(arrow)
+        drawing.append(dw.Lines(x1 - 5, level - 4, x1, level, x1 - 5, level + 4, fill=RECOVERY, close=True))
+        drawing.append(dw.Line(x0, level - 5, x0, level + 5, stroke=RECOVERY, stroke_width=2))
+        drawing.append(dw.Text(f"recovery {seconds:.1f}s", 10, x1 + 6, level + 4, fill=RECOVERY,
+                               font_weight="bold"))
     # Key: the actions by number, then the colours.
     y = plot_bottom + 30
     for n, action in enumerate(timeline["actions"], 1):

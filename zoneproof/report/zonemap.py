@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 import drawsvg as dw
 
 RED, GREEN, AMBER, GREY, INK = "#c62828", "#2e7d32", "#ef8f00", "#8a8a8a", "#222222"
-COL_W, GAP, MARGIN, HEADER = 300, 14, 10, 30
+COL_W, GAP, MARGIN, HEADER = 330, 14, 10, 30
 NODE_X, NODE_W = 8, 150  # node box within its zone column
-DISK_X, DISK_W = 186, 104  # disk lane within its zone column
+DISK_X, DISK_W = 184, 140  # disk lane within its zone column (room for an ECS disk id)
 ROW_H, NODE_TITLE = 24, 18
 LEGEND_H = 40
 LEGEND_W = 760  # the legend's length: narrower maps are widened to it
