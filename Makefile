@@ -20,7 +20,7 @@ define run_pytest
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests in $(1)" >&2; exit 1; fi; exit $$rc
 endef
 
-.PHONY: help setup tools kind-prereqs test unit e2e cluster-up cluster-down cluster-status bench bench-chaos bench-ecs-connect bench-kind mutants clean
+.PHONY: help setup tools kind-prereqs report-prereqs browser-prereqs report test unit e2e cluster-up cluster-down cluster-status bench bench-chaos bench-ecs-connect bench-kind mutants clean
 
 help:
 	@echo "make e2e          local cluster + suites + report (reports/); E2E_WORKERS=n workers,\n                 PROVIDER=kind for the kind cluster"
@@ -32,6 +32,7 @@ help:
 	@echo "make bench-chaos  recovery time of each chaos experiment and the chaos set's wall time"
 	@echo "make bench-ecs-connect  fake ECS under bursts of 32 connecting clients (connect time, unanswered)"
 	@echo "make bench-kind   kind next to local: bring-up, NotReady; BENCH_ARGS=\"--cold-image --e2e\" for more"
+	@echo "make report       reports/index.html and the allure report again from the last run"
 	@echo "make mutants      each bug of the catalogue on alone, its cases must fail; then a clean run (BUGS=\"a b\")"
 
 $(UV):
@@ -63,7 +64,29 @@ kind-prereqs:
 	  { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; }; \
 	fi
 
-test: tools kind-prereqs
+# The reports: the allure report needs Java and npm (npm installs the pinned allure command
+# line on first use); the browser test of `make test` needs Debian's Chromium. Installed
+# here when missing (as root, from Debian's packages), else named.
+REPORT_COMMANDS := java:default-jre-headless npm:npm
+BROWSER_COMMANDS := chromium:chromium
+
+define install_commands
+	@missing=$$(for pair in $(1); do command -v $${pair%%:*} >/dev/null || echo $${pair#*:}; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "error: the reports need the Debian packages: $$missing" >&2; exit 1; fi; \
+	  echo "installing $$missing (Debian packages, for the reports)"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null || \
+	  { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; }; \
+	fi
+endef
+
+report-prereqs:
+	$(call install_commands,$(REPORT_COMMANDS))
+
+browser-prereqs:
+	$(call install_commands,$(REPORT_COMMANDS) $(BROWSER_COMMANDS))
+
+test: tools kind-prereqs browser-prereqs
 	@$(call run_pytest,tests)
 
 E2E_WORKERS ?= 2
@@ -71,7 +94,7 @@ E2E_ARGS ?=
 # local (control plane + kwok, the default) or kind (real kubelets in Docker)
 PROVIDER ?= local
 
-e2e: tools $(if $(filter kind,$(PROVIDER)),kind-prereqs)
+e2e: tools report-prereqs $(if $(filter kind,$(PROVIDER)),kind-prereqs)
 	$(ZP) e2e --provider $(PROVIDER) --workers $(E2E_WORKERS) $(E2E_ARGS) $(PYTEST_ARGS)
 
 cluster-up: tools
@@ -96,8 +119,12 @@ bench-kind: tools kind-prereqs
 	$(PY) bench/kind_bench.py $(BENCH_ARGS)
 
 BUGS ?=
-mutants: tools
+mutants: tools report-prereqs
 	$(ZP) bugs run $(BUGS)
+
+# reports/index.html and the allure report again, from the last run's results
+report: setup report-prereqs
+	$(ZP) report
 
 clean:
 	rm -rf $(VENV) reports/allure-results reports/junit.xml .pytest_cache

@@ -2,6 +2,7 @@
 pin builds afresh. Uses a real `go build` of a tiny module."""
 
 import os
+import re
 
 import pytest
 
@@ -79,3 +80,13 @@ def test_node_image_tool_sets_are_pinned_and_apart_from_the_local_providers():
     assert toolchain.NODE_IMAGE_TOOL_SETS["kubernetes-node"].version == toolchain.KUBERNETES_VERSION
     binaries = {b for ts in toolchain.ALL_TOOL_SETS.values() for b in ts.binaries}
     assert {"kubelet", "kubeadm", "kube-proxy", "coredns", "crictl"} <= binaries
+
+
+def test_a_build_counts_the_packages_it_compiles(hello_tool, tmp_path, caplog):
+    # Sources no build has seen, so that both packages of the module must be compiled.
+    (toolchain.TOOLS_DIR / "hello" / "greet" / "greet.go").write_text(f'package greet\n\nconst Word = "{tmp_path.name}"\n')
+    with caplog.at_level("INFO", logger="zoneproof.toolchain"):
+        toolchain.build(hello_tool)
+    (counted,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("go build of hello: ")]
+    compiled, total = re.match(r"go build of hello: (\d+) of at most (\d+) packages compiled", counted).groups()
+    assert int(compiled) >= 2 and int(total) >= int(compiled), counted  # greet and main, and what they import

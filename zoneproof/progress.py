@@ -1,5 +1,6 @@
 """Progress of long steps for people watching: a line when a step starts, a line with the
-elapsed time every half minute while it runs, and one when it ends."""
+elapsed time (and, when the step can tell, how far along it is) every half minute while it
+runs, and one when it ends."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import logging
 import threading
 import time
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator
 
 log = logging.getLogger("zoneproof.progress")
 
@@ -15,13 +16,15 @@ TICK_SECONDS = 30.0
 
 
 @contextmanager
-def step(what: str, *, tick: float = TICK_SECONDS) -> Iterator[None]:
+def step(what: str, *, tick: float = TICK_SECONDS, status: Callable[[], str] | None = None) -> Iterator[None]:
+    """``status``: how far along the step is, in words, asked at every tick."""
     started = time.monotonic()
     done = threading.Event()
 
     def ticker() -> None:
         while not done.wait(tick):
-            log.info("… %s (%s elapsed)", what, _clock(time.monotonic() - started))
+            log.info("… %s (%s elapsed%s)", what, _clock(time.monotonic() - started),
+                     f"; {status()}" if status else "")
 
     log.info("▶ %s", what)
     thread = threading.Thread(target=ticker, name=f"progress: {what[:40]}", daemon=True)

@@ -198,14 +198,11 @@ def build(tool_set: GoToolSet, *, force: bool = False) -> Path:
         staging = Path(tempfile.mkdtemp(prefix=f".{tool_set.name}-", dir=target.parent))
         try:
             (staging / "bin").mkdir()
-            cmd = ["go", "build", "-trimpath", "-ldflags", " ".join(("-s", "-w", *tool_set.ldflags)),
+            cmd = ["go", "build", "-v", "-trimpath", "-ldflags", " ".join(("-s", "-w", *tool_set.ldflags)),
                    "-o", str(staging / "bin") + "/", tool_set.package]
             if tool_set.package == ".":
                 cmd[cmd.index("-o") + 1] = str(staging / "bin" / tool_set.binaries[0])
-            with step(f"go build of {tool_set.name} {tool_set.version} ({', '.join(tool_set.binaries)})"):
-                proc = subprocess.run(cmd, cwd=tool_set.module_dir, env=go_env(), capture_output=True, text=True)
-            if proc.returncode != 0:
-                raise ToolchainError(f"building {tool_set.name} failed:\n{proc.stderr[-4000:]}")
+            _go_build(cmd, tool_set)
             missing = [b for b in tool_set.binaries if not (staging / "bin" / b).is_file()]
             if missing:
                 raise ToolchainError(f"building {tool_set.name} produced no {', '.join(missing)}")
@@ -216,6 +213,38 @@ def build(tool_set: GoToolSet, *, force: bool = False) -> Path:
             shutil.rmtree(staging, ignore_errors=True)
         log.info("built %s in %.0f s", tool_set.name, time.monotonic() - started)
         return target / "bin"
+
+
+class _BuildCount:
+    """Packages compiled so far by a ``go build -v`` (which names each one as it compiles it,
+    and is silent about those the build cache holds, so a warm build ends short of the total)."""
+
+    def __init__(self, total: int):
+        self.total, self.compiled = total, 0
+
+    def __str__(self) -> str:
+        share = f" ({100 * self.compiled // self.total}%)" if self.total else ""
+        return f"{self.compiled} of at most {self.total or '?'} packages compiled{share}"
+
+
+def _go_build(cmd: list[str], tool_set: GoToolSet) -> None:
+    """Run the build, counting the packages it compiles for the progress lines."""
+    listing = subprocess.run(["go", "list", "-deps", tool_set.package], cwd=tool_set.module_dir, env=go_env(),
+                             capture_output=True, text=True)
+    count = _BuildCount(len(listing.stdout.split()) if listing.returncode == 0 else 0)
+    other: list[str] = []  # what is not a package name: the compiler's messages
+    with step(f"go build of {tool_set.name} {tool_set.version} ({', '.join(tool_set.binaries)})", status=count.__str__):
+        proc = subprocess.Popen(cmd, cwd=tool_set.module_dir, env=go_env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        for line in proc.stdout:
+            if line.strip() and " " not in line.strip() and not line.startswith("#"):
+                count.compiled += 1
+            else:
+                other.append(line)
+        proc.wait()
+    if proc.returncode != 0:
+        raise ToolchainError(f"building {tool_set.name} failed:\n{''.join(other)[-4000:]}")
+    log.info("go build of %s: %s", tool_set.name, count)
 
 
 def build_all(*, force: bool = False) -> dict[str, Path]:
