@@ -119,7 +119,7 @@ bench-kind: tools kind-prereqs
 	$(PY) bench/kind_bench.py $(BENCH_ARGS)
 
 BUGS ?=
-mutants: tools report-prereqs
+mutants: tools
 	$(ZP) bugs run $(BUGS)
 
 # reports/index.html and the allure report again, from the last run's results

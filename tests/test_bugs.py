@@ -299,3 +299,18 @@ def test_the_run_fails_when_a_bug_survives_or_the_clean_run_does_not_pass(tmp_pa
     assert report([clean, survived], tmp_path / "m.json", 2) == 1
     assert report([BugRun("clean", "-", 1, [CaseResult(case, "failure", "x")]), killed], tmp_path / "m.json", 2) == 1
     assert "KILLED" in kill_table([clean, killed]) and "#1 test_x.py::test_a" in kill_table([clean, killed])
+
+
+def test_the_kill_matrix_page_shows_a_caught_bug_green_and_a_survivor_red(tmp_path):
+    case = "test_x.py::test_a"
+    clean = BugRun("clean", "-", 1, [CaseResult(case, "passed")])
+    killed = BugRun("own-zone", "controller", 1, [CaseResult(case, "failure", "AssertionError: x")])
+    survived = BugRun("delete-keeps-disk", "controller", 1, [CaseResult(case, "passed")])
+    report([clean, killed, survived], tmp_path / "kill-matrix.json", 2)
+    page = (tmp_path / "kill-matrix.html").read_text()
+    assert "1 of 2 bugs caught, clean run passed; survived: delete-keeps-disk" in page
+    rows = page.split('<tr><th>')[2:]  # the clean run, then the bugs in order
+    assert '<td class="passed" title="">passed</td>' in rows[0]
+    assert '<td class="passed" title="AssertionError: x">caught</td>' in rows[1]
+    assert '<td class="failed" title="">passed</td>' in rows[2]
+    assert bugs.BY_NAME["own-zone"].effect.split("'")[0] in page

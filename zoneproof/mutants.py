@@ -25,6 +25,7 @@ from zoneproof.cluster import ClusterSpec, LocalProvider
 from zoneproof.cluster.base import ClusterError
 from zoneproof.csi.deploy import attach as attach_driver
 from zoneproof.csi.deploy import running_deployment
+from zoneproof.report import killmatrix
 
 log = logging.getLogger(__name__)
 
@@ -160,9 +161,10 @@ def report(runs: list[BugRun], path: Path, seconds: float) -> int:
     path.write_text(json.dumps({"seconds": round(seconds, 1), "clean": asdict(clean),
                                 "bugs": [{**asdict(r), "caught": r.caught} for r in mutants],
                                 "survivors": survivors}, indent=2))
+    page = killmatrix.write(path)
     print(kill_table(runs))
     print(f"\nkill matrix: {len(mutants) - len(survivors)}/{len(mutants)} bugs caught, clean run "
-          f"{'passed' if clean.clean else 'FAILED'}, {seconds:.0f}s; written to {path}")
+          f"{'passed' if clean.clean else 'FAILED'}, {seconds:.0f}s; written to {path} and {page}")
     problems = [f"bug {b} was caught by no case" for b in survivors]
     problems += [f"clean run: {r.case} {r.outcome}: {r.first_line}" for r in clean.results if r.outcome != "passed"]
     for problem in problems:
