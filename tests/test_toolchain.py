@@ -3,6 +3,7 @@ pin builds afresh. Uses a real `go build` of a tiny module."""
 
 import os
 import re
+import uuid
 
 import pytest
 
@@ -82,9 +83,10 @@ def test_node_image_tool_sets_are_pinned_and_apart_from_the_local_providers():
     assert {"kubelet", "kubeadm", "kube-proxy", "coredns", "crictl"} <= binaries
 
 
-def test_a_build_counts_the_packages_it_compiles(hello_tool, tmp_path, caplog):
+def test_a_build_counts_the_packages_it_compiles(hello_tool, caplog):
     # Sources no build has seen, so that both packages of the module must be compiled.
-    (toolchain.TOOLS_DIR / "hello" / "greet" / "greet.go").write_text(f'package greet\n\nconst Word = "{tmp_path.name}"\n')
+    word = uuid.uuid4().hex
+    (toolchain.TOOLS_DIR / "hello" / "greet" / "greet.go").write_text(f'package greet\n\nconst Word = "{word}"\n')
     with caplog.at_level("INFO", logger="zoneproof.toolchain"):
         toolchain.build(hello_tool)
     (counted,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("go build of hello: ")]
