@@ -16,6 +16,7 @@ from zoneproof import data, labels, manifests, oracle
 from zoneproof.cluster import docker as docker_daemon
 from zoneproof.cluster.kind import KIND_CLUSTER_LABEL, KindProvider
 from zoneproof.cluster.spec import ClusterSpec
+from zoneproof.csi import incluster
 from zoneproof.csi.deploy import DriverDeployment
 from zoneproof.processes import processes_under
 from zoneproof.profile import load_profile
@@ -137,6 +138,13 @@ def test_statefulset_data_follows_its_disk_through_a_power_cut():
         back = next(p for p in verdict.pods if p.pod == victim.metadata.name)
         assert back.node_zone == zone
         assert ledger.check(provider.core, NAMESPACE, expected=len(ZONES)) == len(ZONES)
+
+        # A driver taken down is gone when down() returns: the next deployment must not
+        # meet its DaemonSet still being deleted.
+        deployment.down()
+        deployment = None
+        left = client.AppsV1Api(api).list_daemon_set_for_all_namespaces(field_selector=f"metadata.name={incluster.NAME}")
+        assert not left.items, [d.metadata.deletion_timestamp for d in left.items]
     finally:
         try:
             if deployment is not None:

@@ -8,8 +8,9 @@ propagation both ways), from the storage of its zone's disks."""
 from __future__ import annotations
 
 import logging
+import time
 
-from kubernetes import client
+from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from zoneproof import labels
@@ -132,8 +133,10 @@ def wait_registered(api: client.ApiClient, profile: DriverProfile, workers: list
     log.info("the kubelets of %d workers registered %s", len(workers), profile.driver)
 
 
-def remove(api: client.ApiClient) -> None:
-    """Delete the DaemonSet and its RBAC; absent objects are fine."""
+def remove(api: client.ApiClient, timeout: float = 180) -> None:
+    """Delete the DaemonSet and its RBAC (absent objects are fine), and return once the
+    DaemonSet is gone: deleted in the foreground, it lingers until its pods are, and a new
+    deployment meeting it would be refused ("object is being deleted")."""
     apps, rbac_api, core = client.AppsV1Api(api), client.RbacAuthorizationV1Api(api), client.CoreV1Api(api)
     for delete in (lambda: apps.delete_namespaced_daemon_set(NAME, NAMESPACE, propagation_policy="Foreground"),
                    lambda: rbac_api.delete_cluster_role_binding(NAME), lambda: rbac_api.delete_cluster_role(NAME),
@@ -143,3 +146,25 @@ def remove(api: client.ApiClient) -> None:
         except ApiException as err:
             if err.status != 404:
                 raise
+    _wait_daemonset_gone(apps, timeout)
+
+
+def _wait_daemonset_gone(apps: client.AppsV1Api, timeout: float) -> None:
+    """Watch the DaemonSet from the version read until its deletion arrives."""
+    deadline = time.monotonic() + timeout
+    while True:
+        listing = apps.list_namespaced_daemon_set(NAMESPACE, field_selector=f"metadata.name={NAME}")
+        if not listing.items:
+            return
+        left = deadline - time.monotonic()
+        if left <= 0:
+            pods = listing.items[0].status.current_number_scheduled
+            raise TimeoutError(f"DaemonSet {NAMESPACE}/{NAME} still exists {timeout:.0f}s after its deletion "
+                               f"({pods} node plugin pods left)")
+        log.info("waiting for DaemonSet %s/%s and its pods to go", NAMESPACE, NAME)
+        for event in watch.Watch().stream(apps.list_namespaced_daemon_set, NAMESPACE,
+                                          field_selector=f"metadata.name={NAME}",
+                                          resource_version=listing.metadata.resource_version,
+                                          timeout_seconds=max(1, int(left))):
+            if event["type"] == "DELETED":
+                return
