@@ -213,3 +213,10 @@ def test_a_second_build_of_one_run_counts_it_once_and_a_second_run_shows_the_fir
     assert len(trends.load(tmp_path)) == 2
     assert built.page.read_text().count('<tr class="trend-run">') == 2  # both runs in the trend table
     assert page.CHAOS_CASE.format("x") == "test_chaos.py::test_experiment[x]"
+
+
+def test_a_node_of_no_zone_has_no_row():
+    control_plane = change(T0 + 1, "Node", "control-plane", meta={"labels": {}},
+                           status={"conditions": [{"type": "Ready", "status": "True"}]})
+    built = timeline.build("pod-delete", JOURNAL, [control_plane, node_obj(T0 + 1, "a-0", "zone-a", True)], [])
+    assert list(built["nodes"]) == ["a-0"]

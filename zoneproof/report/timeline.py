@@ -62,7 +62,9 @@ def build(experiment: str, journal: dict, changes: list, audit: list[dict]) -> d
                 pods.setdefault(name, []).append(step)
         elif change.kind == "Node" and change.type != "DELETED":
             node_labels = change.obj["metadata"].get("labels") or {}
-            entry = nodes.setdefault(name, {"zone": node_labels.get(labels.ZONE, ""), "states": []})
+            if not node_labels.get(labels.ZONE):
+                continue  # a node of no zone (kind's control plane) holds no disk
+            entry = nodes.setdefault(name, {"zone": node_labels[labels.ZONE], "states": []})
             instances[ecs_instance_id(node_labels, (change.obj.get("spec") or {}).get("providerID") or "")] = name
             ready, taints = _node_state(change.obj)
             if not entry["states"] or entry["states"][-1][1:] != [ready, taints]:
