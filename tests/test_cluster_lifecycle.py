@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from zoneproof.cluster import ClusterSpec, LocalProvider
-from zoneproof.processes import processes_under
+from zoneproof.processes import processes_under, python_module_as_in_a_terminal
 from zoneproof.cluster.spec import Timings
 from zoneproof.waiting import wait_for
 
@@ -89,7 +89,8 @@ def test_interrupted_bring_up_leaves_nothing(tmp_path):
     """Ctrl-C while the control plane is up but nodes are still registering."""
     state = tmp_path / "state"
     env = dict(os.environ, ZONEPROOF_STATE_DIR=str(state))
-    proc = subprocess.Popen([*ZONEPROOF, "cluster", "up", "--name", "zp-interrupted"],
+    proc = subprocess.Popen([*python_module_as_in_a_terminal("zoneproof.cli"), "cluster", "up",
+                             "--name", "zp-interrupted"],
                             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
     seen = []
     for line in proc.stderr:

@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -121,3 +122,11 @@ def _gone(pgid: int) -> bool:
         if fields and int(fields[2]) == pgid and fields[0] != "Z":
             return False
     return True
+
+
+def python_module_as_in_a_terminal(module: str) -> list[str]:
+    """The command that runs ``python -m module`` able to take a Ctrl-C, for tests that send
+    one: started from a background shell (nohup, some CI runners) a child inherits SIGINT
+    ignored, and Python then leaves it ignored, so the signal would never arrive."""
+    return [sys.executable, "-c", "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                                  f"runpy.run_module({module!r}, run_name='__main__', alter_sys=True)"]

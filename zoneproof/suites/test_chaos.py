@@ -16,7 +16,6 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 
 import allure
 import pytest
@@ -24,6 +23,7 @@ import pytest
 from zoneproof import labels, workloads
 from zoneproof.cluster.existing import instance_of
 from zoneproof.namespaces import TEST_LABEL
+from zoneproof.processes import python_module_as_in_a_terminal
 from zoneproof.report import timeline
 from zoneproof.waiting import wait_for
 from zoneproof_chaos import running
@@ -80,14 +80,6 @@ def test_experiment(chaos_env, cluster, experiment, seed, record_testsuite_prope
     assert any(k.startswith(running.RECOVERY_PREFIX) for k in measured), f"no recovery measured: {measured}"
 
 
-# `chaos` as a terminal's Ctrl-C reaches it. A command started in the background by a
-# non-interactive shell (nohup, CI runners) inherits SIGINT ignored, and Python then keeps
-# it ignored: the `chaos` CLI gets its KeyboardInterrupt handler back first.
-CHAOS_AS_IN_A_TERMINAL = [sys.executable, "-c", "import signal, sys; "
-                          "signal.signal(signal.SIGINT, signal.default_int_handler); "
-                          "from chaostoolkit.__main__ import cli; sys.exit(cli())"]
-
-
 def test_interrupt_during_zone_loss_restores_the_zone(alone, cluster, deployments, profile, tmp_path):
     """Ctrl-C while a zone is powered off and tainted: `chaos run` must still power the zone
     on, lift the taint, and delete the namespace and disks it made."""
@@ -95,8 +87,9 @@ def test_interrupt_during_zone_loss_restores_the_zone(alone, cluster, deployment
     core = cluster.core
     env = configuration_env(cluster, profile.source, dict(os.environ))
     experiment = running.experiment("zone-loss")
-    proc = subprocess.Popen([*CHAOS_AS_IN_A_TERMINAL, "--log-file", str(tmp_path / "chaos.log"), "run",
-                             str(experiment), "--journal-path", str(tmp_path / "journal.json")],
+    proc = subprocess.Popen([*python_module_as_in_a_terminal("chaostoolkit"), "--log-file",
+                             str(tmp_path / "chaos.log"), "run", str(experiment),
+                             "--journal-path", str(tmp_path / "journal.json")],
                             cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:
         def in_outage():
