@@ -93,12 +93,18 @@ def test_interrupted_bring_up_leaves_nothing(tmp_path):
                              "--name", "zp-interrupted"],
                             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
     seen = []
-    for line in proc.stderr:
-        seen.append(line)
-        if "control plane up" in line:
-            proc.send_signal(signal.SIGINT)
-            break
-    rest, _ = proc.communicate(timeout=120)
+    try:
+        for line in proc.stderr:
+            seen.append(line)
+            if "control plane up" in line:
+                proc.send_signal(signal.SIGINT)
+                break
+        rest, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None or proc.returncode != 130:  # the interrupt did not land: clean up here
+            proc.kill()
+            subprocess.run([*ZONEPROOF, "cluster", "down", "--name", "zp-interrupted"], env=env,
+                           capture_output=True, timeout=120)
     assert proc.returncode == 130, "".join(seen) + (rest or "")
     cluster_dir = state / "kwok" / "clusters" / "zp-interrupted"
     assert not processes_under(cluster_dir)
