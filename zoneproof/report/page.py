@@ -10,7 +10,6 @@ escapes its own text, are the only markup passed through)."""
 
 from __future__ import annotations
 
-import html
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -85,10 +84,9 @@ def render(run: Run, history: list[dict], entry: dict, *, allure_report: str = "
     earlier = trends.comparable(history, entry)
     template = env.get_template("index.html.j2")
     return template.render(
-        run=run, env=run.environment, entry=entry, schemes=schemes, columns=columns, cells=cells,
+        run=run, env=run.environment, schemes=schemes, columns=columns, cells=cells,
         outcome_class=OUTCOME_CLASS, chaos=chaos, details=details, timings=run.environment.get("timings", {}),
         trend=[*earlier, entry], trend_svg=_svg_inline(trend_chart([*earlier, entry])),
         regressions=trends.regressions(history, entry), duration_tolerance=trends.DURATION,
-        recovery_tolerance=trends.RECOVERY, allure_report=allure_report, escape=html.escape,
-        placement_count=sum(1 for c in run.cases if c.verdicts),
+        recovery_tolerance=trends.RECOVERY, allure_report=allure_report,
     )
