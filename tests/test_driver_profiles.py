@@ -5,6 +5,7 @@ topology keys are exercised without the upstream binary."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import yaml
 from kubernetes import client
 
 from zoneproof import labels
+from zoneproof.csi.deploy import LEFTOVERS_FILE
 from zoneproof.fixtures.driver import provide_driver
 from zoneproof.profile import PROFILES, parse_profile
 from zoneproof.waiting import wait_for
@@ -82,10 +84,34 @@ def test_down_stops_every_process_it_started_and_keeps_the_logs(driver):
     then finds nothing left to do)."""
     pids = [pid for pid, _ in driver.running().processes.values()]
     assert len(pids) == 4, driver.running().processes  # fake ECS, controller, provisioner, attacher
+    cloud = driver.cloud()
+    forgotten = cloud.api.call("CreateDisk", RegionId=cloud.region, ZoneId=driver.provider.spec.zones[0],
+                               DiskCategory="cloud_ssd", Size=20, DiskName="forgotten")["DiskId"]
     driver.down()
+    # What the fake ECS still held as it went is recorded beside the logs, for e2e to report.
+    recorded = [json.loads(line) for line in (driver.logs / LEFTOVERS_FILE).read_text().splitlines()]
+    assert [r["disks"] for r in recorded] == [[f"{forgotten} ({driver.provider.spec.zones[0]}, Available)"]]
     assert not driver.is_up() and driver.running() is None
     left = {pid: Path(f"/proc/{pid}/stat").read_text(errors="replace")[:80] for pid in pids
             if Path(f"/proc/{pid}").exists()}
     assert not left, left
     assert {"fake-ecs.log", "csi-controller.log", "csi-provisioner.log", "csi-attacher.log"} <= {
         p.name for p in driver.logs.iterdir()}
+
+
+def test_a_node_command_without_each_node_runs_a_process_per_node(cluster, tmp_path):
+    """Last: it makes a deployment of its own. A driver whose node binary serves one node
+    gets a process per node, each registered from its own NodeGetInfo."""
+    data = yaml.safe_load(PROFILES.joinpath("reference.yaml").read_text())
+    node = data["run"]["node"]
+    node["command"] = ["{python}", "-m", "zoneproof.cli", "csi", "serve", "--endpoint", "{endpoint}",
+                       "--ecs-endpoint", "{ecs_endpoint}", "--region", "{region}", "--node-id", "{instance_id}",
+                       "--node-zone", "{zone}"]
+    del node["each_node"]
+    for deployment in provide_driver(cluster, parse_profile(data, "reference, a process per node"), logs=tmp_path):
+        processes = deployment.running().processes
+        assert {f"csi-node-{name}" for name in cluster.nodes()} <= set(processes), sorted(processes)
+        for name in cluster.nodes():
+            entry = next(d for d in client.StorageV1Api(cluster.api_client).read_csi_node(name).spec.drivers
+                         if d.name == deployment.profile.driver)
+            assert entry.node_id == cluster.core.read_node(name).metadata.labels[labels.INSTANCE_ID]

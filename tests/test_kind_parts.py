@@ -27,7 +27,8 @@ from zoneproof.csi.proto import load
 from zoneproof.ecs.storage import DiskStorage
 
 csi, csi_grpc = load()
-SPEC = ClusterSpec(name="zp", zones=("za-1", "zb-1"), nodes_per_zone=2, timings=Timings(node_monitor_grace_period=9))
+SPEC = ClusterSpec(name="zp", zones=("za-1", "zb-1"), nodes_per_zone=2,
+                   timings=Timings(node_monitor_grace_period=9, node_lease_duration=10))
 
 
 def test_workers_are_named_as_kind_names_them_and_spread_over_the_zones():

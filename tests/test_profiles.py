@@ -87,6 +87,11 @@ def stand_in():
     (lambda d: d["run"]["controller"]["command"].append("{zone}"), "unknown template variable\\(s\\) \\{zone\\}"),
     (lambda d: d["run"]["controller"]["command"].append("{driver_binary}"), "\\{driver_binary\\}"),
     (lambda d: d["run"]["node"].update(stand_in={}), "either 'command'"),
+    # One process serves every node: a node's own values belong in each_node, not the command.
+    (lambda d: d["run"]["node"]["command"].append("{instance_id}"), "node.command: unknown template .*instance_id"),
+    (lambda d: d["run"]["node"]["command"].append("{endpoint}"), "node.command: unknown template .*endpoint"),
+    (lambda d: d["run"]["node"]["each_node"].append("{rack}"), "node.each_node: unknown template .*rack"),
+    (lambda d: d["run"]["node"].update(each_node=[]), "'each_node' must be a non-empty list"),
     (lambda d: d["run"].update(binary="maybe"), "binary: must be 'required'"),
     (lambda d: d["run"]["sidecars"].update(csi_resizer=[]), "sidecars: a mapping from"),
 ])
@@ -155,3 +160,12 @@ def test_an_external_test_driver_file_is_a_profile(tmp_path):
 def test_a_driver_file_without_zones_is_refused(tmp_path, changes, message):
     with pytest.raises(ProfileError, match=message):
         load_profile(driver_info_file(tmp_path, **changes))
+
+
+def test_a_node_command_with_each_node_serves_every_node_from_one_process():
+    run = load_profile("reference").run
+    assert run.node_command.each_node == ("--node", "{instance_id}", "{zone}", "{endpoint}")
+    data = good()
+    del data["run"]["node"]["each_node"]
+    data["run"]["node"]["command"] += ["--node-id", "{instance_id}", "--endpoint", "{endpoint}"]
+    assert parse_profile(data, "custom.yaml").run.node_command.each_node == ()

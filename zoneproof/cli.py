@@ -12,14 +12,16 @@ import click
 
 from zoneproof import bugs as bug_catalogue
 from zoneproof import labels, toolchain
-from zoneproof.cluster import ClusterError, LocalProvider, SpecError
-from zoneproof.cluster.kind import NODE_IMAGE_CHOICES, PRIVILEGED_CHOICES
+from zoneproof.cluster.errors import ClusterError
 from zoneproof.cluster.spec import (
     DEFAULT_CLUSTER_NAME,
     DEFAULT_NODES_PER_ZONE,
     DEFAULT_REGION,
     DEFAULT_ZONES,
+    NODE_IMAGE_CHOICES,
+    PRIVILEGED_CHOICES,
     ClusterSpec,
+    SpecError,
     Timings,
     parse_zones,
 )
@@ -187,7 +189,7 @@ def cluster_up(provider: str, name: str, zones: str, region: str, nodes_per_zone
                privileged: str, bug_names: tuple[str, ...], **timings) -> None:
     """Start a cluster with Ready nodes in every zone: local (real control plane, kwok
     nodes) or kind (node containers with real kubelets)."""
-    from zoneproof.cluster import KindProvider
+    from zoneproof.cluster import KindProvider, LocalProvider
 
     try:
         spec = ClusterSpec(name=name, region=region, zones=parse_zones(zones), nodes_per_zone=nodes_per_zone,
@@ -424,17 +426,11 @@ def csi_serve(endpoint, ecs_endpoint, region, zone_policy, node_id, node_zone, n
               controller_zone, bug_names) -> None:
     """Serve the CSI Identity plus Controller and/or Node services on a unix socket.
     Credentials come from ALIBABA_CLOUD_ACCESS_KEY_ID / ALIBABA_CLOUD_ACCESS_KEY_SECRET."""
-    import os
     from pathlib import Path
 
-    from zoneproof.csi.cloud import EcsCloud, EcsSettings
     from zoneproof.csi.server import build_server
-    from zoneproof.ecs.server import DEFAULT_CREDENTIALS
 
-    default_id, default_secret = next(iter(DEFAULT_CREDENTIALS.items()))
-    cloud = EcsCloud(EcsSettings(endpoint=ecs_endpoint, region=region,
-                                 access_key_id=os.environ.get("ALIBABA_CLOUD_ACCESS_KEY_ID", default_id),
-                                 access_key_secret=os.environ.get("ALIBABA_CLOUD_ACCESS_KEY_SECRET", default_secret)))
+    cloud = _driver_cloud(ecs_endpoint, region)
     if node_name:
         if node_id or node_zone:
             _fail(click.BadParameter("--node-name finds the instance and zone itself; drop --node-id/--node-zone"), 2)
@@ -452,6 +448,57 @@ def csi_serve(endpoint, ecs_endpoint, region, zone_policy, node_id, node_zone, n
         server.wait_for_termination()
     except KeyboardInterrupt:
         server.stop(grace=2).wait()
+
+
+@csi_group.command("serve-nodes")
+@click.option("--node", "nodes", type=(str, str, str), multiple=True, required=True,
+              metavar="INSTANCE_ID ZONE ENDPOINT", help="A node endpoint to serve (repeatable).")
+@click.option("--ecs-endpoint", envvar="ECS_ENDPOINT", required=True, help="host:port of ECS (env ECS_ENDPOINT).")
+@click.option("--region", envvar="REGION_ID", default=DEFAULT_REGION, show_default=True, help="(env REGION_ID)")
+@click.option("--bug", "bug_names", multiple=True, envvar=bug_catalogue.ENV, metavar="NAME",
+              help="Switch on a driver bug of the catalogue (`zoneproof bugs list`); repeatable "
+                   f"(env {bug_catalogue.ENV}, comma-separated).")
+def csi_serve_nodes(nodes, ecs_endpoint, region, bug_names) -> None:
+    """Serve the CSI Identity and Node services of many nodes from one process, each on its
+    own unix socket: what a node plugin per node answers, for nodes no kubelet runs.
+    Credentials as for `serve`."""
+    from zoneproof.csi.server import build_server
+
+    cloud = _driver_cloud(ecs_endpoint, region)
+    endpoints = [endpoint for _, _, endpoint in nodes]
+    twice = sorted({e for e in endpoints if endpoints.count(e) > 1})
+    if twice:
+        _fail(click.BadParameter(f"endpoint(s) given to more than one node: {', '.join(twice)}"), 2)
+    try:
+        bugs = bug_catalogue.parse(bug_names)
+        servers = [build_server(endpoint, cloud, instance_id=instance, zone=zone, bugs=bugs)
+                   for instance, zone, endpoint in nodes]
+    except ValueError as err:
+        _fail(err, 2)
+    for server in servers:
+        server.start()
+    logging.getLogger(__name__).info("CSI node endpoints of %d nodes serving (ECS %s): %s", len(servers),
+                                     ecs_endpoint, ", ".join(f"{i} in {z}" for i, z, _ in nodes))
+    try:
+        for server in servers:
+            server.wait_for_termination()
+    except KeyboardInterrupt:
+        for stopped in [server.stop(grace=2) for server in servers]:
+            stopped.wait()
+
+
+def _driver_cloud(ecs_endpoint: str, region: str):
+    """The reference driver's ECS client, with the credentials of its environment (those
+    the fake ECS accepts by default)."""
+    import os
+
+    from zoneproof.csi.cloud import EcsCloud, EcsSettings
+    from zoneproof.ecs.server import DEFAULT_CREDENTIALS
+
+    default_id, default_secret = next(iter(DEFAULT_CREDENTIALS.items()))
+    return EcsCloud(EcsSettings(endpoint=ecs_endpoint, region=region,
+                                access_key_id=os.environ.get("ALIBABA_CLOUD_ACCESS_KEY_ID", default_id),
+                                access_key_secret=os.environ.get("ALIBABA_CLOUD_ACCESS_KEY_SECRET", default_secret)))
 
 
 @csi_group.command("register")

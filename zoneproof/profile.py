@@ -88,6 +88,9 @@ class SchemeClass:
 class Command:
     args: tuple[str, ...]
     env: dict[str, str] = field(default_factory=dict)
+    # Node commands only: when given, one process serves every node, its arguments followed by
+    # these once per node; otherwise a process per node.
+    each_node: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -194,6 +197,18 @@ def _command(body: object, where: str, allowed: set[str]) -> Command:
                    {str(k): check_template(str(v), allowed, f"{where}.env.{k}") for k, v in env.items()})
 
 
+def _node_command(body: dict, where: str, allowed: set[str]) -> Command:
+    """A node section's command: a process per node, or with ``each_node`` one process for
+    every node, whose per-node values appear only in ``each_node``."""
+    if "each_node" not in body:
+        return _command(body, where, allowed | set(NODE_VARS))
+    each_node = _strings(body, "each_node", where)
+    per_node = set(NODE_VARS) | {"endpoint", "socket"}
+    command = _command({k: v for k, v in body.items() if k != "each_node"}, where, allowed - per_node)
+    return Command(command.args, command.env,
+                   tuple(check_template(a, allowed | per_node, f"{where}.each_node") for a in each_node))
+
+
 def _stand_in(body: dict, where: str, topology_keys: tuple[str, ...]) -> StandInNode:
     unknown = sorted(set(body) - {"node_id", "topology", "labels", "max_volumes"})
     if unknown:
@@ -234,7 +249,7 @@ def _run(body: object, where: str, topology_keys: tuple[str, ...]) -> RunSpec:
                            "(the registrar reports for a node plugin that needs a real host)")
     node_command = stand_in = None
     if "command" in node:
-        node_command = _command(node, f"{where}.node", allowed | set(NODE_VARS))
+        node_command = _node_command(node, f"{where}.node", allowed)
     else:
         stand_in = _stand_in(_need(node, "stand_in", dict, f"{where}.node"), f"{where}.node.stand_in", topology_keys)
     sidecars = body.get("sidecars") or {}

@@ -1,26 +1,42 @@
-"""Cluster providers behind one interface (see :class:`ClusterProvider`)."""
+"""Cluster providers behind one interface (see :class:`ClusterProvider`).
 
-from zoneproof.cluster.base import ClusterError, ClusterProvider, NodeState
-from zoneproof.cluster.existing import ExistingProvider
-from zoneproof.cluster.kind import KindProvider
-from zoneproof.cluster.local import LocalProvider
+The providers are imported on first use: a process that needs only the cluster's spec
+(the fake ECS, the reference driver's processes) starts without loading the Kubernetes and
+cloud clients it never calls, which takes seconds on a busy machine."""
+
+from __future__ import annotations
+
+import importlib
+
+from zoneproof.cluster.errors import ClusterError
 from zoneproof.cluster.spec import ClusterSpec, SpecError, Timings
 
-# Providers whose clusters zoneproof makes, keeps state for and tears down.
-OWN_PROVIDERS = {"local": LocalProvider, "kind": KindProvider}
-PROVIDERS = {**OWN_PROVIDERS, "existing": ExistingProvider}
+# name -> module that defines it, imported when the name is first asked for
+_LAZY = {"ClusterProvider": "base", "NodeState": "base", "ExistingProvider": "existing",
+         "KindProvider": "kind", "LocalProvider": "local"}
 
 
-def attach(provider: str, name: str) -> LocalProvider | KindProvider:
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"zoneproof.cluster.{_LAZY[name]}"), name)
+    if name in ("OWN_PROVIDERS", "PROVIDERS"):
+        own = {"local": __getattr__("LocalProvider"), "kind": __getattr__("KindProvider")}
+        # Providers whose clusters zoneproof makes, keeps state for and tears down.
+        return own if name == "OWN_PROVIDERS" else {**own, "existing": __getattr__("ExistingProvider")}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def attach(provider: str, name: str):
     """The running cluster ``name`` made by ``provider`` (local or kind), with its spec."""
-    if provider not in OWN_PROVIDERS:
-        raise ClusterError(f"provider {provider!r} does not make clusters (those that do: {', '.join(OWN_PROVIDERS)})")
-    return OWN_PROVIDERS[provider].attach(name)
+    own = __getattr__("OWN_PROVIDERS")
+    if provider not in own:
+        raise ClusterError(f"provider {provider!r} does not make clusters (those that do: {', '.join(own)})")
+    return own[provider].attach(name)
 
 
-def provider_name(cluster: ClusterProvider) -> str:
+def provider_name(cluster) -> str:
     """The name ``attach`` takes for a cluster zoneproof made."""
-    return next(name for name, cls in OWN_PROVIDERS.items() if isinstance(cluster, cls))
+    return next(name for name, cls in __getattr__("OWN_PROVIDERS").items() if isinstance(cluster, cls))
 
 
 __all__ = ["ClusterError", "ClusterProvider", "ClusterSpec", "ExistingProvider", "KindProvider", "LocalProvider",

@@ -17,6 +17,7 @@ from kubernetes.client.exceptions import ApiException
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_fixed
 
 from zoneproof import labels
+from zoneproof.cluster.errors import ClusterError
 from zoneproof.cluster.spec import ClusterSpec
 from zoneproof.waiting import wait_for
 
@@ -25,10 +26,6 @@ log = logging.getLogger(__name__)
 
 def is_conflict(err: BaseException) -> bool:
     return isinstance(err, ApiException) and err.status == 409
-
-
-class ClusterError(RuntimeError):
-    """The cluster is not in a state that allows the operation; the message says why."""
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from zoneproof.cluster.docker import Docker
 from zoneproof.cluster.local import state_root
 from zoneproof.cluster.nodeimage import BUSYBOX_IMAGE, NodeImageBuilder
 from zoneproof.cluster.nodes import PlannedNode, instance_id
-from zoneproof.cluster.spec import ClusterSpec
+from zoneproof.cluster.spec import NODE_IMAGE_CHOICES, PRIVILEGED_CHOICES, ClusterSpec
 from zoneproof.processes import kill_processes_under
 
 log = logging.getLogger(__name__)
@@ -47,8 +47,6 @@ KIND_CLUSTER_LABEL = "io.x-k8s.kind.cluster"  # kind labels every node container
 KIND_NETWORK = "kind"  # the docker network kind puts every cluster's nodes on
 # kind's own default for its version (pkg/apis/config/defaults/image.go of kind v0.33.0).
 STOCK_NODE_IMAGE = "kindest/node:v1.37.0@sha256:a1ed56cfb0e7b93589bdf97c8cd566405a265939e3620fc4f5de89adff580ae5"
-NODE_IMAGE_CHOICES = ("auto", "stock", "build")
-PRIVILEGED_CHOICES = ("auto", "native", "shim")
 
 
 class KindWorker(PlannedNode):

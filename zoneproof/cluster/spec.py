@@ -12,6 +12,9 @@ DEFAULT_REGION = "cn-beijing"
 DEFAULT_ZONES = ("cn-beijing-a", "cn-beijing-b", "cn-beijing-c")
 DEFAULT_NODES_PER_ZONE = 2
 DEFAULT_CLUSTER_NAME = "zoneproof"
+# kind clusters: where the node image comes from, and how privileged containers are run
+NODE_IMAGE_CHOICES = ("auto", "stock", "build")
+PRIVILEGED_CHOICES = ("auto", "native", "shim")
 
 # Zone names become part of node names, so they must be DNS-1123 labels.
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -27,15 +30,15 @@ class Timings:
     """Failure-detection timings, in seconds.
 
     Upstream defaults notice a dead node after 50 s and evict its pods after 300 s;
-    these defaults notice it in about 15 s and evict after 30 s, so chaos runs stay short
+    these defaults notice it in about 9 s and evict after 30 s, so chaos runs stay short
     while keeping the same mechanisms. ``heartbeat_factor`` scales every heartbeat value
     (lease, status updates, monitor period and grace period) at once, like kwokctl's flag.
     """
 
-    node_monitor_grace_period: float = 12.0  # kube-controller-manager --node-monitor-grace-period
-    node_monitor_period: float = 2.0  # kube-controller-manager --node-monitor-period
-    node_lease_duration: int = 10  # node Lease duration; kwok renews it every quarter of this
-    node_status_update_frequency: float = 4.0  # how often kwok refreshes node status
+    node_monitor_grace_period: float = 8.0  # kube-controller-manager --node-monitor-grace-period
+    node_monitor_period: float = 1.0  # kube-controller-manager --node-monitor-period
+    node_lease_duration: int = 8  # node Lease duration; kwok renews it every quarter of this
+    node_status_update_frequency: float = 2.0  # how often kwok refreshes node status
     heartbeat_factor: float = 1.0
     not_ready_toleration: int = 30  # kube-apiserver --default-not-ready-toleration-seconds
     unreachable_toleration: int = 30  # kube-apiserver --default-unreachable-toleration-seconds

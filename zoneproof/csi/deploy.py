@@ -27,6 +27,7 @@ import shutil
 import socket
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +51,8 @@ from zoneproof.waiting import wait_for
 log = logging.getLogger(__name__)
 
 STATE_FILE = "deployment.json"
+REGISTER_THREADS = 8  # nodes registered at once
+LEFTOVERS_FILE = "cloud-leftovers.jsonl"
 
 
 class DriverError(ClusterError):
@@ -272,11 +275,8 @@ class DriverDeployment:
             self._start("csi-controller", args, self._driver_env(env))
             storage = client.StorageV1Api(self.provider.api_client)
             self._ensure_csidriver(storage)
-            if self.provider.runs_kubelets:
-                self._deploy_node_plugin(ecs.endpoint)
-            else:
-                self._register_nodes(ecs.endpoint)
-
+            # The sidecars wait for the controller's socket themselves: started now, they
+            # connect while the nodes are registered.
             kubeconfig = str(self.provider.kubeconfig)
             common = [f"--csi-address={controller_socket}", f"--kubeconfig={kubeconfig}", "--leader-election=false",
                       "--v=3"]
@@ -284,6 +284,10 @@ class DriverDeployment:
             for name, path in sidecars.items():
                 flags = [flag.format_map(_Vars(values)) for flag in self._sidecar_flags(name)]
                 self._start(name, [path, *common, *flags], {})
+            if self.provider.runs_kubelets:
+                self._deploy_node_plugin(ecs.endpoint)
+            else:
+                self._register_nodes(ecs.endpoint)
             self._wait_sidecars()
         except BaseException:
             log.warning("driver deployment failed; stopping what was started (logs kept in %s)", self.logs)
@@ -311,38 +315,70 @@ class DriverDeployment:
         incluster.wait_registered(self.provider.api_client, self.profile, workers)
 
     def _register_nodes(self, ecs_endpoint: str) -> None:
+        """Stand in for kubelet and node-driver-registrar on every node: ask each node
+        endpoint NodeGetInfo (or take the profile's stand-in answer) and write what they
+        would. Done for many nodes at once: a scale run has hundreds."""
         run = self.profile.run
-        endpoints = {}
-        for name in self.provider.nodes():
-            node_labels = self.provider.core.read_node(name).metadata.labels
-            zone = node_labels[labels.ZONE]
-            values = {"node_name": name, "instance_id": node_labels[labels.INSTANCE_ID], "zone": zone}
-            if run.node_command is not None:
-                node_socket = str(self.workdir / "nodes" / f"{name}.sock")
-                (self.workdir / "nodes").mkdir(exist_ok=True)
-                args, env = render(run.node_command, {**self._values(ecs_endpoint, node_socket), **values})
+        nodes = {name: node.metadata.labels for name, node in self._nodes().items()}
+        if run.node_command is not None:
+            endpoints = self._start_node_endpoints(ecs_endpoint, nodes)
+
+            def register(name: str) -> None:
+                info = registrar.node_info(endpoints[name])
+                if set(info.segments) != set(self.profile.topology_keys):
+                    raise DriverError(f"node {name}: NodeGetInfo reports topology keys {sorted(info.segments)}, but "
+                                      f"profile {self.profile.name!r} declares {sorted(self.profile.topology_keys)}")
+                registrar.register(self.provider.api_client, name, self.profile.driver, info)
+        else:
+            def register(name: str) -> None:
+                registrar.register(self.provider.api_client, name, self.profile.driver,
+                                   *self._stand_in_answer(ecs_endpoint, name, nodes[name]))
+        with ThreadPoolExecutor(REGISTER_THREADS) as pool:
+            list(pool.map(register, nodes))  # list(): the first failure is raised here
+        log.info("registered %s on %d nodes (%s)", self.profile.driver, len(nodes),
+                 "node endpoints" if run.node_command is not None else "stand-in nodes")
+
+    def _nodes(self) -> dict[str, client.V1Node]:
+        names = set(self.provider.nodes())
+        return {n.metadata.name: n for n in self.provider.core.list_node().items if n.metadata.name in names}
+
+    def _node_values(self, name: str, node_labels: dict[str, str]) -> dict[str, str]:
+        return {"node_name": name, "instance_id": node_labels[labels.INSTANCE_ID], "zone": node_labels[labels.ZONE]}
+
+    def _start_node_endpoints(self, ecs_endpoint: str, nodes: dict[str, dict[str, str]]) -> dict[str, str]:
+        """Start the profile's node command: one process for every node when it says
+        ``each_node``, else one per node. Returns each node's endpoint."""
+        command = self.profile.run.node_command
+        (self.workdir / "nodes").mkdir(exist_ok=True)
+        endpoints, per_node = {}, []
+        for name, node_labels in nodes.items():
+            node_socket = str(self.workdir / "nodes" / f"{name}.sock")
+            values = {**self._values(ecs_endpoint, node_socket), **self._node_values(name, node_labels)}
+            endpoints[name] = f"unix://{node_socket}"
+            if command.each_node:
+                per_node += [arg.format_map(_Vars(values)) for arg in command.each_node]
+            else:
+                args, env = render(command, values)
                 self._start(f"csi-node-{name}", args, self._driver_env(env))
-                endpoints[name] = f"unix://{node_socket}"
-                continue
-            stand_in = run.stand_in
-            all_values = _Vars({**self._values(ecs_endpoint, ""), **values})
-            sold = self.zone_categories.get(zone, DEFAULT_CATEGORIES)
-            extra = {}
-            for key, value in stand_in.labels.items():
-                for category in (sold if "{" + CATEGORY_VAR + "}" in key else ("",)):
-                    extra[key.format_map(_Vars({**all_values, CATEGORY_VAR: category}))] = value.format_map(all_values)
-            info = registrar.NodeInfo(stand_in.node_id.format_map(all_values),
-                                      {k: v.format_map(all_values) for k, v in stand_in.topology.items()},
-                                      stand_in.max_volumes)
-            registrar.register(self.provider.api_client, name, self.profile.driver, info, extra)
-        for name, endpoint in endpoints.items():
-            info = registrar.node_info(endpoint)
-            if set(info.segments) != set(self.profile.topology_keys):
-                raise DriverError(f"node {name}: NodeGetInfo reports topology keys {sorted(info.segments)}, but "
-                                  f"profile {self.profile.name!r} declares {sorted(self.profile.topology_keys)}")
-            registrar.register(self.provider.api_client, name, self.profile.driver, info)
-        log.info("registered %s on %d nodes (%s)", self.profile.driver, len(self.provider.nodes()),
-                 "node endpoints" if endpoints else "stand-in nodes")
+        if command.each_node:
+            args, env = render(command, self._values(ecs_endpoint, ""))
+            self._start("csi-nodes", [*args, *per_node], self._driver_env(env))
+        return endpoints
+
+    def _stand_in_answer(self, ecs_endpoint: str, name: str,
+                         node_labels: dict[str, str]) -> tuple[registrar.NodeInfo, dict[str, str]]:
+        """What the profile's stand-in says the real node plugin would answer and label."""
+        stand_in = self.profile.run.stand_in
+        values = _Vars({**self._values(ecs_endpoint, ""), **self._node_values(name, node_labels)})
+        sold = self.zone_categories.get(values["zone"], DEFAULT_CATEGORIES)
+        extra = {}
+        for key, value in stand_in.labels.items():
+            for category in (sold if "{" + CATEGORY_VAR + "}" in key else ("",)):
+                extra[key.format_map(_Vars({**values, CATEGORY_VAR: category}))] = value.format_map(values)
+        info = registrar.NodeInfo(stand_in.node_id.format_map(values),
+                                  {k: v.format_map(values) for k, v in stand_in.topology.items()},
+                                  stand_in.max_volumes)
+        return info, extra
 
     def _ensure_csidriver(self, storage: client.StorageV1Api) -> None:
         body = {"apiVersion": "storage.k8s.io/v1", "kind": "CSIDriver",
@@ -383,12 +419,28 @@ class DriverDeployment:
     def down(self) -> None:
         state = self.running()
         try:
+            if state is not None and state.alive:
+                self._record_leftovers(state)
             if self.provider.is_up():
                 self._unregister()
         finally:
             if state is not None:
                 stop_groups(state.processes)
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _record_leftovers(self, state: RunningDeployment) -> None:
+        """What the fake ECS still holds as it goes with the deployment: disks nobody deleted
+        and instances left stopped. One line per deployment in ``cloud-leftovers.jsonl``
+        beside the logs, which outlive the deployment, for ``zoneproof e2e`` to report."""
+        held = EcsAdmin(state.ecs_endpoint).state()
+        left = {"zone_policy": state.zone_policy,
+                "disks": [f"{d['DiskId']} ({d['ZoneId']}, {d['Status']})" for d in held["disks"]],
+                "stopped instances": sorted(i["InstanceId"] for i in held["instances"] if i["Status"] != "Running")}
+        if left["disks"] or left["stopped instances"]:
+            log.warning("the fake ECS going down still holds %s", left)
+        self.logs.mkdir(parents=True, exist_ok=True)  # a deployment taken down by another session's fixture
+        with open(self.logs / LEFTOVERS_FILE, "a") as out:
+            out.write(json.dumps(left) + "\n")
 
     def _unregister(self) -> None:
         driver = self.profile.driver
