@@ -105,7 +105,10 @@ def kwokctl_config(spec: ClusterSpec, binaries: dict[str, Path], scheduler_confi
                     "default-unreachable-toleration-seconds": str(t.unreachable_toleration),
                 },
             ),
-            args("kube-controller-manager", {"node-eviction-rate": f"{t.node_eviction_rate:g}"}),
+            # Client rate limits well above the defaults (20 and 30 a second): the limits guard a
+            # big cluster's API server, and here they only queue the controllers behind the tests.
+            args("kube-controller-manager", {"node-eviction-rate": f"{t.node_eviction_rate:g}",
+                                             "kube-api-qps": "200", "kube-api-burst": "400"}),
         ],
     }
     if scheduler_config is not None:
