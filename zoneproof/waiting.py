@@ -9,11 +9,12 @@ import logging
 import time
 from typing import Callable, TypeVar
 
-from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
+from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_exponential
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+FIRST_INTERVAL = 0.05  # seconds before the first look again; doubling up to a wait's interval
 
 
 class WaitTimeout(TimeoutError):
@@ -49,10 +50,12 @@ def wait_for(
             last_report = now
             log.info("waiting for %s (%.0fs): %s", what, now - started, last_state[0])
 
+    # Most conditions hold within moments of being asked: look again soon, then less
+    # often, up to ``interval``, so a wait ends close to when its condition came true.
     retrying = Retrying(
         retry=retry_if_result(lambda done: not done),
         stop=stop_after_delay(timeout),
-        wait=wait_fixed(interval),
+        wait=wait_exponential(multiplier=FIRST_INTERVAL, max=interval),
         before_sleep=report,
     )
     try:

@@ -99,19 +99,30 @@ def no_disk_lost_or_leaked(configuration: dict = None) -> dict:
     return {"disks": len(handles)}
 
 
-def cloud_calls_refused(action: str, code: str, zone: str = "", minimum: int = 1,
+def cloud_calls_refused(action: str, code: str, zone: str = "", minimum: int = 1, timeout: float = 0,
                         configuration: dict = None) -> int:
     """How many ``action`` calls the fake ECS refused with ``code`` since the workload was
     placed (in ``zone`` if given); fails under ``minimum``, so an experiment proves its
-    fault was actually met rather than passing because nothing touched it."""
+    fault was actually met rather than passing because nothing touched it. With
+    ``timeout``, waits that long on the audit log for the ``minimum`` to be reached (the
+    fault is met as soon as the driver's calls reach it; no fixed pause has to guess when)."""
     t = target(configuration)
-    entries = [e for e in _audit_since_placed(t, configuration) if e["action"] == action and e["code"] == code
-               and (not zone or e["disk_zone"] == zone)]
-    if len(entries) < int(minimum):
-        raise ActivityFailed(f"expected at least {minimum} {action} call(s) refused with {code}"
-                             f"{' in ' + zone if zone else ''}; the fake ECS refused {len(entries)}")
-    log.info("%d %s call(s) refused with %s%s", len(entries), action, code, f" in {zone}" if zone else "")
-    return len(entries)
+    where = f" in {zone}" if zone else ""
+
+    def refused():
+        entries = [e for e in _audit_since_placed(t, configuration) if e["action"] == action
+                   and e["code"] == code and (not zone or e["disk_zone"] == zone)]
+        return len(entries) >= int(minimum), len(entries)
+    try:
+        count = wait_for(refused, what=f"{minimum} {action} call(s) refused with {code}{where}",
+                         timeout=float(timeout), interval=0.25) if float(timeout) > 0 else refused()[1]
+    except WaitTimeout as err:
+        raise ActivityFailed(str(err)) from None
+    if count < int(minimum):
+        raise ActivityFailed(f"expected at least {minimum} {action} call(s) refused with {code}{where}; "
+                             f"the fake ECS refused {count}")
+    log.info("%d %s call(s) refused with %s%s", count, action, code, where)
+    return count
 
 
 def no_cross_zone_attach_attempt(configuration: dict = None) -> int:
