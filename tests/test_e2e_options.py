@@ -29,3 +29,48 @@ def test_bad_options_are_refused_before_anything_starts(tmp_path, args, message)
     assert message in run.stderr, run.stderr
     assert not state.exists(), "a cluster was started for a run that was refused"
     assert not (tmp_path / "reports").exists(), "reports were touched for a run that was refused"
+
+
+def test_the_summary_says_where_the_time_went():
+    import xml.etree.ElementTree as ET
+
+    from zoneproof.e2e import SLOWEST, time_breakdown
+
+    cases = [ET.Element("testcase", name=f"test_{n}", time=str(n)) for n in range(SLOWEST + 2)]
+    by_phase, slowest = time_breakdown({"bring-up": 6.1, "parallel": 120.4, "chaos": 150.0}, cases)
+    assert by_phase == "time by phase: bring-up 6s, parallel 120s, chaos 150s"
+    named = [f"test_{n} {n}s" for n in range(SLOWEST + 1, 1, -1)]
+    assert slowest == "slowest scenarios: " + ", ".join(named)
+
+
+def test_what_each_deployment_left_in_the_cloud_is_read_by_phase(tmp_path):
+    import json
+
+    from zoneproof import leftovers
+
+    (tmp_path / "serial").mkdir()
+    (tmp_path / "serial" / "cloud-leftovers.jsonl").write_text(
+        json.dumps({"zone_policy": "round-robin", "disks": [], "stopped instances": []}) + "\n"
+        + json.dumps({"zone_policy": "topology", "disks": ["d-1 (cn-beijing-a, Available)"],
+                      "stopped instances": ["i-9"]}) + "\n")
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "cloud-leftovers.jsonl").write_text(
+        json.dumps({"zone_policy": "topology", "disks": [], "stopped instances": []}) + "\n")
+    found = leftovers.in_cloud(tmp_path)
+    assert found == {"disks": ["d-1 (cn-beijing-a, Available) (the topology deployment logged in serial/)"],
+                     "stopped instances": ["i-9 (the topology deployment logged in serial/)"]}
+    assert leftovers.lines(found) == ["  disks: d-1 (cn-beijing-a, Available) (the topology deployment logged in serial/)",
+                                      "  stopped instances: i-9 (the topology deployment logged in serial/)"]
+
+
+def test_a_serial_session_runs_the_tests_of_another_zone_policy_last():
+    """So `zoneproof e2e`'s serial phase uses the running deployment first and redeploys
+    the driver once."""
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--pyargs", "zoneproof.suites", "--collect-only", "-q",
+                           "-p", "no:cacheprovider", "-m", "serial and not disruptive"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    tests = [line for line in proc.stdout.splitlines() if "::" in line]
+    round_robin = [n for n, t in enumerate(tests) if "round-robin" in t or "zoneid_zones_in_turn" in t]
+    assert len(round_robin) == 5 and len(tests) > 5, tests
+    assert round_robin == list(range(len(tests) - 5, len(tests))), tests

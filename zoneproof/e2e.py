@@ -1,12 +1,13 @@
 """The end-to-end run behind ``make e2e``: one cluster and one deployment of the driver
-under test shared by parallel pytest workers, then the suites that must redeploy the
-driver (marked ``serial``) on their own, then the chaos experiments (marked
-``disruptive``) alone, then one summary for people, with the recovery time of each
-experiment.
+under test shared by parallel pytest workers, then by the chaos experiments (marked
+``disruptive``), run alone; then the suites that must redeploy the driver (marked
+``serial``) on their own; then one summary for people, with where the time went and the
+recovery time of each experiment, and what the run left behind, which fails it.
 
 The cluster is a local one (started here if it is not running) or an existing one (its
 kubeconfig given; the driver is whatever runs there). The driver comes from its profile,
-and every phase's driver and sidecar logs are kept under ``reports/driver-logs/<phase>``.
+and every deployment's driver and sidecar logs are kept under ``reports/driver-logs/``:
+``shared`` for the one made here, ``serial`` for those the serial phase makes.
 """
 
 from __future__ import annotations
@@ -27,13 +28,13 @@ from pathlib import Path
 
 from kubernetes import client
 
-from zoneproof import report, tally, toolchain
+from zoneproof import leftovers, report, tally, toolchain
 from zoneproof.cluster import OWN_PROVIDERS, ClusterSpec, ExistingProvider
 from zoneproof.csi.deploy import DriverDeployment, DriverError, check_run_inputs, parse_zone_categories
 from zoneproof.profile import DriverProfile
 
 log = logging.getLogger(__name__)
-PHASES = ("parallel", "serial", "chaos")
+PHASES = ("parallel", "chaos", "serial")  # in the order they run
 PLACEMENT_MODULES = ("test_placement", "test_placement_negative", "test_wait_for_first_consumer")
 
 
@@ -55,7 +56,9 @@ class E2eOptions:
 
 def _pytest(args: list[str], env: dict[str, str]) -> int:
     # The suites travel inside the package: pytest finds them by import name, from any directory.
+    # hypothesis's plugin (installed for the project's own tests) costs a second per process.
     cmd = [sys.executable, "-m", "pytest", "--pyargs", "zoneproof.suites", "-p", "no:cacheprovider",
+           "-p", "no:hypothesispytest",
            "-o", "log_cli=true", "--log-cli-level=INFO", *args]
     log.info("running %s", " ".join(cmd))
     return subprocess.run(cmd, env=env).returncode
@@ -174,13 +177,14 @@ def run_e2e(opts: E2eOptions) -> int:
     for stale in (tally_file, metrics_file, reports / report.run.ENVIRONMENT_FILE,
                   *(reports / f"junit-{p}.xml" for p in PHASES)):
         stale.unlink(missing_ok=True)  # a phase that never ran must not be counted from an old run
-    shutil.rmtree(reports / "allure-results", ignore_errors=True)
+    for stale_dir in ("allure-results", "driver-logs"):
+        shutil.rmtree(reports / stale_dir, ignore_errors=True)
     env = dict(os.environ, ZONEPROOF_TALLY_FILE=str(tally_file.resolve()),
                ZONEPROOF_CHAOS_METRICS_FILE=str(metrics_file.resolve()))
     phases = {"parallel": ["-m", "not serial and not disruptive",
                            *(["-n", str(opts.workers), "--dist", "load"] if opts.workers > 1 else ["-p", "no:xdist"])],
-              "serial": ["-p", "no:xdist", "-m", "serial and not disruptive"],
-              "chaos": ["-p", "no:xdist", "-m", "disruptive"]}
+              "chaos": ["-p", "no:xdist", "-m", "disruptive"],
+              "serial": ["-p", "no:xdist", "-m", "serial and not disruptive"]}
     codes, timed = [], {}
 
     def run_phase(phase: str) -> None:
@@ -192,36 +196,53 @@ def run_e2e(opts: E2eOptions) -> int:
         ran_on = environment(opts, cluster.api_client, cluster.spec)
         for phase in phases:
             run_phase(phase)
-        return finish(opts, where, codes, time.monotonic() - started, ran_on, timed)
+        return finish(opts, where, codes, time.monotonic() - started, ran_on, timed, {})
     driver = None
     try:
         if own_cluster:
+            begun = time.monotonic()
             provider.up()
+            timed["bring-up"] = round(time.monotonic() - begun, 1)
         provider = cls.attach(opts.name)
         ran_on = environment(opts, provider.api_client, provider.spec)
-        # The parallel phase's deployment: workers share it, so it is made here, once.
+        # The deployment parallel workers share, so it is made here, once; the chaos phase and
+        # the serial phase's first tests find it running with the policy they need.
         policy = "topology" if "topology" in opts.profile.zone_policies else opts.profile.zone_policies[0]
         driver = DriverDeployment(provider, opts.profile, zone_policy=policy, driver_binary=opts.driver_binary,
-                                  zone_categories=categories, logs=reports / "driver-logs" / "parallel")
+                                  zone_categories=categories, logs=reports / "driver-logs" / "shared")
         if driver.running() is not None:
             driver.down()
+        begun = time.monotonic()
         driver.up()
+        timed["driver up"] = round(time.monotonic() - begun, 1)
         run_phase("parallel")
-        driver.down()  # the serial and chaos phases deploy the driver they need
-        run_phase("serial")
         run_phase("chaos")
+        # The serial phase runs its tests of the same policy on this deployment first, then
+        # replaces it with the other policy's (zoneproof.pytest_plugin orders them so).
+        run_phase("serial")
+        left = leftovers.in_cluster(provider.api_client)
     finally:
+        begun = time.monotonic()
         if driver is not None:
             driver.down()
         if own_cluster:
             provider.down()
-    return finish(opts, where, codes, time.monotonic() - started, ran_on, timed)
+        timed["tear-down"] = round(time.monotonic() - begun, 1)
+    left.update(leftovers.in_cloud(reports / "driver-logs"))
+    (reports / leftovers.FILE).write_text(json.dumps(left, indent=2))
+    return finish(opts, where, codes, time.monotonic() - started, ran_on, timed, left)
 
 
 def finish(opts: E2eOptions, where: str, codes: list[int], elapsed: float, ran_on: dict,
-           timed: dict[str, float]) -> int:
-    """The summary, then the reports people open (index.html, the allure report)."""
-    code = summarise(opts, where, codes, elapsed)
+           timed: dict[str, float], left: dict[str, list[str]]) -> int:
+    """The summary, then the reports people open (index.html, the allure report). What the
+    run left behind fails it: every test cleans up after itself, even when it fails."""
+    code = summarise(opts, where, codes, elapsed, timed)
+    if any(left.values()):
+        print("error: the run left behind:\n" + "\n".join(leftovers.lines(left)), file=sys.stderr)
+        code = code or 1
+    elif left:
+        print("left behind: nothing (namespaces, volumes, disks, stopped instances)")
     ran_on.update(seconds=round(elapsed, 1), phases=timed)
     (opts.reports / report.run.ENVIRONMENT_FILE).write_text(json.dumps(ran_on, indent=2))
     try:
@@ -236,7 +257,18 @@ def finish(opts: E2eOptions, where: str, codes: list[int], elapsed: float, ran_o
     return code
 
 
-def summarise(opts: E2eOptions, where: str, codes: list[int], elapsed: float) -> int:
+SLOWEST = 5  # scenarios named in the summary's time breakdown
+
+
+def time_breakdown(timed: dict[str, float], cases: list[ET.Element]) -> list[str]:
+    """Where the run's time went: each step and phase, then the slowest scenarios."""
+    by_phase = ", ".join(f"{name} {seconds:.0f}s" for name, seconds in timed.items())
+    slowest = sorted(cases, key=lambda c: -float(c.get("time") or 0))[:SLOWEST]
+    return [f"time by phase: {by_phase}",
+            "slowest scenarios: " + ", ".join(f"{c.get('name')} {float(c.get('time') or 0):.0f}s" for c in slowest)]
+
+
+def summarise(opts: E2eOptions, where: str, codes: list[int], elapsed: float, timed: dict[str, float]) -> int:
     reports = opts.reports
     cases = [case for phase in PHASES for case in _cases(reports / f"junit-{phase}.xml")]
     outcomes = [_outcome(c) for c in cases]
@@ -250,6 +282,8 @@ def summarise(opts: E2eOptions, where: str, codes: list[int], elapsed: float) ->
           f"pods checked {placed['pods checked']}, violations {placed['violations']}, "
           f"time {elapsed:.0f}s ({opts.workers} worker{'s' if opts.workers > 1 else ''})"
           + (f"; driver logs in {reports / 'driver-logs'}" if opts.provider != "existing" else ""))
+    for line in time_breakdown(timed, cases):
+        print(f"  {line}")
     reasons = skip_reasons(cases)
     for reason, count in sorted(reasons.items(), key=lambda r: -r[1]):
         print(f"  skipped {count}: {reason}")

@@ -12,7 +12,9 @@ return), so the same verdict serves tests, chaos probes, the CLI and reports.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from zoneproof import labels
 from zoneproof.cluster.nodes import ecs_instance_id
@@ -42,6 +44,17 @@ class Snapshot:
     disks: dict[str, dict]  # ECS DescribeDisks entries by DiskId
     instance_zones: dict[str, str]  # ECS instance id -> zone
     storage_classes: dict[str, str] = field(default_factory=dict)  # StorageClass name -> provisioner
+
+    @cached_property
+    def attachments_by_pv(self) -> dict[str, list[dict]]:
+        """VolumeAttachments by the PV they attach: each pod's volumes find theirs without
+        going through every attachment of the cluster (hundreds at scale)."""
+        found: dict[str, list[dict]] = {}
+        for va in self.volume_attachments:
+            pv = ((va.get("spec") or {}).get("source") or {}).get("persistentVolumeName")
+            if pv:
+                found.setdefault(pv, []).append(va)
+        return found
 
 
 @dataclass
@@ -335,10 +348,9 @@ def _check_pod(pod: dict, snap: Snapshot, driver: str, zones_with_room: set[str]
             v.problems.append(f"disk {vol.disk} is attached to {instance} (zone "
                               f"{snap.instance_zones.get(instance, '?')}), not to the pod's node "
                               f"{v.node or '(none)'}")
-        for va in snap.volume_attachments:
+        for va in snap.attachments_by_pv.get(vol.pv, []):
             va_spec = va.get("spec") or {}
-            if (va_spec.get("source") or {}).get("persistentVolumeName") != vol.pv \
-                    or va_spec.get("attacher") != driver or not (va.get("status") or {}).get("attached"):
+            if va_spec.get("attacher") != driver or not (va.get("status") or {}).get("attached"):
                 continue
             vol.attached_nodes.append(va_spec.get("nodeName") or "")
             if va_spec.get("nodeName") != v.node:
@@ -363,6 +375,12 @@ def _check_pod(pod: dict, snap: Snapshot, driver: str, zones_with_room: set[str]
     return v
 
 
+def _items(list_call, *args) -> list[dict]:
+    """A list call's items as the API sends them (JSON), without building the client's
+    model objects first: at hundreds of pods and nodes that costs most of a snapshot."""
+    return json.loads(list_call(*args, _preload_content=False).data)["items"]
+
+
 def take_snapshot(api, cloud, namespace: str | None = None, *, driver: str) -> Snapshot:
     """Read everything the oracle needs: the namespace's pods and claims, all PVs, nodes and
     VolumeAttachments from Kubernetes, then, through the ECS API (``cloud``, a
@@ -371,26 +389,25 @@ def take_snapshot(api, cloud, namespace: str | None = None, *, driver: str) -> S
     from kubernetes import client
 
     core, storage = client.CoreV1Api(api), client.StorageV1Api(api)
-    plain = api.sanitize_for_serialization
     if namespace:
-        pods = core.list_namespaced_pod(namespace).items
-        pvcs = core.list_namespaced_persistent_volume_claim(namespace).items
+        pods = _items(core.list_namespaced_pod, namespace)
+        pvcs = _items(core.list_namespaced_persistent_volume_claim, namespace)
     else:
-        pods = core.list_pod_for_all_namespaces().items
-        pvcs = core.list_persistent_volume_claim_for_all_namespaces().items
-    pvs = {pv.metadata.name: plain(pv) for pv in core.list_persistent_volume().items}
-    classes = {sc.metadata.name: sc.provisioner for sc in client.StorageV1Api(api).list_storage_class().items}
-    nodes = {n.metadata.name: plain(n) for n in core.list_node().items}
+        pods = _items(core.list_pod_for_all_namespaces)
+        pvcs = _items(core.list_persistent_volume_claim_for_all_namespaces)
+    pvs = {pv["metadata"]["name"]: pv for pv in _items(core.list_persistent_volume)}
+    classes = {sc["metadata"]["name"]: sc["provisioner"] for sc in _items(storage.list_storage_class)}
+    nodes = {n["metadata"]["name"]: n for n in _items(core.list_node)}
     disk_ids = [pv["spec"]["csi"]["volumeHandle"] for pv in pvs.values()
                 if ((pv.get("spec") or {}).get("csi") or {}).get("driver") == driver]
     # A node that names no instance holds no disk; its zone is still judged.
     state = cloud.state(disk_ids, [node_instance_id(n) for n in nodes.values()])
     return Snapshot(
-        pods=[plain(p) for p in pods],
-        pvcs={(c.metadata.namespace, c.metadata.name): plain(c) for c in pvcs},
+        pods=pods,
+        pvcs={(c["metadata"]["namespace"], c["metadata"]["name"]): c for c in pvcs},
         pvs=pvs,
         nodes=nodes,
-        volume_attachments=[plain(va) for va in storage.list_volume_attachment().items],
+        volume_attachments=_items(storage.list_volume_attachment),
         disks={d["DiskId"]: d for d in state["disks"]},
         instance_zones={i["InstanceId"]: i["ZoneId"] for i in state["instances"]},
         storage_classes=classes,

@@ -17,7 +17,9 @@ MARKERS = {
     "cluster": "needs a real cluster (started once per test session)",
     "kind": "runs a kind cluster: node containers with real kubelets (Docker, built node image)",
     "serial": "redeploys the driver (another zone policy), so never runs beside other tests",
-    "disruptive": "breaks nodes, zones or the cloud for the whole cluster, so runs alone, after the other suites",
+    "disruptive": "breaks nodes, zones or the cloud for the whole cluster, so runs alone, after the parallel suites",
+    "zone_policy": "zone_policy(name): the driver zone policy the test needs when not the default (topology); "
+                   "such tests run last in their session, grouped by policy",
 }
 _PREVIOUS_SIGTERM = pytest.StashKey[object]()
 
@@ -41,3 +43,13 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     previous = session.config.stash.get(_PREVIOUS_SIGTERM, None)
     if previous is not None:
         signal.signal(signal.SIGTERM, previous)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that need another zone policy than the default run last, grouped by policy
+    (the sort is stable), so a session redeploys the driver once per policy at most and
+    first uses the deployment it may find running."""
+    def policy(item: pytest.Item) -> str:
+        marker = item.get_closest_marker("zone_policy")
+        return marker.args[0] if marker else ""
+    items.sort(key=policy)

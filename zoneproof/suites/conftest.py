@@ -153,12 +153,17 @@ class PlacementEnv:
 
 
 @pytest.fixture
-def placement(cluster, namespace, profile, deployments, user_disks):
+def placement(request, cluster, namespace, profile, deployments, user_disks):
     """A factory: ``placement(policy)`` deploys the driver with that zone policy (if it is
     not already) and returns the test's environment; clean-up runs whatever happened."""
     envs: list[PlacementEnv] = []
+    marker = request.node.get_closest_marker("zone_policy")
 
     def make(policy: str = "topology", *, watch_nodes: bool = False) -> PlacementEnv:
+        # The marker orders the session (zoneproof.pytest_plugin); it must say what the test does.
+        if policy != (marker.args[0] if marker else "topology"):
+            pytest.fail(f"this test needs zone policy {policy!r}; mark it @pytest.mark.zone_policy({policy!r}) "
+                        "so that its session groups it with the other tests of that policy")
         env = PlacementEnv(cluster, namespace, deployments.get(policy), profile, user_disks)
         env.watcher = Watcher(cluster.api_client, namespace, env.cloud.admin, nodes=watch_nodes).start()
         envs.append(env)

@@ -32,10 +32,11 @@ SCHEMES = {
     "static-zone-labels": "topology",
     "dynamic-zoneid-topology": "topology",
     "wait-for-first-consumer": "topology",
-    "dynamic-zoneid-round-robin": "round-robin",  # last: it redeploys the driver once
+    "dynamic-zoneid-round-robin": "round-robin",  # marked zone_policy: a session runs it last
 }
 MATRIX = [pytest.param(scheme, zones, replicas, id=f"{scheme}-{zones}zones-{replicas}replicas",
-                       marks=[pytest.mark.serial] if SCHEMES[scheme] != "topology" else [])
+                       marks=[pytest.mark.serial, pytest.mark.zone_policy(SCHEMES[scheme])]
+                       if SCHEMES[scheme] != "topology" else [])
           for scheme, zones, replicas in itertools.product(SCHEMES, (2, 3), (3, 6))]
 
 
@@ -144,6 +145,7 @@ def test_pods_follow_their_disks(placement, cluster, profile, scheme, zone_count
 
 
 @pytest.mark.serial
+@pytest.mark.zone_policy("round-robin")
 def test_claims_made_at_once_take_the_zoneid_zones_in_turn(placement, cluster, profile):
     """Round-robin over zoneId under concurrency: claims created at once (as a StatefulSet
     with Parallel pod management makes them) take the zones in turn, each zone as often."""
