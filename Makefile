@@ -20,7 +20,7 @@ define run_pytest
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests in $(1)" >&2; exit 1; fi; exit $$rc
 endef
 
-.PHONY: help setup tools kind-prereqs report-prereqs browser-prereqs report test unit e2e cluster-up cluster-down cluster-status bench bench-chaos bench-ecs-connect bench-kind mutants clean
+.PHONY: help setup tools kind-prereqs report-prereqs browser-prereqs report test unit e2e cluster-up cluster-down cluster-status bench bench-chaos bench-ecs-connect bench-scale bench-kind soak mutants clean
 
 help:
 	@echo "make e2e          local cluster + suites + report (reports/); E2E_WORKERS=n workers,\n                 PROVIDER=kind for the kind cluster"
@@ -31,6 +31,8 @@ help:
 	@echo "make bench        bring-up and failure-detection benchmark"
 	@echo "make bench-chaos  recovery time of each chaos experiment and the chaos set's wall time"
 	@echo "make bench-ecs-connect  fake ECS under bursts of 32 connecting clients (connect time, unanswered)"
+	@echo "make bench-scale  3 zones × 100 nodes, 300 replicas: provisioning, scheduling and oracle time at 30/100/300"
+	@echo "make soak         the full e2e RUNS=10 times back to back: flaky tests and leaks per run"
 	@echo "make bench-kind   kind next to local: bring-up, NotReady; BENCH_ARGS=\"--cold-image --e2e\" for more"
 	@echo "make report       reports/index.html and the allure report again from the last run"
 	@echo "make mutants      each bug of the catalogue on alone, its cases must fail; then a clean run (BUGS=\"a b\")"
@@ -114,6 +116,14 @@ bench-chaos: tools
 
 bench-ecs-connect: setup
 	$(PY) bench/ecs_connect_bench.py $(BENCH_ARGS)
+
+bench-scale: tools
+	$(PY) bench/scale_bench.py $(BENCH_ARGS)
+
+# The full e2e RUNS times back to back: per test the runs it failed in, per run what leaked.
+RUNS ?= 10
+soak: tools report-prereqs
+	$(PY) bench/soak.py --runs $(RUNS) -- $(E2E_ARGS)
 
 bench-kind: tools kind-prereqs
 	$(PY) bench/kind_bench.py $(BENCH_ARGS)
