@@ -437,7 +437,8 @@ class DriverDeployment:
                 "disks": [f"{d['DiskId']} ({d['ZoneId']}, {d['Status']})" for d in held["disks"]],
                 "stopped instances": sorted(i["InstanceId"] for i in held["instances"] if i["Status"] != "Running")}
         if left["disks"] or left["stopped instances"]:
-            log.warning("the fake ECS going down still holds %s", left)
+            log.warning("the fake ECS going down still holds %d disk(s) and %d stopped instance(s) (listed in %s)",
+                        len(left["disks"]), len(left["stopped instances"]), self.logs / LEFTOVERS_FILE)
         self.logs.mkdir(parents=True, exist_ok=True)  # a deployment taken down by another session's fixture
         with open(self.logs / LEFTOVERS_FILE, "a") as out:
             out.write(json.dumps(left) + "\n")
