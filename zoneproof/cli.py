@@ -462,11 +462,12 @@ def csi_serve_nodes(nodes, ecs_endpoint, region, bug_names) -> None:
     """Serve the CSI Identity and Node services of many nodes from one process, each on its
     own unix socket: what a node plugin per node answers, for nodes no kubelet runs.
     Credentials as for `serve`."""
+    from collections import Counter
+
     from zoneproof.csi.server import build_server
 
     cloud = _driver_cloud(ecs_endpoint, region)
-    endpoints = [endpoint for _, _, endpoint in nodes]
-    twice = sorted({e for e in endpoints if endpoints.count(e) > 1})
+    twice = sorted(e for e, count in Counter(endpoint for _, _, endpoint in nodes).items() if count > 1)
     if twice:
         _fail(click.BadParameter(f"endpoint(s) given to more than one node: {', '.join(twice)}"), 2)
     try:
