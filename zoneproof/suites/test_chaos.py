@@ -4,9 +4,10 @@ watcher's full history no transient violation, and the recovery times go to the 
 
 These tests break nodes, zones and the cloud for the whole cluster, so they are marked
 ``disruptive``: they run one at a time with nothing else on the cluster (``zoneproof e2e``
-runs them last, in one process). One cluster per xdist worker would let them run in
-parallel, but on the 2-core machines this targets a second cluster costs more than it
-saves, and a zone loss in one cluster would slow every other cluster's timings.
+runs them after the parallel phase, in one process). One cluster per xdist worker would
+let them run in parallel, but on the 2-core machines this targets a second cluster costs
+more than it saves, and a zone loss in one cluster would slow every other cluster's
+timings.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ pytestmark = pytest.mark.disruptive
 def alone():
     if os.environ.get("PYTEST_XDIST_WORKER"):
         pytest.fail("disruptive tests break whole zones of the shared cluster; run them in one process "
-                    "(`zoneproof e2e` runs them last, alone), never on a parallel worker")
+                    "(`zoneproof e2e` runs them alone, after the parallel phase), never on a parallel worker")
 
 
 @pytest.fixture
