@@ -89,8 +89,10 @@ def test_down_stops_every_process_it_started_and_keeps_the_logs(driver):
                                DiskCategory="cloud_ssd", Size=20, DiskName="forgotten")["DiskId"]
     driver.down()
     # What the fake ECS still held as it went is recorded beside the logs, for e2e to report.
+    # (The tests before may leave disks that are still being deleted: only this one is known.)
     recorded = [json.loads(line) for line in (driver.logs / LEFTOVERS_FILE).read_text().splitlines()]
-    assert [r["disks"] for r in recorded] == [[f"{forgotten} ({driver.provider.spec.zones[0]}, Available)"]]
+    assert len(recorded) == 1, recorded
+    assert f"{forgotten} ({driver.provider.spec.zones[0]}, Available)" in recorded[0]["disks"], recorded
     assert not driver.is_up() and driver.running() is None
     left = {pid: Path(f"/proc/{pid}/stat").read_text(errors="replace")[:80] for pid in pids
             if Path(f"/proc/{pid}").exists()}
