@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
@@ -187,10 +188,17 @@ def run_e2e(opts: E2eOptions) -> int:
               "serial": ["-p", "no:xdist", "-m", "serial and not disruptive"]}
     codes, timed = [], {}
 
-    def run_phase(phase: str) -> None:
+    @contextmanager
+    def timing(step: str):
         begun = time.monotonic()
-        codes.append(_pytest([*_pytest_options(opts, phase), *phases[phase]], env))
-        timed[phase] = round(time.monotonic() - begun, 1)
+        try:
+            yield
+        finally:
+            timed[step] = round(time.monotonic() - begun, 1)
+
+    def run_phase(phase: str) -> None:
+        with timing(phase):
+            codes.append(_pytest([*_pytest_options(opts, phase), *phases[phase]], env))
 
     if opts.provider == "existing":
         ran_on = environment(opts, cluster.api_client, cluster.spec)
@@ -200,9 +208,8 @@ def run_e2e(opts: E2eOptions) -> int:
     driver = None
     try:
         if own_cluster:
-            begun = time.monotonic()
-            provider.up()
-            timed["bring-up"] = round(time.monotonic() - begun, 1)
+            with timing("bring-up"):
+                provider.up()
         provider = cls.attach(opts.name)
         ran_on = environment(opts, provider.api_client, provider.spec)
         # The deployment parallel workers share, so it is made here, once; the chaos phase and
@@ -212,9 +219,8 @@ def run_e2e(opts: E2eOptions) -> int:
                                   zone_categories=categories, logs=reports / "driver-logs" / "shared")
         if driver.running() is not None:
             driver.down()
-        begun = time.monotonic()
-        driver.up()
-        timed["driver up"] = round(time.monotonic() - begun, 1)
+        with timing("driver up"):
+            driver.up()
         run_phase("parallel")
         run_phase("chaos")
         # The serial phase runs its tests of the same policy on this deployment first, then
@@ -222,12 +228,11 @@ def run_e2e(opts: E2eOptions) -> int:
         run_phase("serial")
         left = leftovers.in_cluster(provider.api_client)
     finally:
-        begun = time.monotonic()
-        if driver is not None:
-            driver.down()
-        if own_cluster:
-            provider.down()
-        timed["tear-down"] = round(time.monotonic() - begun, 1)
+        with timing("tear-down"):
+            if driver is not None:
+                driver.down()
+            if own_cluster:
+                provider.down()
     left.update(leftovers.in_cloud(reports / "driver-logs"))
     (reports / leftovers.FILE).write_text(json.dumps(left, indent=2))
     return finish(opts, where, codes, time.monotonic() - started, ran_on, timed, left)

@@ -16,19 +16,28 @@ _LAZY = {"ClusterProvider": "base", "NodeState": "base", "ExistingProvider": "ex
          "KindProvider": "kind", "LocalProvider": "local"}
 
 
+def _load(name: str):
+    return getattr(importlib.import_module(f"zoneproof.cluster.{_LAZY[name]}"), name)
+
+
+def _own_providers() -> dict:
+    """Providers whose clusters zoneproof makes, keeps state for and tears down."""
+    return {"local": _load("LocalProvider"), "kind": _load("KindProvider")}
+
+
 def __getattr__(name: str):
     if name in _LAZY:
-        return getattr(importlib.import_module(f"zoneproof.cluster.{_LAZY[name]}"), name)
-    if name in ("OWN_PROVIDERS", "PROVIDERS"):
-        own = {"local": __getattr__("LocalProvider"), "kind": __getattr__("KindProvider")}
-        # Providers whose clusters zoneproof makes, keeps state for and tears down.
-        return own if name == "OWN_PROVIDERS" else {**own, "existing": __getattr__("ExistingProvider")}
+        return _load(name)
+    if name == "OWN_PROVIDERS":
+        return _own_providers()
+    if name == "PROVIDERS":
+        return {**_own_providers(), "existing": _load("ExistingProvider")}
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def attach(provider: str, name: str):
     """The running cluster ``name`` made by ``provider`` (local or kind), with its spec."""
-    own = __getattr__("OWN_PROVIDERS")
+    own = _own_providers()
     if provider not in own:
         raise ClusterError(f"provider {provider!r} does not make clusters (those that do: {', '.join(own)})")
     return own[provider].attach(name)
@@ -36,7 +45,7 @@ def attach(provider: str, name: str):
 
 def provider_name(cluster) -> str:
     """The name ``attach`` takes for a cluster zoneproof made."""
-    return next(name for name, cls in __getattr__("OWN_PROVIDERS").items() if isinstance(cluster, cls))
+    return next(name for name, cls in _own_providers().items() if isinstance(cluster, cls))
 
 
 __all__ = ["ClusterError", "ClusterProvider", "ClusterSpec", "ExistingProvider", "KindProvider", "LocalProvider",
