@@ -419,10 +419,11 @@ class DriverDeployment:
     def down(self) -> None:
         state = self.running()
         try:
-            if state is not None and state.alive:
-                self._record_leftovers(state)
             if self.provider.is_up():
                 self._unregister()
+            # After the unregistration, which must not depend on a fake ECS that answers.
+            if state is not None and state.alive:
+                self._record_leftovers(state)
         finally:
             if state is not None:
                 stop_groups(state.processes)
