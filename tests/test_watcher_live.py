@@ -5,6 +5,7 @@ when it cannot vouch for what happened (a stream broken for good, no Pod change 
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from kubernetes import watch
@@ -91,3 +92,21 @@ def test_answers_of_a_loaded_api_server_are_waited_out(cluster, namespace, monke
 def test_a_history_without_a_pod_change_is_a_problem(cluster, namespace):
     history = Watcher(cluster.api_client, namespace, None).start().stop()
     assert history.problems() == ["the watcher saw no Pod change"]
+
+
+def test_stop_cuts_the_open_streams(cluster, namespace, monkeypatch):
+    """stop() ends the watch at once, not when its open requests run out."""
+    monkeypatch.setattr(watcher_module, "WATCH_SECONDS", 60)
+    w = Watcher(cluster.api_client, namespace, None).start()
+    try:
+        before = w.changes_seen()
+        cluster.core.create_namespaced_pod(namespace, pod_with_claims("app", []))
+        wait_for(lambda: (w.changes_seen() > before, w.changes_seen()), what="the pod's change", timeout=30,
+                 interval=30, wake=w)
+        assert any(c.kind == "Pod" for c in w.changes_so_far())
+    finally:
+        asked = time.monotonic()
+        history = w.stop()
+        stopped_after = time.monotonic() - asked
+    assert stopped_after < 3, f"stop() took {stopped_after:.1f}s with {watcher_module.WATCH_SECONDS}s watch requests"
+    assert history.problems() == []

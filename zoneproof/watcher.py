@@ -8,7 +8,11 @@ Each kind is listed once, then watched from the list's resourceVersion; every wa
 resumes from the last resourceVersion seen (bookmarks included), so nothing is lost between
 two requests. A history that may have lost changes (a stream that broke for good, a
 resourceVersion that expired) or saw no change of a kind its test makes says so in
-``problems()``."""
+``problems()``.
+
+Waits of a test can wake on the watcher (``wait_for(..., wake=watcher)``): a change seen is
+the moment to look again, so a wait ends when what it waits for happens, not at its next
+polling interval."""
 
 from __future__ import annotations
 
@@ -27,8 +31,8 @@ from zoneproof.oracle import pv_zone
 
 log = logging.getLogger(__name__)
 
-# Server-side length of one watch request; the next resumes where it ended, and stop()
-# waits for at most this long.
+# Server-side length of one watch request; the next resumes where it ended. stop() cuts
+# the requests, so this is not how long it waits.
 WATCH_SECONDS = 2
 # Seconds a stream may fail without receiving anything before it counts as broken for good.
 BROKEN_AFTER = 30.0
@@ -80,6 +84,9 @@ class Watcher:
         self.history = History()
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._seen = 0  # changes recorded so far, for waits woken by them
+        self._streams_open: dict[str, watch.Watch] = {}
         self._threads: list[threading.Thread] = []
         self._audit_after = 0
 
@@ -98,8 +105,30 @@ class Watcher:
         return streams
 
     def _record(self, kind: str, type_: str, obj: dict) -> None:
-        with self._lock:
+        with self._changed:
             self.history.changes.append(Change(time.time(), kind, type_, obj))
+            self._seen += 1
+            self._changed.notify_all()
+
+    def changes_seen(self) -> int:
+        """How many changes were recorded so far: pass it to :meth:`wait_for_change`."""
+        with self._lock:
+            return self._seen
+
+    def wait_for_change(self, after: int, timeout: float) -> None:
+        """Return once more than ``after`` changes were recorded, or after ``timeout``."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._seen > after or self._stop.is_set(), timeout=timeout)
+
+    def _open(self, kind: str) -> watch.Watch | None:
+        """A watch stream for ``kind`` that stop() can cut; None once stop() was called.
+        (A stream still connecting when stop() cuts it runs out after WATCH_SECONDS.)"""
+        stream = watch.Watch()
+        with self._lock:
+            if self._stop.is_set():
+                return None
+            self._streams_open[kind] = stream
+        return stream
 
     def _list(self, kind: str, list_fn, args) -> str:
         """Record what exists now (as ADDED); return the list's resourceVersion."""
@@ -113,7 +142,9 @@ class Watcher:
         try:
             failures, failing_since = 0, None
             while not self._stop.is_set():
-                stream = watch.Watch()
+                stream = self._open(kind)
+                if stream is None:
+                    return
                 try:
                     for event in stream.stream(list_fn, *args, resource_version=version, allow_watch_bookmarks=True,
                                                timeout_seconds=WATCH_SECONDS):
@@ -136,6 +167,8 @@ class Watcher:
                         raise
                     failures, failing_since = self._interrupted(kind, err, version, failures, failing_since)
                 except (OSError, ValueError, ProtocolError) as err:
+                    if self._stop.is_set():
+                        return  # stop() cut the stream
                     failures, failing_since = self._interrupted(kind, err, version, failures, failing_since)
         except BaseException as err:  # noqa: BLE001 - kept for History.problems(), which fails the test
             if self._stop.is_set():
@@ -185,9 +218,21 @@ class Watcher:
             return [c.obj for c in self.history.changes if c.kind == kind and c.obj["metadata"]["name"] == name]
 
     def stop(self) -> History:
+        """End the watch at once: open streams are cut rather than left to run out, so call
+        it once the test's own waits have seen what it made happen."""
         self._stop.set()
+        with self._changed:
+            self._changed.notify_all()
+        deadline = time.monotonic() + 10
         for thread in self._threads:
-            thread.join(timeout=10)
+            # Cut again while a thread lives: a stream still connecting at the first cut
+            # has no socket to shut down until its response arrives.
+            while thread.is_alive() and time.monotonic() < deadline:
+                with self._lock:
+                    streams = list(self._streams_open.values())
+                for stream in streams:
+                    stream.stop()  # shuts the socket down, which ends a read blocked on it
+                thread.join(timeout=0.1)
         self.history.audit = self.audit_so_far()
         return self.history
 
