@@ -34,7 +34,7 @@ from pathlib import Path
 
 from kubernetes import client
 
-from zoneproof import manifests
+from zoneproof import manifests, workloads
 from zoneproof.cluster import ClusterSpec, LocalProvider, Timings
 from zoneproof.cluster.spec import DEFAULT_ZONES
 from zoneproof.csi.deploy import DriverDeployment
@@ -84,15 +84,17 @@ class Workloads:
         for scheme, replicas in zip(SCHEMES, shares(total, len(SCHEMES))):
             ns = self.namespace(scheme)
             if scheme.startswith("static-"):  # a disk, a PV and a claim per new ordinal, made first
+                pairs = []
                 for n in range(self.replicas[scheme], replicas):
                     zone = manifests.static_zone(self.zones, n)
                     disk = cloud.api.call("CreateDisk", RegionId=cloud.region, ZoneId=zone,
                                           DiskCategory=self.profile.disk_categories[0],
                                           Size=self.profile.min_size_gib, DiskName=f"{ns}-web-{n}")["DiskId"]
-                    pair = manifests.static_pair(n, zone, cloud.region, disk, self.profile,
-                                                 scheme.removeprefix("static-"), size=self.profile.size,
-                                                 pv_prefix=f"{scheme}-")
-                    self.cluster.core.create_persistent_volume(pair.pv)
+                    pairs.append(manifests.static_pair(n, zone, cloud.region, disk, self.profile,
+                                                       scheme.removeprefix("static-"), size=self.profile.size,
+                                                       pv_prefix=f"{scheme}-"))
+                workloads.create_static_pvs(self.cluster.core, [pair.pv for pair in pairs])
+                for pair in pairs:
                     self.cluster.core.create_namespaced_persistent_volume_claim(ns, pair.pvc)
             self.apps.patch_namespaced_stateful_set_scale(manifests.STATEFULSET, ns, {"spec": {"replicas": replicas}})
             self.replicas[scheme] = replicas

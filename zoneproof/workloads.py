@@ -8,7 +8,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from zoneproof import labels
-from zoneproof.waiting import wait_for
+from zoneproof.waiting import Changes, wait_for
 
 # The driver tags each disk it provisions with the claim's namespace (from the provisioner).
 PVC_NAMESPACE_TAG = "kubernetes.io/created-for/pvc/namespace"
@@ -48,7 +48,8 @@ def describe_pods(pods: list[client.V1Pod]) -> str:
 
 
 def wait_running(core: client.CoreV1Api, namespace: str, count: int, *, not_uids=frozenset(),
-                 timeout: float = 60, also: Callable[[], None] = lambda: None) -> list[client.V1Pod]:
+                 timeout: float = 60, also: Callable[[], None] = lambda: None,
+                 wake: Changes | None = None) -> list[client.V1Pod]:
     """Wait until exactly ``count`` pods of the namespace are Running (and not terminating),
     none of them one of ``not_uids`` (the pods before a deletion). ``also`` runs at every
     look and may raise to end the wait (a violation that cannot heal)."""
@@ -62,7 +63,7 @@ def wait_running(core: client.CoreV1Api, namespace: str, count: int, *, not_uids
         pods = core.list_namespaced_pod(namespace).items
         return len(live(pods)) == count, describe_pods(pods)
 
-    wait_for(check, what=f"{count} Running pods in {namespace}", timeout=timeout)
+    wait_for(check, what=f"{count} Running pods in {namespace}", timeout=timeout, wake=wake)
     return live(core.list_namespaced_pod(namespace).items)
 
 
@@ -102,6 +103,20 @@ def pod_with_claims(name: str, claims: list[str], node_selector: dict[str, str] 
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}
 
 
+def create_static_pvs(core: client.CoreV1Api, pvs: list[dict], *, wake: Changes | None = None) -> None:
+    """Create static PVs, then wait until the PV controller has taken each in (phase
+    Available): a claim that selects its PV by label, as the article's do, and comes
+    before that is bound only at the controller's next resync, up to 15 s later."""
+    for pv in pvs:
+        core.create_persistent_volume(pv)
+
+    def available():
+        phases = {pv["metadata"]["name"]: core.read_persistent_volume(pv["metadata"]["name"]).status.phase
+                  for pv in pvs}
+        return set(phases.values()) <= {"Available"}, phases
+    wait_for(available, what=f"{len(pvs)} static PV(s) Available", timeout=30, wake=wake)
+
+
 def disks_created_for(cloud, namespace: str) -> list[dict]:
     """Disks the driver provisioned for claims of a namespace (the provisioner passes the
     claim's namespace, and the driver tags the disk with it), found through the ECS API
@@ -111,18 +126,27 @@ def disks_created_for(cloud, namespace: str) -> list[dict]:
 
 
 def remove_workload(api: client.ApiClient, namespace: str, *, static_pvs: tuple[str, ...] = (),
-                    timeout: float = 120) -> None:
+                    timeout: float = 120, wake: Changes | None = None) -> None:
     """Delete a namespace's StatefulSets, pods and claims (and the named static PVs) in the
     order that lets every disk detach and, for dynamic volumes, be deleted; wait for that.
-    The namespace itself stays."""
+    The namespace itself stays. ``wake``: a watcher of the namespace, to wait on its changes."""
     core, apps, storage = client.CoreV1Api(api), client.AppsV1Api(api), client.StorageV1Api(api)
     for sts in apps.list_namespaced_stateful_set(namespace).items:
         apps.delete_namespaced_stateful_set(sts.metadata.name, namespace)
     core.delete_collection_namespaced_pod(namespace, grace_period_seconds=0)
     wait_for(lambda: (not core.list_namespaced_pod(namespace).items, describe_pods(
-        core.list_namespaced_pod(namespace).items)), what=f"pods of {namespace} to go", timeout=60)
+        core.list_namespaced_pod(namespace).items)), what=f"pods of {namespace} to go", timeout=60, wake=wake)
     claims = core.list_namespaced_persistent_volume_claim(namespace).items
-    volumes = {c.spec.volume_name for c in claims if c.spec.volume_name}
+    volumes = {c.spec.volume_name for c in claims if c.spec.volume_name} | set(static_pvs)
+
+    def attachments() -> list[str]:
+        return [va.metadata.name for va in storage.list_volume_attachment().items
+                if va.spec.source.persistent_volume_name in volumes]
+
+    # Detached first: csi-provisioner does not delete a volume still attached, and tries
+    # again only a second later.
+    wait_for(lambda: (not (left := attachments()), f"attachments {left}"),
+             what=f"volumes of {namespace} to detach", timeout=timeout, wake=wake)
     core.delete_collection_namespaced_persistent_volume_claim(namespace)
     for name in static_pvs:
         try:
@@ -132,9 +156,8 @@ def remove_workload(api: client.ApiClient, namespace: str, *, static_pvs: tuple[
                 raise
 
     def released():
-        left = [va.metadata.name for va in storage.list_volume_attachment().items
-                if va.spec.source.persistent_volume_name in volumes]
+        left = attachments()
         pvs = [pv.metadata.name for pv in core.list_persistent_volume().items if pv.metadata.name in volumes]
         return not left and not pvs, f"attachments {left}, PVs {pvs}"
 
-    wait_for(released, what=f"volumes of {namespace} to detach and go", timeout=timeout)
+    wait_for(released, what=f"volumes of {namespace} to go", timeout=timeout, wake=wake)

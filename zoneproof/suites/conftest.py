@@ -17,6 +17,7 @@ from zoneproof.cloud import CloudAccess, CloudError
 from zoneproof.data import DataLedger
 from zoneproof.oracle import Verdict, check, take_snapshot
 from zoneproof.profile import DriverProfile
+from zoneproof.waiting import wait_for
 from zoneproof.watcher import Watcher, node_zones, transient_violations
 
 log = logging.getLogger(__name__)
@@ -129,6 +130,11 @@ class PlacementEnv:
         raise AssertionError(f"no disk category of profile {self.profile.name!r} is sold in {zone}: "
                              + "; ".join(refused))
 
+    def create_static_pvs(self, pvs: list[dict]) -> None:
+        """Create static PVs, ready for their claims (see :func:`workloads.create_static_pvs`)."""
+        self.static_pvs += [pv["metadata"]["name"] for pv in pvs]
+        workloads.create_static_pvs(self.cluster.core, pvs, wake=self.watcher)
+
     def disks_seen(self, history) -> set[str]:
         """Disks of this test: its static disks and those behind PVs claimed from its namespace
         (other tests may share the cloud at the same time)."""
@@ -143,9 +149,15 @@ class PlacementEnv:
         return check(take_snapshot(self.cluster.api_client, self.cloud, self.namespace, driver=self.profile.driver),
                      driver=self.profile.driver)
 
+    def wait_for(self, check, **kwargs):
+        """:func:`zoneproof.waiting.wait_for`, looking again whenever the test's watcher
+        sees a change."""
+        return wait_for(check, wake=self.watcher, **kwargs)
+
     def clean_up(self) -> None:
         """Remove what the test made, in the order that lets every disk detach and go."""
-        workloads.remove_workload(self.cluster.api_client, self.namespace, static_pvs=tuple(self.static_pvs))
+        workloads.remove_workload(self.cluster.api_client, self.namespace, static_pvs=tuple(self.static_pvs),
+                                  wake=self.watcher)
         for disk_id in self.created_disks:
             self.cloud.api.call("DeleteDisk", DiskId=disk_id)
         for name in self.storage_classes:
@@ -172,13 +184,17 @@ def placement(request, cluster, namespace, profile, deployments, user_disks):
     yield make
     transient, unwatched = [], []
     for env in envs:
-        history = env.watcher.stop()
+        # Cleaned up while still watched: its waits wake on the watcher, and a violation
+        # on the way out is one all the same.
+        try:
+            env.clean_up()
+        finally:
+            history = env.watcher.stop()
         unwatched += history.problems(env.watched_kinds)
         transient += transient_violations(history, node_zones(cluster.api_client),
                                           disks=env.disks_seen(history))
         log.info("watched %d changes and %d ECS calls%s", len(history.changes), len(history.audit),
                  "" if env.cloud.admin else " (no ECS audit: the cloud is not the fake)")
-        env.clean_up()
     # Checked after the test's own verdicts: a violation that came and went still fails it,
     # and so does a history that cannot vouch for what happened.
     assert not transient, "transient placement violations:\n" + "\n".join(transient)

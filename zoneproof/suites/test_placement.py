@@ -21,7 +21,6 @@ from kubernetes import client
 from zoneproof import labels, manifests, tally, workloads
 from zoneproof.oracle import Verdict, picture, raise_lasting, settled
 from zoneproof.suites.capabilities import require_scheme
-from zoneproof.waiting import wait_for
 from zoneproof.workloads import claim, disks_created_for
 
 log = logging.getLogger(__name__)
@@ -52,7 +51,7 @@ def wait_running(env, replicas: int, *, not_uids: set[str] = frozenset()) -> dic
     """Wait for every replica Running (and, after a deletion, a new pod); pod -> zone. A
     violation that cannot heal (a PV stating another zone than its disk's) ends the wait."""
     pods = workloads.wait_running(env.cluster.core, env.namespace, replicas, not_uids=not_uids, timeout=120,
-                                  also=lambda: raise_lasting(env.verdict()))
+                                  also=lambda: raise_lasting(env.verdict()), wake=env.watcher)
     return {p.metadata.name: zone_of(env, p.spec.node_name) for p in pods}
 
 
@@ -64,7 +63,7 @@ def wait_placed(env, replicas: int) -> Verdict:
         verdict = env.verdict()
         return settled(verdict, replicas)[0], verdict
     try:
-        verdict = wait_for(check, what=f"{replicas} pods running, every disk attached where its pod runs",
+        verdict = env.wait_for(check, what=f"{replicas} pods running, every disk attached where its pod runs",
                            timeout=60)
     finally:
         verdict = env.verdict()
@@ -88,15 +87,16 @@ def deploy(env, scheme: str, zones: list[str], replicas: int, rng: random.Random
         style = scheme.removeprefix("static-")
         order = list(zones)
         rng.shuffle(order)  # which zone gets web-0 is a seeded choice, so every zone gets tested first
+        pairs = []
         for n in range(replicas):
             zone = manifests.static_zone(order, n)
             disk_id = env.static_disk(zone, f"{env.namespace}-web-{n}")
-            pair = manifests.static_pair(n, zone, env.cloud.region, disk_id, env.profile, style,
-                                         size=env.profile.size, pv_prefix=f"{env.suffix}-")
-            core.create_persistent_volume(pair.pv)
-            env.static_pvs.append(pair.pv["metadata"]["name"])
-            core.create_namespaced_persistent_volume_claim(env.namespace, pair.pvc)
+            pairs.append(manifests.static_pair(n, zone, env.cloud.region, disk_id, env.profile, style,
+                                               size=env.profile.size, pv_prefix=f"{env.suffix}-"))
             expected[n] = zone
+        env.create_static_pvs([pair.pv for pair in pairs])
+        for pair in pairs:
+            core.create_namespaced_persistent_volume_claim(env.namespace, pair.pvc)
         sts = manifests.statefulset(replicas, "", env.profile.size)
     else:
         kind = "wait-for-first-consumer" if scheme == "wait-for-first-consumer" else "dynamic-zoneid"
@@ -173,7 +173,7 @@ def test_claims_made_at_once_take_the_zoneid_zones_in_turn(placement, cluster, p
             phases = {c.metadata.name: c.status.phase for c in
                       cluster.core.list_namespaced_persistent_volume_claim(env.namespace).items}
             return sorted(phases) == names and set(phases.values()) == {"Bound"}, phases
-        wait_for(bound, what=f"{len(names)} claims bound", timeout=90)
+        env.wait_for(bound, what=f"{len(names)} claims bound", timeout=90)
     finally:
         if slow:
             env.cloud.admin.remove_fault(slow["id"])

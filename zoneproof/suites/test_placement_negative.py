@@ -11,7 +11,7 @@ from kubernetes import client
 from zoneproof import data, labels, manifests
 from zoneproof.oracle import is_volume_zone_conflict
 from zoneproof.suites.capabilities import require_scheme
-from zoneproof.waiting import hold_for, wait_for
+from zoneproof.waiting import hold_for
 from zoneproof.workloads import claim, pod_with_claims
 
 
@@ -25,8 +25,7 @@ def test_a_pod_forced_into_another_zone_than_its_pv_waits_with_the_conflict(plac
     disk_id = env.static_disk(disk_zone, f"{env.namespace}-forced")
     pair = manifests.static_pair(0, disk_zone, cluster.spec.region, disk_id, env.profile, style,
                                  size=env.profile.size, pv_prefix=f"{env.suffix}-")
-    cluster.core.create_persistent_volume(pair.pv)
-    env.static_pvs.append(pair.pv["metadata"]["name"])
+    env.create_static_pvs([pair.pv])
     cluster.core.create_namespaced_persistent_volume_claim(env.namespace, pair.pvc)
     claim_name = pair.pvc["metadata"]["name"]
     cluster.core.create_namespaced_pod(env.namespace, data.for_cluster(cluster, pod_with_claims(
@@ -39,7 +38,7 @@ def test_a_pod_forced_into_another_zone_than_its_pv_waits_with_the_conflict(plac
         messages = [c.message or "" for c in pod.status.conditions or [] if c.type == "PodScheduled"]
         return any(is_volume_zone_conflict(m) for m in messages) and not pod.spec.node_name, messages
 
-    wait_for(conflicted, what="the volume zone conflict", timeout=60)
+    env.wait_for(conflicted, what="the volume zone conflict", timeout=60)
 
     def still_unplaced():
         ok, messages = conflicted()
@@ -77,7 +76,7 @@ def test_allowed_topologies_restricted_to_one_zone_only_provision_there(placemen
         claims = cluster.core.list_namespaced_persistent_volume_claim(env.namespace).items
         return all(c.status.phase == "Bound" for c in claims), [c.status.phase for c in claims]
 
-    wait_for(all_bound, what="three claims to bind", timeout=60)
+    env.wait_for(all_bound, what="three claims to bind", timeout=60)
     volumes = [c.spec.volume_name for c in cluster.core.list_namespaced_persistent_volume_claim(env.namespace).items]
     handles = [cluster.core.read_persistent_volume(v).spec.csi.volume_handle for v in volumes]
     disks = env.cloud.describe_disks(handles)

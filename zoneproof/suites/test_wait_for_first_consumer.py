@@ -15,16 +15,16 @@ from kubernetes import client
 from zoneproof import data, labels, manifests, tally
 from zoneproof.oracle import SELECTED_NODE, raise_lasting, settled
 from zoneproof.suites.capabilities import require_scheme
-from zoneproof.waiting import WaitTimeout, wait_for
+from zoneproof.waiting import WaitTimeout
 from zoneproof.workloads import claim, disks_created_for, pod_with_claims, remove_workload
 
 
-def scheduled_node(cluster, namespace: str, pod: str) -> str:
+def scheduled_node(env, pod: str) -> str:
     """The pod's node once the scheduler has bound it (it binds only after the claims)."""
     def check():
-        node = cluster.core.read_namespaced_pod(pod, namespace).spec.node_name
+        node = env.cluster.core.read_namespaced_pod(pod, env.namespace).spec.node_name
         return bool(node), node
-    return wait_for(check, what=f"pod {pod} to be bound to a node", timeout=60)
+    return env.wait_for(check, what=f"pod {pod} to be bound to a node", timeout=60)
 
 
 def wffc_class(env, zone_ids: list[str] | None = None) -> str:
@@ -57,7 +57,7 @@ def wait_events(env, names: list[str], reasons: set[str], what: str, timeout: fl
             if event.involved_object.name in names and event.reason in reasons:
                 found.setdefault(event.involved_object.name, f"{event.reason}: {event.message}")
         return len(found) == len(names), found
-    return wait_for(check, what=what, timeout=timeout)
+    return env.wait_for(check, what=what, timeout=timeout)
 
 
 def node_zone(cluster, node: str) -> str:
@@ -88,7 +88,7 @@ def test_claims_provision_in_their_consumers_zones(placement, cluster, zone_ids)
         # Judged after the watch was read, so a claim it saw bound is bound in the verdict.
         raise_lasting(env.verdict())  # e.g. a disk made outside its selected node's zone
         return all(any(p == "Bound" for p, _, _ in s) for s in states.values()), states
-    histories = wait_for(all_bound, what=f"the watch to see {len(claims)} claims bound", timeout=90)
+    histories = env.wait_for(all_bound, what=f"the watch to see {len(claims)} claims bound", timeout=90)
     for n, (zone, name) in enumerate(claims.items()):
         history = histories[name]
         first_selected = next(i for i, (_, node, _) in enumerate(history) if node)
@@ -96,10 +96,10 @@ def test_claims_provision_in_their_consumers_zones(placement, cluster, zone_ids)
         assert first_selected < first_bound, f"{name} bound before a consumer was scheduled: {history}"
         selected = history[first_bound][1]
         assert node_zone(cluster, selected) == zone, f"{name} was provisioned for {selected}, outside {zone}"
-        assert selected == scheduled_node(cluster, env.namespace, f"app-{n}")
+        assert selected == scheduled_node(env, f"app-{n}")
 
     # The oracle checks each disk against the zone of its claim's selected node.
-    verdict = wait_for(lambda: (settled(v := env.verdict(), len(zones))[0], v),
+    verdict = env.wait_for(lambda: (settled(v := env.verdict(), len(zones))[0], v),
                        what=f"{len(zones)} consumers running with their disks attached", timeout=60)
     tally.record(verdict)
     assert verdict.ok, "\n".join(verdict.violations)
@@ -108,7 +108,7 @@ def test_claims_provision_in_their_consumers_zones(placement, cluster, zone_ids)
 
     made = {d["DiskId"] for d in disks_created_for(env.cloud, env.namespace)}
     assert len(made) == len(zones), f"expected {len(zones)} disks for the claims, found {sorted(made)}"
-    remove_workload(cluster.api_client, env.namespace)
+    remove_workload(cluster.api_client, env.namespace, wake=env.watcher)
     left = [f"{d['DiskId']} ({d['Status']})" for d in disks_created_for(env.cloud, env.namespace)]
     assert not left, f"the claims and their PVs are gone, but their disks are still in the cloud: {left}"
 
@@ -125,9 +125,9 @@ def test_several_claims_of_one_pod_land_in_one_zone(placement, cluster, seed):
         claims = cluster.core.list_namespaced_persistent_volume_claim(env.namespace).items
         return all(c.status.phase == "Bound" for c in claims), {c.metadata.name: c.status.phase for c in claims}
 
-    wait_for(bound, what="every claim of the pod to bind", timeout=90)
-    zone = node_zone(cluster, scheduled_node(cluster, env.namespace, "app"))
-    verdict = wait_for(lambda: (settled(v := env.verdict(), 1)[0], v),
+    env.wait_for(bound, what="every claim of the pod to bind", timeout=90)
+    zone = node_zone(cluster, scheduled_node(env, "app"))
+    verdict = env.wait_for(lambda: (settled(v := env.verdict(), 1)[0], v),
                        what="the pod running with every claim attached where it runs", timeout=60)
     tally.record(verdict)
     assert [vol.disk_zone for p in verdict.pods for vol in p.volumes] == [zone] * len(names), verdict.table()
@@ -221,7 +221,7 @@ def test_a_claim_without_stock_in_its_zone_is_rescheduled(placement, cluster, se
             done, off = settled(verdict, 1)
             return done, verdict if done else f"{off}; claim selected for {selected or 'no node'}"
         try:
-            verdict = wait_for(rescheduled, what=f"the claim rescheduled to {stocked} and its pod running",
+            verdict = env.wait_for(rescheduled, what=f"the claim rescheduled to {stocked} and its pod running",
                                timeout=90)
         except WaitTimeout as err:
             raise AssertionError(f"after {failed['data']}, the claim was not handed back to the scheduler: "
