@@ -1,5 +1,9 @@
 """The driver's ECS client: the official alibabacloud-ecs20140526 SDK (V3 signatures, as
-the current Go driver's v2 SDK), with ``Throttling`` retried and a few typed calls."""
+the current Go driver's v2 SDK), with ``Throttling`` retried and a few typed calls.
+
+The SDK is imported when a client is made, not with this module: it takes seconds to load,
+and most processes that import this module (pytest collecting the suites, the CLI) may
+never call ECS."""
 
 from __future__ import annotations
 
@@ -9,11 +13,6 @@ import logging
 import re
 from dataclasses import dataclass
 
-from alibabacloud_ecs20140526 import models as ecs_models
-from alibabacloud_ecs20140526.client import Client
-from alibabacloud_tea_openapi import utils_models as open_api_models
-from darabonba.exceptions import ResponseException
-from darabonba.runtime import RuntimeOptions
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
 from zoneproof.waiting import wait_for
@@ -47,6 +46,10 @@ class EcsSettings:
 
 class EcsCloud:
     def __init__(self, settings: EcsSettings, *, throttle_attempts: int = 8):
+        from alibabacloud_ecs20140526.client import Client
+        from alibabacloud_tea_openapi import utils_models as open_api_models
+        from darabonba.runtime import RuntimeOptions
+
         self.settings = settings
         self.region = settings.region
         self.client = Client(open_api_models.Config(
@@ -72,6 +75,9 @@ class EcsCloud:
         return attempt()
 
     def _call_once(self, action: str, params: dict) -> dict:
+        from alibabacloud_ecs20140526 import models as ecs_models
+        from darabonba.exceptions import ResponseException
+
         kwargs = {}
         request_cls = getattr(ecs_models, f"{action}Request")
         fields = inspect.signature(request_cls.__init__).parameters
