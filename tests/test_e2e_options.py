@@ -9,6 +9,9 @@ import sys
 
 import pytest
 
+from zoneproof.e2e import PHASE_MARKS
+from zoneproof_chaos import running
+
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--profile", "alibaba"], "pass --driver-binary PATH"),
@@ -37,8 +40,8 @@ def test_the_summary_says_where_the_time_went():
     from zoneproof.e2e import SLOWEST, time_breakdown
 
     cases = [ET.Element("testcase", name=f"test_{n}", time=str(n)) for n in range(SLOWEST + 2)]
-    by_phase, slowest = time_breakdown({"bring-up": 6.1, "parallel": 120.4, "chaos": 150.0}, cases)
-    assert by_phase == "time by phase: bring-up 6s, parallel 120s, chaos 150s"
+    by_phase, slowest = time_breakdown({"bring-up": 6.1, "parallel": 120.4, "serial": 150.0}, cases)
+    assert by_phase == "time by phase: bring-up 6s, parallel 120s, serial 150s"
     named = [f"test_{n} {n}s" for n in range(SLOWEST + 1, 1, -1)]
     assert slowest == "slowest scenarios: " + ", ".join(named)
 
@@ -63,14 +66,16 @@ def test_what_each_deployment_left_in_the_cloud_is_read_by_phase(tmp_path):
                                       "  stopped instances: i-9 (the topology deployment logged in serial/)"]
 
 
-def test_a_serial_session_runs_the_tests_of_another_zone_policy_last():
-    """So `zoneproof e2e`'s serial phase uses the running deployment first and redeploys
-    the driver once."""
+def test_the_serial_phase_runs_the_chaos_experiments_and_the_tests_of_another_zone_policy_last():
+    """So `zoneproof e2e`'s serial phase, one session, uses the running deployment first
+    (the chaos experiments among them) and redeploys the driver once."""
     proc = subprocess.run([sys.executable, "-m", "pytest", "--pyargs", "zoneproof.suites", "--collect-only", "-q",
-                           "-p", "no:cacheprovider", "-m", "serial and not disruptive"],
+                           "-p", "no:cacheprovider", "-m", PHASE_MARKS["serial"]],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     tests = [line for line in proc.stdout.splitlines() if "::" in line]
     round_robin = [n for n, t in enumerate(tests) if "round-robin" in t or "zoneid_zones_in_turn" in t]
     assert len(round_robin) == 5 and len(tests) > 5, tests
     assert round_robin == list(range(len(tests) - 5, len(tests))), tests
+    experiments = [t for t in tests if "test_chaos.py::" in t]
+    assert len(experiments) == len(running.experiments()) + 1, tests  # and the Ctrl-C test

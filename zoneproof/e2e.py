@@ -1,8 +1,9 @@
 """The end-to-end run behind ``make e2e``: one cluster and one deployment of the driver
-under test shared by parallel pytest workers, then by the chaos experiments (marked
-``disruptive``), run alone; then the suites that must redeploy the driver (marked
-``serial``) on their own; then one summary for people, with where the time went and the
-recovery time of each experiment, and what the run left behind, which fails it.
+under test shared by parallel pytest workers; then, in one process and alone on the
+cluster, the chaos experiments (marked ``disruptive``) on that deployment and the suites
+that make the cloud misbehave for everyone or redeploy the driver (marked ``serial``);
+then one summary for people, with where the time went and the recovery time of each
+experiment, and what the run left behind, which fails it.
 
 The cluster is a local one (started here if it is not running) or an existing one (its
 kubeconfig given; the driver is whatever runs there). The driver comes from its profile,
@@ -35,7 +36,10 @@ from zoneproof.csi.deploy import DriverDeployment, DriverError, check_run_inputs
 from zoneproof.profile import DriverProfile
 
 log = logging.getLogger(__name__)
-PHASES = ("parallel", "chaos", "serial")  # in the order they run
+PHASES = ("parallel", "serial")  # in the order they run
+# The tests of each phase, as a pytest marker expression. Everything that must run alone
+# runs in one process: a session's start-up costs seconds.
+PHASE_MARKS = {"parallel": "not serial and not disruptive", "serial": "serial or disruptive"}
 PLACEMENT_MODULES = ("test_placement", "test_placement_negative", "test_wait_for_first_consumer")
 
 
@@ -182,10 +186,9 @@ def run_e2e(opts: E2eOptions) -> int:
         shutil.rmtree(reports / stale_dir, ignore_errors=True)
     env = dict(os.environ, ZONEPROOF_TALLY_FILE=str(tally_file.resolve()),
                ZONEPROOF_CHAOS_METRICS_FILE=str(metrics_file.resolve()))
-    phases = {"parallel": ["-m", "not serial and not disruptive",
+    phases = {"parallel": ["-m", PHASE_MARKS["parallel"],
                            *(["-n", str(opts.workers), "--dist", "load"] if opts.workers > 1 else ["-p", "no:xdist"])],
-              "chaos": ["-p", "no:xdist", "-m", "disruptive"],
-              "serial": ["-p", "no:xdist", "-m", "serial and not disruptive"]}
+              "serial": ["-p", "no:xdist", "-m", PHASE_MARKS["serial"]]}
     codes, timed = [], {}
 
     @contextmanager
@@ -212,8 +215,9 @@ def run_e2e(opts: E2eOptions) -> int:
                 provider.up()
         provider = cls.attach(opts.name)
         ran_on = environment(opts, provider.api_client, provider.spec)
-        # The deployment parallel workers share, so it is made here, once; the chaos phase and
-        # the serial phase's first tests find it running with the policy they need.
+        # The deployment parallel workers share, so it is made here, once; the chaos
+        # experiments and the serial phase's other first tests find it running with the
+        # policy they need.
         policy = "topology" if "topology" in opts.profile.zone_policies else opts.profile.zone_policies[0]
         driver = DriverDeployment(provider, opts.profile, zone_policy=policy, driver_binary=opts.driver_binary,
                                   zone_categories=categories, logs=reports / "driver-logs" / "shared")
@@ -222,9 +226,9 @@ def run_e2e(opts: E2eOptions) -> int:
         with timing("driver up"):
             driver.up()
         run_phase("parallel")
-        run_phase("chaos")
-        # The serial phase runs its tests of the same policy on this deployment first, then
-        # replaces it with the other policy's (zoneproof.pytest_plugin orders them so).
+        # The serial phase runs its tests of the same policy (the chaos experiments among
+        # them) on this deployment first, then replaces it with the other policy's
+        # (zoneproof.pytest_plugin orders them so).
         run_phase("serial")
         left = leftovers.in_cluster(provider.api_client)
     finally:
