@@ -105,15 +105,16 @@ def pod_with_claims(name: str, claims: list[str], node_selector: dict[str, str] 
 
 def create_static_pvs(core: client.CoreV1Api, pvs: list[dict], *, wake: Changes | None = None) -> None:
     """Create static PVs, then wait until the PV controller has taken each in (phase
-    Available): a claim that selects its PV by label, as the article's do, and comes
-    before that is bound only at the controller's next resync, up to 15 s later."""
+    Available, or Bound to a claim made before): a claim that selects its PV by label, as
+    the article's do, and comes before that is bound only at the controller's next resync,
+    up to 15 s later."""
     for pv in pvs:
         core.create_persistent_volume(pv)
 
     def available():
         phases = {pv["metadata"]["name"]: core.read_persistent_volume(pv["metadata"]["name"]).status.phase
                   for pv in pvs}
-        return set(phases.values()) <= {"Available"}, phases
+        return set(phases.values()) <= {"Available", "Bound"}, phases
     wait_for(available, what=f"{len(pvs)} static PV(s) Available", timeout=30, wake=wake)
 
 

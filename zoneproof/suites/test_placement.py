@@ -64,7 +64,7 @@ def wait_placed(env, replicas: int) -> Verdict:
         return settled(verdict, replicas)[0], verdict
     try:
         verdict = env.wait_for(check, what=f"{replicas} pods running, every disk attached where its pod runs",
-                           timeout=60)
+                               timeout=60)
     finally:
         verdict = env.verdict()
         tally.record(verdict)

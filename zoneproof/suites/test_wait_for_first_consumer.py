@@ -100,7 +100,7 @@ def test_claims_provision_in_their_consumers_zones(placement, cluster, zone_ids)
 
     # The oracle checks each disk against the zone of its claim's selected node.
     verdict = env.wait_for(lambda: (settled(v := env.verdict(), len(zones))[0], v),
-                       what=f"{len(zones)} consumers running with their disks attached", timeout=60)
+                           what=f"{len(zones)} consumers running with their disks attached", timeout=60)
     tally.record(verdict)
     assert verdict.ok, "\n".join(verdict.violations)
     placed = {p.pod: [v.disk_zone for v in p.volumes] for p in verdict.pods}
@@ -128,7 +128,7 @@ def test_several_claims_of_one_pod_land_in_one_zone(placement, cluster, seed):
     env.wait_for(bound, what="every claim of the pod to bind", timeout=90)
     zone = node_zone(cluster, scheduled_node(env, "app"))
     verdict = env.wait_for(lambda: (settled(v := env.verdict(), 1)[0], v),
-                       what="the pod running with every claim attached where it runs", timeout=60)
+                           what="the pod running with every claim attached where it runs", timeout=60)
     tally.record(verdict)
     assert [vol.disk_zone for p in verdict.pods for vol in p.volumes] == [zone] * len(names), verdict.table()
 
@@ -222,7 +222,7 @@ def test_a_claim_without_stock_in_its_zone_is_rescheduled(placement, cluster, se
             return done, verdict if done else f"{off}; claim selected for {selected or 'no node'}"
         try:
             verdict = env.wait_for(rescheduled, what=f"the claim rescheduled to {stocked} and its pod running",
-                               timeout=90)
+                                   timeout=90)
         except WaitTimeout as err:
             raise AssertionError(f"after {failed['data']}, the claim was not handed back to the scheduler: "
                                  f"{err}") from None
