@@ -35,11 +35,10 @@ def test_bad_options_are_refused_before_anything_starts(tmp_path, args, message)
 
 
 def test_the_summary_says_where_the_time_went():
-    import xml.etree.ElementTree as ET
-
     from zoneproof.e2e import SLOWEST, time_breakdown
+    from zoneproof.report.run import Case
 
-    cases = [ET.Element("testcase", name=f"test_{n}", time=str(n)) for n in range(SLOWEST + 2)]
+    cases = [Case(f"test_placement.py::test_{n}", "parallel", "passed", n) for n in range(SLOWEST + 2)]
     by_phase, slowest = time_breakdown({"bring-up": 6.1, "parallel": 120.4, "serial": 150.0}, cases)
     assert by_phase == "time by phase: bring-up 6s, parallel 120s, serial 150s"
     named = [f"test_{n} {n}s" for n in range(SLOWEST + 1, 1, -1)]
@@ -79,3 +78,22 @@ def test_the_serial_phase_runs_the_chaos_experiments_and_the_tests_of_another_zo
     assert round_robin == list(range(len(tests) - 5, len(tests))), tests
     experiments = [t for t in tests if "test_chaos.py::" in t]
     assert len(experiments) == len(running.experiments()) + 1, tests  # and the Ctrl-C test
+
+
+def test_the_summary_counts_outcomes_and_skip_reasons_from_the_junit_of_each_phase(tmp_path, capsys):
+    from zoneproof.e2e import E2eOptions, summarise
+    from zoneproof.profile import load_profile
+
+    case = '<testcase classname="zoneproof.suites.{module}" name="{name}" time="2.0">{body}</testcase>'
+    skipped = '<skipped message="Skipped: needs 4 zones; the cluster under test has 3"/>'
+    (tmp_path / "junit-parallel.xml").write_text("<testsuites><testsuite>" + "".join([
+        case.format(module="test_placement", name="test_a", body=""),
+        case.format(module="test_placement", name="test_b", body=skipped),
+        case.format(module="test_cloud_rules", name="test_c", body=skipped)]) + "</testsuite></testsuites>")
+    (tmp_path / "junit-serial.xml").write_text("<testsuites><testsuite>" + case.format(
+        module="test_chaos", name="test_d", body='<failure message="boom">boom</failure>') + "</testsuite></testsuites>")
+    opts = E2eOptions(profile=load_profile("reference"), reports=tmp_path)
+    assert summarise(opts, "local cluster 'x'", [0, 1], 10.0, {"parallel": 5.0}) == 1
+    out = capsys.readouterr().out
+    assert "scenarios 4 (1 passed, 1 failed, 2 skipped)" in out, out
+    assert "skipped 2: needs 4 zones; the cluster under test has 3" in out, out

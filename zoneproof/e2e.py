@@ -21,7 +21,6 @@ import shutil
 import subprocess
 import sys
 import time
-import xml.etree.ElementTree as ET
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -36,9 +35,9 @@ from zoneproof.csi.deploy import DriverDeployment, DriverError, check_run_inputs
 from zoneproof.profile import DriverProfile
 
 log = logging.getLogger(__name__)
-PHASES = ("parallel", "serial")  # in the order they run
-# The tests of each phase, as a pytest marker expression. Everything that must run alone
-# runs in one process: a session's start-up costs seconds.
+# The tests of each phase (report.run.PHASES, in the order they run), as a pytest marker
+# expression. Everything that must run alone runs in one process: a session's start-up
+# costs seconds.
 PHASE_MARKS = {"parallel": "not serial and not disruptive", "serial": "serial or disruptive"}
 PLACEMENT_MODULES = ("test_placement", "test_placement_negative", "test_wait_for_first_consumer")
 
@@ -69,19 +68,6 @@ def _pytest(args: list[str], env: dict[str, str]) -> int:
     return subprocess.run(cmd, env=env).returncode
 
 
-def _cases(path: Path) -> list[ET.Element]:
-    if not path.exists():
-        return []
-    return list(ET.parse(path).getroot().iter("testcase"))
-
-
-def _outcome(case: ET.Element) -> str:
-    for tag in ("failure", "error", "skipped"):
-        if case.find(tag) is not None:
-            return tag
-    return "passed"
-
-
 def chaos_summary(path: Path) -> str:
     """One line per chaos experiment: its longest recovery and its wall time."""
     if not path.exists():
@@ -95,12 +81,11 @@ def chaos_summary(path: Path) -> str:
     return "\n".join(lines)
 
 
-def skip_reasons(cases: list[ET.Element]) -> dict[str, int]:
+def skip_reasons(cases: list[report.run.Case]) -> dict[str, int]:
     reasons: dict[str, int] = {}
     for case in cases:
-        skipped = case.find("skipped")
-        if skipped is not None:
-            reason = skipped.get("message", "").removeprefix("Skipped: ")
+        if case.outcome == "skipped":
+            reason = case.message.removeprefix("Skipped: ")
             reasons[reason] = reasons.get(reason, 0) + 1
     return reasons
 
@@ -180,7 +165,7 @@ def run_e2e(opts: E2eOptions) -> int:
     tally_file = reports / report.run.VERDICTS_FILE
     metrics_file = reports / "chaos-metrics.jsonl"
     for stale in (tally_file, metrics_file, reports / report.run.ENVIRONMENT_FILE,
-                  *(reports / f"junit-{p}.xml" for p in PHASES)):
+                  *(reports / f"junit-{p}.xml" for p in report.run.PHASES)):
         stale.unlink(missing_ok=True)  # a phase that never ran must not be counted from an old run
     for stale_dir in ("allure-results", "driver-logs"):
         shutil.rmtree(reports / stale_dir, ignore_errors=True)
@@ -269,22 +254,25 @@ def finish(opts: E2eOptions, where: str, codes: list[int], elapsed: float, ran_o
 SLOWEST = 5  # scenarios named in the summary's time breakdown
 
 
-def time_breakdown(timed: dict[str, float], cases: list[ET.Element]) -> list[str]:
+def time_breakdown(timed: dict[str, float], cases: list[report.run.Case]) -> list[str]:
     """Where the run's time went: each step and phase, then the slowest scenarios."""
     by_phase = ", ".join(f"{name} {seconds:.0f}s" for name, seconds in timed.items())
-    slowest = sorted(cases, key=lambda c: -float(c.get("time") or 0))[:SLOWEST]
+    slowest = sorted(cases, key=lambda c: -c.seconds)[:SLOWEST]
     return [f"time by phase: {by_phase}",
-            "slowest scenarios: " + ", ".join(f"{c.get('name')} {float(c.get('time') or 0):.0f}s" for c in slowest)]
+            "slowest scenarios: " + ", ".join(f"{c.id.split('::', 1)[-1]} {c.seconds:.0f}s" for c in slowest)]
 
 
 def summarise(opts: E2eOptions, where: str, codes: list[int], elapsed: float, timed: dict[str, float]) -> int:
     reports = opts.reports
-    cases = [case for phase in PHASES for case in _cases(reports / f"junit-{phase}.xml")]
-    outcomes = [_outcome(c) for c in cases]
-    failed = outcomes.count("failure") + outcomes.count("error")
+    try:
+        cases = report.run.read(reports).cases
+    except report.ReportError:
+        cases = []  # no phase left results: said below
+    outcomes = [c.outcome for c in cases]
+    failed = outcomes.count("failed") + outcomes.count("error")
     placed = tally.read(reports / report.run.VERDICTS_FILE)
-    placement_ran = sum(1 for c, o in zip(cases, outcomes)
-                        if o != "skipped" and c.get("classname", "").rsplit(".", 1)[-1] in PLACEMENT_MODULES)
+    placement_ran = sum(1 for c in cases
+                        if c.outcome != "skipped" and c.module.removesuffix(".py") in PLACEMENT_MODULES)
     print(f"\nzoneproof e2e on the {where}, driver profile {opts.profile.name!r} ({opts.profile.driver}): "
           f"scenarios {len(cases)} ({outcomes.count('passed')} passed, {failed} failed, "
           f"{outcomes.count('skipped')} skipped), placement verdicts {placed['verdicts']}, "
