@@ -7,7 +7,6 @@ import os
 import signal
 from contextlib import contextmanager
 from importlib import resources
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
@@ -16,8 +15,12 @@ from chaoslib.loader import load_experiment
 from chaoslib.types import Schedule, Strategy
 from kubernetes.config import kube_config
 
+from zoneproof.journal import RECOVERY_PREFIX, settle_spans
+
+__all__ = ["RECOVERY_PREFIX", "experiment", "experiments", "kubeconfig", "metrics", "problems", "recovery_seconds",
+           "run"]
+
 EXPERIMENTS = resources.files("zoneproof_chaos") / "experiments"
-RECOVERY_PREFIX = "recovery"  # probes named so measure fault -> every pod back in its disk's zone
 
 
 @contextmanager
@@ -115,18 +118,15 @@ def problems(journal: dict) -> list[str]:
     return found
 
 
-def _epoch(stamp: str) -> float:
-    return datetime.fromisoformat(stamp).replace(tzinfo=timezone.utc).timestamp() if stamp else 0.0
-
-
 def metrics(journal: dict) -> dict[str, float]:
     """Seconds measured in a run. A probe that waits for the workload to settle is timed
-    from the start of the action before it to the moment it saw every pod placed: for a
-    probe named "recovery…" that is the recovery time (from the fault where the workload
-    can recover while it lasts, as for a pod deletion or a drain; from the repair where it
-    cannot, as for a zone loss). Power cuts report how long Kubernetes took to notice."""
+    from the start of the action before it to the moment it saw every pod placed
+    (zoneproof.journal): for a probe named "recovery…" that is the recovery time (from the
+    fault where the workload can recover while it lasts, as for a pod deletion or a drain;
+    from the repair where it cannot, as for a zone loss). Power cuts report how long
+    Kubernetes took to notice."""
     out: dict[str, float] = {}
-    last_action_start = _epoch(journal.get("start", ""))
+    settled = {id(entry): end - start for entry, start, end in settle_spans(journal)}
 
     def put(label: str, value: float) -> None:
         n, base = 2, label
@@ -136,12 +136,10 @@ def metrics(journal: dict) -> dict[str, float]:
 
     for entry in journal.get("run") or []:
         output, activity = entry.get("output"), entry["activity"]
-        if isinstance(output, dict) and "settled_at" in output:
-            put(activity["name"], max(0.0, output["settled_at"] - last_action_start))
+        if id(entry) in settled:
+            put(activity["name"], max(0.0, settled[id(entry)]))
         elif isinstance(output, dict) and "not_ready_after_s" in output:
             put(f"{activity['name']} (NotReady after)", output["not_ready_after_s"])
-        if activity.get("type") == "action":
-            last_action_start = _epoch(entry.get("start", ""))
     out["wall time"] = round(float(journal.get("duration") or 0), 1)
     return out
 

@@ -9,12 +9,11 @@ recovery drawn as an arrow from the fault to the moment every pod was placed aga
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 import drawsvg as dw
 
 from zoneproof import labels
 from zoneproof.cluster.nodes import ecs_instance_id
+from zoneproof.journal import RECOVERY_PREFIX, epoch, settle_spans
 
 PHASE_COLOURS = {"Running": "#2e7d32", "Pending": "#ef8f00", "Terminating": "#8a8a8a", "Succeeded": "#5b7fa6",
                  "Failed": "#c62828", "Unknown": "#c62828"}
@@ -22,11 +21,6 @@ ZONE_COLOURS = ("#4e79a7", "#b07aa1", "#76b7b2", "#9c755f", "#ff9da7", "#bab0ac"
 LABEL_W, PLOT_W, ROW_H = 190, 760, 20
 RECOVERY_ROW = 16  # each recovery arrow gets a row of its own above the plot
 RECOVERY = "#6a1b9a"
-
-
-def _epoch(stamp: str) -> float:
-    # chaoslib writes naive UTC ISO stamps
-    return datetime.fromisoformat(stamp).replace(tzinfo=timezone.utc).timestamp() if stamp else 0.0
 
 
 def _pod_state(change) -> str:
@@ -48,7 +42,7 @@ def _node_state(obj: dict) -> tuple[bool, list[str]]:
 def build(experiment: str, journal: dict, changes: list, audit: list[dict]) -> dict:
     """The timeline's data, times in seconds from the experiment's start. ``changes``: the
     watcher's history (Pods of the namespace and all Nodes); ``audit``: ECS calls."""
-    t0, t1 = _epoch(journal.get("start", "")), _epoch(journal.get("end", ""))
+    t0, t1 = epoch(journal.get("start", "")), epoch(journal.get("end", ""))
     rel = lambda t: round(max(0.0, t - t0), 2)  # noqa: E731 - a unit conversion
     pods: dict[str, list] = {}
     nodes: dict[str, dict] = {}
@@ -69,19 +63,13 @@ def build(experiment: str, journal: dict, changes: list, audit: list[dict]) -> d
             ready, taints = _node_state(change.obj)
             if not entry["states"] or entry["states"][-1][1:] != [ready, taints]:
                 entry["states"].append([rel(change.at), ready, taints])
-    actions, recoveries = [], []
-    last_action = t0
-    for section in ("run", "rollbacks"):
-        for entry in journal.get(section) or []:
-            activity, output = entry["activity"], entry.get("output")
-            start, end = _epoch(entry.get("start", "")), _epoch(entry.get("end", ""))
-            if activity.get("type") == "action":
-                actions.append({"name": activity["name"], "start": rel(start), "end": rel(end),
-                                "rollback": section == "rollbacks"})
-                last_action = start
-            elif isinstance(output, dict) and "settled_at" in output and activity["name"].startswith("recovery"):
-                recoveries.append({"name": activity["name"], "from": rel(last_action),
-                                   "to": rel(output["settled_at"])})
+    actions = [{"name": entry["activity"]["name"], "start": rel(epoch(entry.get("start", ""))),
+                "end": rel(epoch(entry.get("end", ""))), "rollback": section == "rollbacks"}
+               for section in ("run", "rollbacks") for entry in journal.get(section) or []
+               if entry["activity"].get("type") == "action"]
+    recoveries = [{"name": entry["activity"]["name"], "from": rel(start), "to": rel(end)}
+                  for entry, start, end in settle_spans(journal)
+                  if entry["activity"]["name"].startswith(RECOVERY_PREFIX)]
     detaches = []
     for call in audit:
         if call["action"] == "DetachDisk" and call["code"] == "OK" and call["at"] <= t1:
