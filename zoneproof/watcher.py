@@ -121,8 +121,7 @@ class Watcher:
             self._changed.wait_for(lambda: self._seen > after or self._stop.is_set(), timeout=timeout)
 
     def _open(self, kind: str) -> watch.Watch | None:
-        """A watch stream for ``kind`` that stop() can cut; None once stop() was called.
-        (A stream still connecting when stop() cuts it runs out after WATCH_SECONDS.)"""
+        """A watch stream for ``kind`` that stop() can cut; None once stop() was called."""
         stream = watch.Watch()
         with self._lock:
             if self._stop.is_set():
