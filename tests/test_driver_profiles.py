@@ -16,6 +16,7 @@ from zoneproof import labels
 from zoneproof.csi.deploy import LEFTOVERS_FILE
 from zoneproof.fixtures.driver import provide_driver
 from zoneproof.profile import PROFILES, parse_profile
+from zoneproof.suites.conftest import PlacementEnv
 from zoneproof.waiting import wait_for
 from zoneproof.workloads import claim, pod_with_claims
 
@@ -79,6 +80,27 @@ def test_a_claim_provisions_in_its_consumers_zone_through_the_generic_path(clust
         client.StorageV1Api(cluster.api_client).delete_storage_class(name)
 
 
+def test_static_disks_are_created_on_the_fake_ecs_though_the_profile_allows_none(cluster, driver, profile,
+                                                                                  namespace):
+    """``static_disks.allowed: false`` guards a real account; on the fake ECS this
+    deployment started a disk costs nothing, so the static schemes run for every profile,
+    each disk in the first of the profile's categories its zone sells."""
+    assert not profile.static_disks.allowed
+    env = PlacementEnv(cluster, namespace, driver, profile, user_disks={})
+    try:
+        try:
+            made = {zone: env.static_disk(zone, f"{namespace}-static") for zone in cluster.spec.zones}
+        except pytest.skip.Exception as skipped:  # what the suites did before: a skip for want of disks
+            pytest.fail(f"the static case would be skipped on the fake ECS: {skipped}")
+        found = {d["DiskId"]: (d["ZoneId"], d["Category"]) for d in driver.cloud().describe_disks(list(made.values()))}
+        last = cluster.spec.zones[-1]
+        assert found == {disk: (zone, "cloud_ssd" if zone == last else "cloud_essd") for zone, disk in made.items()}
+        assert env.created_disks == list(made.values())  # deleted after the test, as the suites' own
+    finally:
+        for disk_id in env.created_disks:
+            driver.cloud().api.call("DeleteDisk", DiskId=disk_id)
+
+
 def test_down_stops_every_process_it_started_and_keeps_the_logs(driver):
     """Last in this module: it takes the deployment down itself (the fixture's own down()
     then finds nothing left to do)."""
@@ -117,3 +139,4 @@ def test_a_node_command_without_each_node_runs_a_process_per_node(cluster, tmp_p
             entry = next(d for d in client.StorageV1Api(cluster.api_client).read_csi_node(name).spec.drivers
                          if d.name == deployment.profile.driver)
             assert entry.node_id == cluster.core.read_node(name).metadata.labels[labels.INSTANCE_ID]
+

@@ -112,11 +112,7 @@ def test_disks_of_the_users_serve_static_pvs_where_the_profile_may_not_create_an
                                                                                   tmp_path):
     """A profile with ``static_disks.allowed: false`` takes the disks given with
     ``--static-disk``, one per replica in its zone, and leaves them in place afterwards."""
-    data = yaml.safe_load(PROFILES.joinpath("reference.yaml").read_text())
-    data["static_disks"] = {"allowed": False, "via": "user-supplied"}
-    data.pop("run")  # the driver running in the existing cluster is the reference one
-    profile = tmp_path / "no-disk-creation.yaml"
-    profile.write_text(yaml.safe_dump(data))
+    profile = _no_disk_creation_profile(tmp_path)
     cloud = driver.cloud()
     disks = {zone: [cloud.api.call("CreateDisk", RegionId=cloud.region, ZoneId=zone, DiskCategory="cloud_ssd",
                                    Size=20)["DiskId"] for _ in range(2)] for zone in cluster.spec.zones}
@@ -134,3 +130,51 @@ def test_disks_of_the_users_serve_static_pvs_where_the_profile_may_not_create_an
             for disk_id in ids:
                 cloud.api.wait_disk(disk_id, {"Available"})
                 cloud.api.call("DeleteDisk", DiskId=disk_id)
+
+
+def _no_disk_creation_profile(tmp_path) -> str:
+    data = yaml.safe_load(PROFILES.joinpath("reference.yaml").read_text())
+    data["static_disks"] = {"allowed": False, "via": "user-supplied"}
+    data.pop("run")  # the driver running in the existing cluster is the reference one
+    profile = tmp_path / "no-disk-creation.yaml"
+    profile.write_text(yaml.safe_dump(data))
+    return str(profile)
+
+
+def _pytest(cluster, cloud_env, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist", "-rse",
+                           "--provider=existing", f"--kubeconfig={cluster.kubeconfig}", *args],
+                          env=dict(os.environ, **cloud_env), capture_output=True, text=True, timeout=300)
+
+
+def test_a_static_case_without_disks_on_a_real_cloud_is_skipped_not_errored(cluster, cloud_env, driver, tmp_path):
+    """The user's cloud (an existing cluster's), a profile that may not create disks, no
+    ``--static-disk``: the static case stops after its watch started, and is reported
+    skipped with the reason, not as an error of the watch check at teardown."""
+    run = _pytest(cluster, cloud_env, "--pyargs", "zoneproof.suites",
+                  f"--driver-profile={_no_disk_creation_profile(tmp_path)}",
+                  "-k", "test_pods_follow_their_disks and static-zone-labels-3zones-3replicas")
+    tail = run.stdout[-4000:] + run.stderr[-2000:]
+    assert run.returncode == 0, tail
+    assert "1 skipped" in run.stdout and "error" not in run.stdout.splitlines()[-1], tail
+    assert "has static_disks.allowed: false, and no free disk of yours in" in run.stdout, tail
+
+
+def test_a_placement_case_that_ran_and_made_nothing_still_fails_its_watch_check(cluster, cloud_env, driver,
+                                                                                 tmp_path):
+    """The other half of the rule: a skip anywhere in a case waives its watch check, a case
+    that ran keeps it, and a watch that saw nothing of what the case makes is an error."""
+    (tmp_path / "test_watch_rule.py").write_text(
+        "import pytest\n\n\n"
+        "def test_skips_after_its_watch_started(placement):\n"
+        "    placement('topology')\n"
+        "    pytest.skip('a capability this driver lacks')\n\n\n"
+        "def test_makes_nothing(placement):\n"
+        "    placement('topology')\n")
+    run = _pytest(cluster, cloud_env, "-p", "zoneproof.suites.conftest", str(tmp_path / "test_watch_rule.py"))
+    tail = run.stdout[-4000:] + run.stderr[-2000:]
+    assert run.returncode == 1, tail
+    assert "1 skipped, 1 error" in run.stdout.splitlines()[-1], tail
+    assert "SKIPPED [1] " in run.stdout and "a capability this driver lacks" in run.stdout, tail
+    assert "ERROR at teardown of test_makes_nothing" in run.stdout, tail
+    assert "the watcher saw no Pod change" in run.stdout, tail

@@ -174,6 +174,10 @@ class DriverDeployment:
     def cloud(self) -> CloudAccess:
         return CloudAccess.fake(self.ecs_endpoint, self.provider.spec.region)
 
+    # The cloud is the fake ECS this deployment started: a disk costs nothing there, so the
+    # suites create static disks whatever the profile's static_disks.allowed says.
+    cloud_is_ours = True
+
     def _record(self, **changes) -> None:
         path = self.workdir / STATE_FILE
         data = json.loads(path.read_text()) if path.is_file() else {
