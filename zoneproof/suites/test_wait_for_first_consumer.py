@@ -8,6 +8,7 @@ from the watched history of the claims, not by sleeping."""
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 from kubernetes import client
@@ -149,8 +150,9 @@ def test_a_zoneid_without_the_consumers_zone_fails_provisioning(placement, clust
     outcome = wait_events(env, ["data"], {"ProvisioningFailed", "ProvisioningSucceeded"},
                           "the provisioner's first answer for the claim")["data"]
     made = [f"{d['DiskId']} in {d['ZoneId']}" for d in disks_created_for(env.cloud, env.namespace)]
-    assert not made, (f"the consumer runs in {consumer_zone}, zoneId allows {', '.join(others)}: no disk may be made, "
-                      f"but {made} was ({outcome})")
+    assert not made, (f"CSI CreateVolume: a volume must be accessible from a requisite topology. The consumer runs "
+                      f"in {consumer_zone}, zoneId allows {', '.join(others)}: no disk may be made, but {made} was "
+                      f"({outcome})")
     assert outcome.startswith("ProvisioningFailed"), outcome
     phase = cluster.core.read_namespaced_persistent_volume_claim("data", env.namespace).status.phase
     assert phase == "Pending", f"claim data is {phase} without a disk"
@@ -178,6 +180,11 @@ def test_a_create_retried_after_throttling_stays_in_the_consumers_zone(placement
     assert throttled, "no CreateDisk was answered Throttling, so no retry was tested"
     zones = [d["ZoneId"] for d in disks_created_for(env.cloud, env.namespace)]
     assert zones == [zone], f"the consumer runs in {zone}; the claim's disks are in {zones}"
+
+
+NO_STOCK_RULE = ("CSI CreateVolume: a volume that cannot be made in the requisite topology for want of capacity "
+                 "is RESOURCE_EXHAUSTED, on which csi-provisioner hands a WaitForFirstConsumer claim back to the "
+                 "scheduler")
 
 
 def set_unschedulable(cluster, nodes: list[str], value: bool) -> None:
@@ -211,6 +218,9 @@ def test_a_claim_without_stock_in_its_zone_is_rescheduled(placement, cluster, se
         cluster.core.create_namespaced_persistent_volume_claim(env.namespace, claim("data", sc, env.profile.size))
         cluster.core.create_namespaced_pod(env.namespace, data.for_cluster(cluster, pod))
         failed = wait_events(env, ["data"], {"ProvisioningFailed"}, f"the first answer of no stock in {empty}")
+        code = re.search(r"code = (\w+)", failed["data"])
+        if code and code.group(1) != "ResourceExhausted":  # csi-provisioner retries the same node for ever
+            raise AssertionError(f"{NO_STOCK_RULE}; the driver answered {code.group(1)}: {failed['data']}")
         set_unschedulable(cluster, nodes[stocked], False)
         set_unschedulable(cluster, nodes[empty], True)
 
@@ -224,8 +234,8 @@ def test_a_claim_without_stock_in_its_zone_is_rescheduled(placement, cluster, se
             verdict = env.wait_for(rescheduled, what=f"the claim rescheduled to {stocked} and its pod running",
                                    timeout=90)
         except WaitTimeout as err:
-            raise AssertionError(f"after {failed['data']}, the claim was not handed back to the scheduler: "
-                                 f"{err}") from None
+            raise AssertionError(f"{NO_STOCK_RULE}; after {failed['data']}, the claim was not handed back to the "
+                                 f"scheduler: {err}") from None
     finally:
         set_unschedulable(cluster, nodes[stocked] + nodes[empty], False)
         env.cloud.admin.remove_fault(fault["id"])
