@@ -5,7 +5,10 @@ scratch and the full e2e on both providers.
 
     python bench/kind_bench.py                   # bring-up and NotReady, kind and local, ×2 each
     python bench/kind_bench.py --cold-image      # also: rebuild the kind node image (tools kept)
-    python bench/kind_bench.py --e2e             # also: `zoneproof e2e` on each provider
+    python bench/kind_bench.py --e2e             # also: `zoneproof e2e` on each provider, and the
+                                                 # kind placement matrix's time per case
+    python bench/kind_bench.py --devices 5       # also: disks as block devices on kind, 5 rounds:
+                                                 # attach to device shown, stage (format + mount)
 
 Results are printed as a table and written to reports/bench-kind.json.
 """
@@ -58,6 +61,76 @@ def cold_image() -> float:
         return timed(builder.ensure)
 
 
+# A stage as the reference node plugin makes it, timed in its container.
+STAGE = ("import os, subprocess, time; t = time.monotonic(); "
+         "subprocess.run(['mkfs.ext4', '-F', '-q', '-m0', '{device}'], check=True); "
+         "os.makedirs('/tmp/bench', exist_ok=True); "
+         "subprocess.run(['mount', '-t', 'ext4', '{device}', '/tmp/bench'], check=True); "
+         "print(time.monotonic() - t); subprocess.run(['umount', '/tmp/bench'], check=True)")
+
+
+def _in_container(provider, pod, container: str, command: list[str]) -> str:
+    from kubernetes import client
+    from kubernetes.stream import stream
+
+    return stream(client.CoreV1Api(provider.api_client).connect_get_namespaced_pod_exec, pod.metadata.name,
+                  pod.metadata.namespace, container=container, command=command, stderr=False, stdin=False,
+                  stdout=True, tty=False)
+
+
+def devices(spec: ClusterSpec, state: Path, rounds: int) -> dict:
+    """On a kind cluster with the reference driver: from AttachDisk to the device shown in
+    the instance's node, and a stage as the reference node plugin does it (mkfs.ext4 on the
+    fresh device, then mount), in the node plugin's container."""
+    from zoneproof import labels
+    from zoneproof.csi import incluster
+    from zoneproof.csi.deploy import DriverDeployment
+    from zoneproof.profile import load_profile
+
+    provider = KindProvider(spec, workdir=state)
+    attach, stage = [], []
+    try:
+        provider.up()
+        deployment = DriverDeployment(provider, load_profile("reference"), logs=state / "driver-logs")
+        deployment.up()
+        cloud = deployment.cloud()
+        node = next(n for n in provider.core.list_node().items if labels.INSTANCE_ID in (n.metadata.labels or {}))
+        name, zone, instance = node.metadata.name, node.metadata.labels[labels.ZONE], node.metadata.labels[
+            labels.INSTANCE_ID]
+        plugin = next(p for p in provider.core.list_namespaced_pod(
+            incluster.NAMESPACE, label_selector=f"app={incluster.NAME}").items if p.spec.node_name == name)
+        for _ in range(rounds):
+            disk = cloud.api.call("CreateDisk", RegionId=cloud.region, ZoneId=zone, DiskCategory="cloud_ssd",
+                                  Size=20)["DiskId"]
+            started = time.monotonic()
+            cloud.api.call("AttachDisk", DiskId=disk, InstanceId=instance)
+            link = f"/dev/disk/by-id/virtio-{cloud.describe_disks([disk])[0]['SerialNumber']}"
+            provider.run_on_node(name, "sh", "-c", f"until [ -b {link} ]; do sleep 0.05; done")
+            attach.append(time.monotonic() - started)
+            out = _in_container(provider, plugin, "node-plugin", ["python3", "-c", STAGE.format(device=link)])
+            stage.append(float(out.strip().splitlines()[-1]))
+            cloud.api.call("DetachDisk", DiskId=disk, InstanceId=instance)
+            cloud.api.wait_disk(disk, {"Available"})
+            cloud.api.call("DeleteDisk", DiskId=disk)
+        deployment.down()
+    finally:
+        provider.down()
+    return {"attach_to_device_seconds": [round(x, 2) for x in attach],
+            "stage_format_mount_seconds": [round(x, 2) for x in stage]}
+
+
+def placement_case_seconds(reports: Path) -> list[float]:
+    """Durations of the placement matrix's cases in an e2e run's JUnit files."""
+    import xml.etree.ElementTree as ET
+
+    found = []
+    for junit in sorted(reports.glob("junit-*.xml")):
+        for case in ET.parse(junit).getroot().iter("testcase"):
+            if case.get("name", "").startswith("test_pods_follow_their_disks[") and case.find("skipped") is None:
+                found.append(round(float(case.get("time", 0)), 1))
+    return found
+
+
 def e2e(provider: str) -> float:
     cmd = [sys.executable, "-m", "zoneproof.cli", "e2e", "--provider", provider, "--name", f"zp-bench-{provider}",
            "--workers", "2", "--reports", str(ROOT / "reports" / f"bench-e2e-{provider}")]
@@ -75,6 +148,8 @@ def main() -> int:
     parser.add_argument("--nodes-per-zone", type=int, default=2)
     parser.add_argument("--cold-image", action="store_true", help="also time a node image build")
     parser.add_argument("--e2e", action="store_true", help="also time the full e2e on both providers")
+    parser.add_argument("--devices", type=int, default=0, metavar="N",
+                        help="also time N attaches to a shown block device and N stages (format + mount) on kind")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
 
@@ -96,9 +171,13 @@ def main() -> int:
                     provider.down()
         result[name] = {"bring_up_seconds": [round(x, 1) for x in ups],
                         "not_ready_seconds": [round(x, 1) for x in cuts]}
+    if args.devices:
+        with tempfile.TemporaryDirectory(prefix="zp-bench-") as state:
+            result["kind"].update(devices(spec, Path(state), args.devices))
     if args.e2e:
         for name in ("kind", "local"):
             result[name]["e2e_seconds"] = round(e2e(name), 1)
+        result["kind"]["placement_case_seconds"] = placement_case_seconds(ROOT / "reports" / "bench-e2e-kind")
     REPORT.parent.mkdir(exist_ok=True)
     REPORT.write_text(json.dumps(result, indent=2))
 
@@ -109,8 +188,15 @@ def main() -> int:
     for key, label in (("bring_up_seconds", "warm bring-up (median)"), ("not_ready_seconds", "NotReady after cut")):
         row = [statistics.median(result[p][key]) for p in ("kind", "local")]
         print(f"  {label:<26}{row[0]:>10.1f} s{row[1]:>10.1f} s")
+    if args.devices:
+        for key, label in (("attach_to_device_seconds", "attach to device (median)"),
+                           ("stage_format_mount_seconds", "stage: mkfs + mount")):
+            print(f"  {label:<26}{statistics.median(result['kind'][key]):>10.2f} s")
     if args.e2e:
         print(f"  {'full e2e':<26}{result['kind']['e2e_seconds']:>10.0f} s{result['local']['e2e_seconds']:>10.0f} s")
+        cases = result["kind"]["placement_case_seconds"]
+        if cases:
+            print(f"  {'kind placement case':<26}{statistics.median(cases):>10.1f} s (median of {len(cases)})")
     print(f"  written to {REPORT}")
     return 0
 

@@ -57,12 +57,16 @@ def test_what_each_deployment_left_in_the_cloud_is_read_by_phase(tmp_path):
                       "stopped instances": ["i-9"]}) + "\n")
     (tmp_path / "shared").mkdir()
     (tmp_path / "shared" / "cloud-leftovers.jsonl").write_text(
-        json.dumps({"zone_policy": "topology", "disks": [], "stopped instances": []}) + "\n")
+        json.dumps({"zone_policy": "topology", "disks": [], "stopped instances": []}) + "\n"
+        # a fake ECS killed before it released its disks' devices (kind)
+        + json.dumps({"zone_policy": "topology", "loop devices": ["/dev/loop3"]}) + "\n")
     found = leftovers.in_cloud(tmp_path)
     assert found == {"disks": ["d-1 (cn-beijing-a, Available) (the topology deployment logged in serial/)"],
-                     "stopped instances": ["i-9 (the topology deployment logged in serial/)"]}
+                     "stopped instances": ["i-9 (the topology deployment logged in serial/)"],
+                     "loop devices": ["/dev/loop3 (the topology deployment logged in shared/)"]}
     assert leftovers.lines(found) == ["  disks: d-1 (cn-beijing-a, Available) (the topology deployment logged in serial/)",
-                                      "  stopped instances: i-9 (the topology deployment logged in serial/)"]
+                                      "  stopped instances: i-9 (the topology deployment logged in serial/)",
+                                      "  loop devices: /dev/loop3 (the topology deployment logged in shared/)"]
 
 
 def test_the_serial_phase_runs_the_chaos_experiments_and_the_tests_of_another_zone_policy_last():

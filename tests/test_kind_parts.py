@@ -1,9 +1,10 @@
 """The kind provider's parts that need no cluster: its kind config, the pod network
 manifest, the edits to kind's node files, the plugin registration the kubelet talks to,
-the node plugin's bind mounts, the disks' storage and the data ledger."""
+the node plugin's block devices and mounts, and the data ledger."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
@@ -17,7 +18,8 @@ import pytest
 import yaml
 
 from zoneproof import data, labels
-from zoneproof.cluster.kind import DISK_ROOT_ON_NODE, KindProvider, kind_config, plan_workers, pod_network_manifest
+from zoneproof.cluster import blockdev
+from zoneproof.cluster.kind import KindProvider, kind_config, plan_workers, pod_network_manifest
 from zoneproof.cluster.nodeimage import NODE_FILE_EDITS, module_dir
 from zoneproof.cluster.spec import ClusterSpec, Timings
 from zoneproof.csi import node as node_module
@@ -38,17 +40,17 @@ def test_workers_are_named_as_kind_names_them_and_spread_over_the_zones():
     assert len({w.instance_id for w in workers}) == 4
 
 
-def test_kind_config_carries_labels_provider_ids_timings_and_zone_mounts():
-    mounts = {z: [{"hostPath": f"/d/{z}", "containerPath": DISK_ROOT_ON_NODE}] for z in SPEC.zones}
-    config = kind_config(SPEC, own_pod_network=True, extra_mounts=mounts)
+def test_kind_config_carries_labels_provider_ids_and_timings():
+    config = kind_config(SPEC, own_pod_network=True)
     assert config["networking"]["disableDefaultCNI"] is True
     control, *workers = config["nodes"]
     assert control == {"role": "control-plane"}
     for node, planned in zip(workers, plan_workers(SPEC)):
         assert node["labels"][labels.ZONE] == node["labels"][labels.ZONE_DEPRECATED] == planned.zone
         assert node["labels"][labels.INSTANCE_ID] == planned.instance_id
+        assert node["labels"][labels.INSTANCE_TYPE].startswith("ecs.")  # as ACK nodes are labelled
         assert labels.DISK_ZONE not in node["labels"]  # the kubelet adds it from NodeGetInfo
-        assert node["extraMounts"] == mounts[planned.zone]
+        assert "extraMounts" not in node  # no node sees the disks' images: only devices its attaches make
         patch = yaml.safe_load(node["kubeadmConfigPatchesJSON6902"][0]["patch"])
         assert patch[0]["op"] == "test" and patch[1]["value"] == planned.provider_id
     cluster_patch = yaml.safe_load(config["kubeadmConfigPatchesJSON6902"][0]["patch"])
@@ -138,7 +140,8 @@ class _Cloud:
     region = "r"
 
     def __init__(self, zone: str, holders: list[str]):
-        self.disk = {"ZoneId": zone, "Status": "In_use" if holders else "Available",
+        self.disk = {"DiskId": "d-1", "SerialNumber": "1", "ZoneId": zone,
+                     "Status": "In_use" if holders else "Available",
                      "Attachments": {"Attachment": [{"InstanceId": h} for h in holders]}}
 
     def describe_disk(self, disk_id):
@@ -161,56 +164,63 @@ def _request(kind, **fields):
 
 
 @pytest.fixture
-def mount_dir(tmp_path):
-    """A folder whose mounts are all undone afterwards, even when the test fails midway."""
-    yield tmp_path
+def disk_device(tmp_path):
+    """Disk d-1 (serial 1) as a loop device linked as a virtio disk's is, in a by-id folder
+    of the test's; all mounts and the loop undone afterwards, even when the test fails."""
+    if os.geteuid() != 0 or not Path("/dev/loop-control").exists():
+        pytest.skip("needs root and loop devices (the kind provider's own needs)")
+    storage = DiskStorage(tmp_path / "disks", ["za-1"])
+    storage.create("za-1", "d-1", 1)
+    device = subprocess.run(["losetup", "--find", "--show", str(storage.link("za-1", "d-1", "i-1"))],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    by_id = tmp_path / "by-id"
+    by_id.mkdir()
+    (by_id / "virtio-1").symlink_to(device)
+    yield by_id
     for target in (tmp_path / "target", tmp_path / "staging"):
         node_module._unmount(target)
+    blockdev.release_under(storage.root)
 
 
-def test_node_plugin_mounts_a_disk_only_where_it_is_attached_and_reachable(mount_dir):
-    tmp_path = mount_dir
-    storage = DiskStorage(tmp_path / "disks", ["za-1"])
-    storage.create("za-1", "d-1")
-    (storage.path("za-1", "d-1") / "token").write_text("web-0 abc")
+def test_node_plugin_stages_the_attached_disks_block_device_and_nothing_else(disk_device, tmp_path, monkeypatch):
     staging, target = tmp_path / "staging", tmp_path / "target"
-    service = node_module.NodeService(_Cloud("za-1", ["i-1"]), "i-1", "za-1", tmp_path / "disks" / "za-1")
-    try:
+
+    def stage_and_publish(service):
         service.NodeStageVolume(_request("NodeStageVolumeRequest", volume_id="d-1",
                                          staging_target_path=str(staging)), _Context())
         service.NodePublishVolume(_request("NodePublishVolumeRequest", volume_id="d-1", target_path=str(target),
                                            staging_target_path=str(staging)), _Context())
-        assert (target / "token").read_text() == "web-0 abc"
-        (target / "more").write_text("written through the pod's mount")
-        assert (storage.path("za-1", "d-1") / "more").is_file()
-    finally:
+
+    def unpublish_and_unstage(service):
         service.NodeUnpublishVolume(csi.NodeUnpublishVolumeRequest(volume_id="d-1", target_path=str(target)),
                                     _Context())
         service.NodeUnstageVolume(csi.NodeUnstageVolumeRequest(volume_id="d-1", staging_target_path=str(staging)),
                                   _Context())
+
+    service = node_module.NodeService(_Cloud("za-1", ["i-1"]), "i-1", "za-1", block_devices=True, by_id=disk_device)
+    stage_and_publish(service)
+    try:
+        (target / "token").write_text("web-0 abc")  # through the pod's mount, onto a fresh ext4
+        assert node_module._filesystem((disk_device / "virtio-1").resolve()) == "ext4"
+    finally:
+        unpublish_and_unstage(service)
     assert not node_module._mounted(staging) and not target.exists()
+    stage_and_publish(service)  # staged again: the filesystem is mounted, not made anew
+    try:
+        assert (target / "token").read_text() == "web-0 abc"
+    finally:
+        unpublish_and_unstage(service)
 
-    # Attached elsewhere: refused, whatever the folder says.
-    other = node_module.NodeService(_Cloud("za-1", ["i-2"]), "i-1", "za-1", tmp_path / "disks" / "za-1")
+    # Attached elsewhere: refused, though the device is here.
+    other = node_module.NodeService(_Cloud("za-1", ["i-2"]), "i-1", "za-1", block_devices=True, by_id=disk_device)
     with pytest.raises(_Aborted, match="not attached to this node"):
-        other.NodeStageVolume(_request("NodeStageVolumeRequest", volume_id="d-1", staging_target_path=str(staging)),
-                              _Context())
-    # Attached here by the API, but its storage is not in this node's zone: refused.
-    elsewhere = node_module.NodeService(_Cloud("za-1", ["i-1"]), "i-1", "zb-1", tmp_path / "disks" / "zb-1")
-    with pytest.raises(_Aborted, match="not reachable from this node"):
-        elsewhere.NodeStageVolume(_request("NodeStageVolumeRequest", volume_id="d-1",
-                                           staging_target_path=str(staging)), _Context())
+        stage_and_publish(other)
+    # Attached here by the API, but no device shows on this node: refused.
+    monkeypatch.setattr(node_module, "DEVICE_WAIT", 0.2)
+    elsewhere = node_module.NodeService(_Cloud("za-1", ["i-1"]), "i-1", "za-1", block_devices=True, by_id=tmp_path)
+    with pytest.raises(_Aborted, match="no device .* shows on this node"):
+        stage_and_publish(elsewhere)
     assert not node_module._mounted(staging)
-
-
-def test_disk_storage_follows_the_disks_after_a_restart(tmp_path):
-    storage = DiskStorage(tmp_path, ["za-1", "zb-1"])
-    storage.create("za-1", "d-gone")
-    storage.create("za-1", "d-kept")
-    storage.reconcile({"d-kept": "za-1", "d-new": "zb-1"})
-    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.glob("*/*")) == ["za-1/d-kept", "zb-1/d-new"]
-    storage.delete("zb-1", "d-new")
-    assert not storage.path("zb-1", "d-new").exists()
 
 
 def _pod(name, claim, node="n1", ready=True):
@@ -269,3 +279,26 @@ def test_the_stamp_writes_a_token_once_and_keeps_it(tmp_path):
     assert first.startswith("web-0 ") and len(first) > len("web-0 ") + 30
     subprocess.run(["sh", "-c", stamp + "true"], check=True, env=env)
     assert (tmp_path / data.TOKEN_FILE).read_text().strip() == first
+
+
+def test_a_driver_binary_node_plugin_gets_its_mounts_and_a_metadata_service_that_answers_first():
+    from zoneproof.csi import incluster
+    from zoneproof.profile import load_profile
+
+    plugin = load_profile("alibaba").run.node_plugin
+    values = {"ecs_endpoint": "172.18.0.1:9000", "region": "r", "access_key_id": "k", "access_key_secret": "s"}
+    spec = incluster.daemonset("d", plugin, "zoneproof/driver-binary:x", "zoneproof/driver:y", ["/bin/plugin"], {},
+                               values)["spec"]["template"]["spec"]
+    assert spec["hostNetwork"] and spec["hostPID"] and spec["hostIPC"]
+    sidecar, = spec["initContainers"]
+    # A native sidecar: the kubelet starts the plugin only once the service answers.
+    assert sidecar["restartPolicy"] == "Always" and sidecar["startupProbe"]["httpGet"]["host"] == "100.100.100.200"
+    assert sidecar["image"] == "zoneproof/driver:y" and "--node-name" in sidecar["command"]
+    node_plugin = next(c for c in spec["containers"] if c["name"] == "node-plugin")
+    assert node_plugin["image"] == "zoneproof/driver-binary:x"
+    mounts = {m["mountPath"]: m.get("mountPropagation") for m in node_plugin["volumeMounts"]}
+    assert mounts["/dev"] == "HostToContainer" and mounts["/var/lib/kubelet"] == "Bidirectional"
+    assert mounts["/var/lib/container"] == "Bidirectional" and "/host/etc" in mounts
+    reference = load_profile("reference").run.node_plugin
+    plain = incluster.daemonset("d", reference, "img", "img", ["p"], {}, values)["spec"]["template"]["spec"]
+    assert plain["initContainers"] == []  # no metadata service unless the profile asks

@@ -94,6 +94,17 @@ def stand_in():
     (lambda d: d["run"]["node"].update(each_node=[]), "'each_node' must be a non-empty list"),
     (lambda d: d["run"].update(binary="maybe"), "binary: must be 'required'"),
     (lambda d: d["run"]["sidecars"].update(csi_resizer=[]), "sidecars: a mapping from"),
+    # The node plugin's DaemonSet.
+    (lambda d: d["run"]["node_plugin"].update(privileged=True), "node_plugin: unknown field\\(s\\) privileged"),
+    (lambda d: d["run"]["node_plugin"].update(image="docker.io/me/plugin"), "node_plugin.image must be one of"),
+    (lambda d: d["run"]["node_plugin"]["command"].append("{driver_binary}"),
+     "node_plugin.command: unknown template variable\\(s\\) \\{driver_binary\\}"),
+    (lambda d: d["run"]["node_plugin"].update(image="driver-binary"), "image driver-binary needs 'binary: required'"),
+    (lambda d: d["run"]["node_plugin"].update(mounts=[{"host_path": "etc", "mount_path": "/host/etc"}]),
+     "mounts\\[0\\]: host_path and mount_path must be absolute"),
+    (lambda d: d["run"]["node_plugin"].update(mounts=[{"host_path": "/etc", "mount_path": "/e", "propagation": "Both"}]),
+     "mounts\\[0\\].propagation must be one of"),
+    (lambda d: d["run"]["node_plugin"].update(metadata_service="yes"), "metadata_service: must be true or false"),
 ])
 def test_bad_profiles_are_named(mutate, message):
     data = good()
@@ -169,3 +180,16 @@ def test_a_node_command_with_each_node_serves_every_node_from_one_process():
     del data["run"]["node"]["each_node"]
     data["run"]["node"]["command"] += ["--node-id", "{instance_id}", "--endpoint", "{endpoint}"]
     assert parse_profile(data, "custom.yaml").run.node_command.each_node == ()
+
+
+def test_the_alibaba_node_plugin_runs_from_the_users_binary_as_the_upstream_chart_runs_it():
+    plugin = load_profile("alibaba").run.node_plugin
+    assert plugin.image == "driver-binary" and plugin.metadata_service
+    args, env = render(plugin.command, {"driver_binary": "/usr/local/bin/csi-driver", "driver": "d",
+                                        "endpoint": "unix:///csi/csi.sock", "node_name": "$(NODE_NAME)",
+                                        "region": "r", "ecs_endpoint": "h:1", "access_key_id": "k",
+                                        "access_key_secret": "s"})
+    assert args[0] == "/usr/local/bin/csi-driver" and "--run-node-service=true" in args
+    assert env["DISK_AD_CONTROLLER"] == "true" and env["IS_BDF"] == "false"  # the controller alone attaches
+    assert "ALIBABA_CLOUD_NO_ECS_METADATA" not in env  # it asks the node's metadata service
+    assert {m.mount_path for m in plugin.mounts} >= {"/host/etc", "/var/lib/container"}

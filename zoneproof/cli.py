@@ -340,7 +340,8 @@ def _parse_zone_categories(zones: tuple[str, ...], values: tuple[str, ...]) -> d
 @click.option("--power-provider", type=click.Choice(["local", "kind"]), default="local", show_default=True,
               help="Which provider made --power-cluster.")
 @click.option("--disk-root", type=click.Path(file_okay=False),
-              help="Keep each disk's data in <disk-root>/<zone>/<disk id> (for pods that use it).")
+              help="Keep each disk's data in an image <disk-root>/<zone>/<disk id>.img (for pods that use it); "
+                   "with --power-provider kind, an attached disk is a block device in its instance's node.")
 @click.option("--bug", "bug_names", multiple=True, metavar="NAME",
               help="Switch on a cloud bug of the catalogue (`zoneproof bugs list`); repeatable.")
 def ecs_serve(host, port, port_file, db, region, zones, categories, access_key, create_latency, attach_latency,
@@ -358,14 +359,19 @@ def ecs_serve(host, port, port_file, db, region, zones, categories, access_key, 
         config = EcsConfig(region=region, zones=_parse_zone_categories(zone_list, categories),
                            latencies=Latencies(create_latency, attach_latency, detach_latency),
                            bugs=bug_catalogue.parse(bug_names)).validate()
-        power_switch = None
+        power_switch = devices_for = None
         if power_cluster:
             from zoneproof.cluster.power import power_switch_of
 
             power_switch = power_switch_of(power_provider, power_cluster)
+        if power_cluster and disk_root and power_provider == "kind":
+            from zoneproof.cluster.blockdev import NodeBlockDevices, kind_node_shell
+
+            node_shell = kind_node_shell(power_cluster)
+            devices_for = lambda storage: NodeBlockDevices(storage, node_shell)  # noqa: E731
         server = EcsServer(config, db_path=db, host=host, port=port,
                            credentials=_parse_access_keys(access_key) or None, seed=seed, power_switch=power_switch,
-                           disk_root=Path(disk_root) if disk_root else None)
+                           disk_root=Path(disk_root) if disk_root else None, devices_for=devices_for)
     except (ValueError, click.BadParameter, OSError, ClusterError) as err:
         _fail(err, 2)
     if port_file:
@@ -377,13 +383,12 @@ def ecs_serve(host, port, port_file, db, region, zones, categories, access_key, 
     except KeyboardInterrupt:
         pass
     finally:
-        server.httpd.server_close()
-        server.store.close()
+        server.close()
 
 
-def _node_identity(node_name: str, cloud) -> tuple[str, str]:
-    """A node plugin's instance (named by its Node, as a cloud's node controller records it)
-    and zone (asked of ECS, the ground truth, never of a label)."""
+def _node_instance(node_name: str, cloud) -> dict:
+    """ECS's description of a node's instance (named by its Node, as a cloud's node
+    controller records it): its zone and type come from the cloud, never from a label."""
     from kubernetes import client, config
 
     from zoneproof.cluster.nodes import ecs_instance_id
@@ -397,10 +402,46 @@ def _node_identity(node_name: str, cloud) -> tuple[str, str]:
     described = cloud.describe_instance(instance)
     if described is None:
         _fail(RuntimeError(f"ECS has no instance {instance} (node {node_name})"))
-    return instance, described["ZoneId"]
+    return described
 
 
-# ----------------------------------------------------------------- CSI driver
+@ecs.command("metadata")
+@click.option("--node-name", required=True, help="The Kubernetes node this runs on (in a cluster).")
+@click.option("--ecs-endpoint", required=True, help="host:port of the ECS API.")
+@click.option("--region", required=True)
+@click.option("--address", default="100.100.100.200", show_default=True,
+              help="The service's address, put on this node's loopback while it runs.")
+@click.option("--port", type=int, default=80, show_default=True)
+def ecs_metadata(node_name, ecs_endpoint, region, address, port) -> None:
+    """Serve the instance metadata of this node's instance, as ECS's metadata service does,
+    on an address of this node's own network namespace (nothing asked of it leaves the
+    node). Run beside a node plugin, in the node's network namespace."""
+    import subprocess
+
+    from zoneproof.ecs.metadata import Identity, MetadataServer
+
+    described = _node_instance(node_name, _driver_cloud(ecs_endpoint, region))
+    identity = Identity(described["InstanceId"], described["ZoneId"], region, described["InstanceType"])
+    local = ["ip", "address", "replace", f"{address}/32", "dev", "lo"]
+    proc = subprocess.run(local, capture_output=True, text=True)
+    if proc.returncode != 0:
+        _fail(RuntimeError(f"`{' '.join(local)}` failed: {proc.stderr.strip()}"))
+    try:
+        server = MetadataServer((address, port), identity)
+        logging.getLogger(__name__).info("instance metadata of %s (%s) at http://%s:%d", identity.instance_id,
+                                         identity.zone, address, port)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.server_close()
+    finally:
+        gone = subprocess.run(["ip", "address", "del", f"{address}/32", "dev", "lo"], capture_output=True, text=True)
+        if gone.returncode != 0:
+            logging.getLogger(__name__).error("could not take %s off the loopback: %s", address, gone.stderr.strip())
+
+
 @main.group("csi")
 def csi_group() -> None:
     """The reference disk CSI driver (diskplugin.csi.alibabacloud.com) on the fake ECS."""
@@ -416,13 +457,14 @@ def csi_group() -> None:
 @click.option("--node-zone", help="The node's zone (with --node-id).")
 @click.option("--node-name", help="Serve a node endpoint for this Kubernetes node (in a cluster): its instance "
                                    "from the Node's labels or providerID, its zone from ECS.")
-@click.option("--disk-root", type=click.Path(file_okay=False),
-              help="Node: the folder holding the storage of the disks this node's zone can reach.")
+@click.option("--block-devices", is_flag=True,
+              help="Node: stage the attached disk's block device (by its serial under /dev/disk/by-id), formatted "
+                   "ext4 on first use; without it, stage and publish only mark their paths (nodes without kubelets).")
 @click.option("--controller-zone", help="The controller's own zone: the last resort when a request names none.")
 @click.option("--bug", "bug_names", multiple=True, envvar=bug_catalogue.ENV, metavar="NAME",
               help="Switch on a driver bug of the catalogue (`zoneproof bugs list`); repeatable "
                    f"(env {bug_catalogue.ENV}, comma-separated).")
-def csi_serve(endpoint, ecs_endpoint, region, zone_policy, node_id, node_zone, node_name, disk_root,
+def csi_serve(endpoint, ecs_endpoint, region, zone_policy, node_id, node_zone, node_name, block_devices,
               controller_zone, bug_names) -> None:
     """Serve the CSI Identity plus Controller and/or Node services on a unix socket.
     Credentials come from ALIBABA_CLOUD_ACCESS_KEY_ID / ALIBABA_CLOUD_ACCESS_KEY_SECRET."""
@@ -434,10 +476,11 @@ def csi_serve(endpoint, ecs_endpoint, region, zone_policy, node_id, node_zone, n
     if node_name:
         if node_id or node_zone:
             _fail(click.BadParameter("--node-name finds the instance and zone itself; drop --node-id/--node-zone"), 2)
-        node_id, node_zone = _node_identity(node_name, cloud)
+        described = _node_instance(node_name, cloud)
+        node_id, node_zone = described["InstanceId"], described["ZoneId"]
     try:
         server = build_server(endpoint, cloud, zone_policy=zone_policy, instance_id=node_id, zone=node_zone,
-                              controller_zone=controller_zone, disk_root=Path(disk_root) if disk_root else None,
+                              controller_zone=controller_zone, block_devices=block_devices,
                               bugs=bug_catalogue.parse(bug_names))
     except ValueError as err:
         _fail(err, 2)

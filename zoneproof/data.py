@@ -36,8 +36,10 @@ def stamping_container(container: dict) -> dict:
     stamp = ""
     if mounts:
         token = f"{mounts[0]['mountPath'].rstrip('/')}/{TOKEN_FILE}"
+        # Synced before it counts (the pod is Ready once it is there): a power cut loses
+        # what a disk had not been given yet, as a real one does.
         stamp = (f'if [ ! -s {token} ]; then echo "$ZONEPROOF_POD $(cat /proc/sys/kernel/random/uuid)" '
-                 f'> {token}.new && mv {token}.new {token}; fi; ')
+                 f'> {token}.new && sync && mv {token}.new {token} && sync; fi; ')
     out.update(image=BUSYBOX_IMAGE, imagePullPolicy="Never",
                command=["sh", "-c", f"{stamp}mkdir -p /www && exec httpd -f -p {WEB_PORT} -h /www"])
     if mounts:  # Ready once the stamp is on the volume, so a reader never comes too early

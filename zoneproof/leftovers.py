@@ -38,14 +38,15 @@ def in_cluster(api: client.ApiClient, *, timeout: float = 60) -> dict[str, list[
 
 
 def in_cloud(driver_logs: Path) -> dict[str, list[str]]:
-    """Disks and stopped instances each deployment's fake ECS held as it went."""
-    found: dict[str, list[str]] = {"disks": [], "stopped instances": []}
+    """Disks and stopped instances each deployment's fake ECS held as it went, and the
+    loop devices of its disks it left on the host."""
+    found: dict[str, list[str]] = {"disks": [], "stopped instances": [], "loop devices": []}
     for path in sorted(driver_logs.glob(f"*/{LEFTOVERS_FILE}")):
         for line in path.read_text().splitlines():
             entry = json.loads(line)
             where = f"the {entry['zone_policy']} deployment logged in {path.parent.name}/"
             for key in found:
-                found[key] += [f"{item} ({where})" for item in entry[key]]
+                found[key] += [f"{item} ({where})" for item in entry.get(key, [])]
     return found
 
 

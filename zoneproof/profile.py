@@ -63,7 +63,6 @@ NODE_PLUGIN_VARS = {
     "access_key_id": "the ECS access key id",
     "access_key_secret": "the ECS access key secret",
     "node_name": "the Kubernetes node's name (the pod's $(NODE_NAME))",
-    "disk_root": "where the disks of the node's zone are, in the pod",
 }
 CATEGORY_VAR = "category"  # stand-in label keys only: one label per category the node's zone sells
 
@@ -104,6 +103,35 @@ class StandInNode:
     max_volumes: int
 
 
+NODE_PLUGIN_IMAGES = ("zoneproof", "driver-binary")
+PROPAGATIONS = ("None", "HostToContainer", "Bidirectional")
+
+
+@dataclass(frozen=True)
+class HostMount:
+    """A node folder the node plugin's container mounts, beyond what every node plugin has
+    (the kubelet's folder, its socket folder, the node's /dev)."""
+
+    host_path: str
+    mount_path: str
+    propagation: str = "None"
+
+
+@dataclass(frozen=True)
+class NodePlugin:
+    """The node plugin as a DaemonSet, on clusters whose kubelets register node plugins
+    (kind). ``image``: ``zoneproof``, the image zoneproof builds of itself (its reference
+    driver), or ``driver-binary``, that image with the binary given with ``--driver-binary``
+    added (its Debian has util-linux, mount and e2fsprogs; ``{driver_binary}`` names the
+    binary there). ``metadata_service``: each node answers as ECS's instance metadata
+    service does, at its own address, for that node's instance."""
+
+    command: Command
+    image: str = "zoneproof"
+    mounts: tuple[HostMount, ...] = ()
+    metadata_service: bool = False
+
+
 @dataclass(frozen=True)
 class RunSpec:
     controller: Command
@@ -112,9 +140,9 @@ class RunSpec:
     csidriver: dict
     sidecars: dict[str, tuple[str, ...]]
     needs_binary: bool
-    # The node plugin as a DaemonSet in the image zoneproof builds of itself, for clusters
-    # whose kubelets register node plugins (kind); None: the driver has none that runs there.
-    node_plugin: Command | None = None
+    # The node plugin as a DaemonSet, for clusters whose kubelets register node plugins
+    # (kind); None: the driver has none that runs there.
+    node_plugin: NodePlugin | None = None
     # The driver reads ZONEPROOF_BUGS and can carry the driver bugs of zoneproof.bugs.
     bug_switches: bool = False
 
@@ -209,6 +237,34 @@ def _node_command(body: dict, where: str, allowed: set[str]) -> Command:
                    tuple(check_template(a, allowed | per_node, f"{where}.each_node") for a in each_node))
 
 
+def _node_plugin(body: dict, where: str) -> NodePlugin:
+    known = {"command", "env", "image", "mounts", "metadata_service"}
+    unknown = sorted(set(body) - known)
+    if unknown:
+        raise ProfileError(f"{where}: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    image = body.get("image", "zoneproof")
+    if image not in NODE_PLUGIN_IMAGES:
+        raise ProfileError(f"{where}.image must be one of {', '.join(NODE_PLUGIN_IMAGES)}, got {image!r}")
+    allowed = set(NODE_PLUGIN_VARS) | ({"driver_binary"} if image == "driver-binary" else set())
+    mounts = []
+    for n, mount in enumerate(body.get("mounts") or []):
+        at = f"{where}.mounts[{n}]"
+        if not isinstance(mount, dict) or set(mount) - {"host_path", "mount_path", "propagation"}:
+            raise ProfileError(f"{at}: a mount is a mapping of host_path, mount_path and (optional) propagation")
+        paths = [_need(mount, key, str, at) for key in ("host_path", "mount_path")]
+        if not all(p.startswith("/") for p in paths):
+            raise ProfileError(f"{at}: host_path and mount_path must be absolute, got {paths}")
+        propagation = mount.get("propagation", "None")
+        if propagation not in PROPAGATIONS:
+            raise ProfileError(f"{at}.propagation must be one of {', '.join(PROPAGATIONS)}, got {propagation!r}")
+        mounts.append(HostMount(*paths, propagation))
+    metadata_service = body.get("metadata_service", False)
+    if not isinstance(metadata_service, bool):
+        raise ProfileError(f"{where}.metadata_service: must be true or false")
+    command = _command({k: body[k] for k in ("command", "env") if k in body}, where, allowed)
+    return NodePlugin(command, image, tuple(mounts), metadata_service)
+
+
 def _stand_in(body: dict, where: str, topology_keys: tuple[str, ...]) -> StandInNode:
     unknown = sorted(set(body) - {"node_id", "topology", "labels", "max_volumes"})
     if unknown:
@@ -266,7 +322,10 @@ def _run(body: object, where: str, topology_keys: tuple[str, ...]) -> RunSpec:
         raise ProfileError(f"{where}.csidriver: must be a CSIDriver spec (attachRequired, podInfoOnMount, ...)")
     node_plugin = None
     if "node_plugin" in body:
-        node_plugin = _command(_need(body, "node_plugin", dict, where), f"{where}.node_plugin", set(NODE_PLUGIN_VARS))
+        node_plugin = _node_plugin(_need(body, "node_plugin", dict, where), f"{where}.node_plugin")
+        if node_plugin.image == "driver-binary" and needs_binary != "required":
+            raise ProfileError(f"{where}.node_plugin: image driver-binary needs 'binary: required' (the image is "
+                               "built around the binary the user gives)")
     bug_switches = body.get("bug_switches", False)
     if not isinstance(bug_switches, bool):
         raise ProfileError(f"{where}.bug_switches: must be true (the driver reads ZONEPROOF_BUGS) or false")

@@ -32,11 +32,13 @@ from zoneproof import labels, toolchain
 from zoneproof.cluster import dockershim
 from zoneproof.cluster import docker as docker_daemon
 from zoneproof.cluster.base import ClusterError, ClusterProvider, NodeState, OwnClusterMixin
+from zoneproof.cluster.blockdev import release_under
 from zoneproof.cluster.docker import Docker
 from zoneproof.cluster.local import state_root
 from zoneproof.cluster.nodeimage import BUSYBOX_IMAGE, NodeImageBuilder
 from zoneproof.cluster.nodes import PlannedNode, instance_id
 from zoneproof.cluster.spec import NODE_IMAGE_CHOICES, PRIVILEGED_CHOICES, ClusterSpec
+from zoneproof.ecs.catalog import INSTANCE_TYPE
 from zoneproof.processes import kill_processes_under
 
 log = logging.getLogger(__name__)
@@ -57,7 +59,8 @@ class KindWorker(PlannedNode):
         # The driver's own topology key is absent on purpose: the kubelet adds it from the
         # node plugin's NodeGetInfo answer.
         return {labels.ZONE: self.zone, labels.REGION: self.region, labels.ZONE_DEPRECATED: self.zone,
-                labels.REGION_DEPRECATED: self.region, labels.INSTANCE_ID: self.instance_id}
+                labels.REGION_DEPRECATED: self.region, labels.INSTANCE_ID: self.instance_id,
+                labels.INSTANCE_TYPE: INSTANCE_TYPE.name}
 
 
 def plan_workers(spec: ClusterSpec) -> list[KindWorker]:
@@ -68,8 +71,7 @@ def plan_workers(spec: ClusterSpec) -> list[KindWorker]:
     return workers
 
 
-def kind_config(spec: ClusterSpec, *, own_pod_network: bool, extra_mounts: dict[str, list[dict]] | None = None
-                ) -> dict:
+def kind_config(spec: ClusterSpec, *, own_pod_network: bool) -> dict:
     """The kind Cluster config: nodes, labels, providerIDs and the node-lifecycle timings."""
     t = spec.timings.scaled()
 
@@ -98,7 +100,6 @@ def kind_config(spec: ClusterSpec, *, own_pod_network: bool, extra_mounts: dict[
         nodes.append({
             "role": "worker",
             "labels": worker.labels,
-            "extraMounts": (extra_mounts or {}).get(worker.zone, []),
             "kubeadmConfigPatchesJSON6902": [{"group": "kubeadm.k8s.io", "version": "v1beta4",
                                               "kind": "JoinConfiguration", "patch": yaml.safe_dump(provider_patch)}],
         })
@@ -126,8 +127,6 @@ def pod_network_manifest(cluster: str) -> list[dict]:
         text = text.replace("${" + name + "}", value)
     return [doc for doc in yaml.safe_load_all(text) if doc]
 
-
-DISK_ROOT_ON_NODE = "/var/lib/zoneproof/disks"  # a node's view of its zone's disk storage
 
 
 class KindProvider(OwnClusterMixin, ClusterProvider):
@@ -159,8 +158,9 @@ class KindProvider(OwnClusterMixin, ClusterProvider):
 
     @property
     def disk_root(self) -> Path:
-        """Host folder with one folder per zone, each mounted only into that zone's nodes:
-        where the fake ECS keeps the disks' data."""
+        """Host folder where the fake ECS keeps the disks' images, one folder per zone; no
+        node sees it: a disk reaches a node as a block device its attach makes there
+        (zoneproof.cluster.blockdev)."""
         return self.cluster_dir / "disks"
 
     def host_address(self) -> str:
@@ -302,11 +302,7 @@ class KindProvider(OwnClusterMixin, ClusterProvider):
             log.info("starting kind cluster %r: %d zones × %d workers in %s, node image %s%s",
                      self.spec.name, len(self.spec.zones), self.spec.nodes_per_zone, self.spec.region, image,
                      ", docker through the --privileged shim" if shim else "")
-            mounts = {}
-            for zone in self.spec.zones:
-                (self.disk_root / zone).mkdir(parents=True)
-                mounts[zone] = [{"hostPath": str(self.disk_root / zone), "containerPath": DISK_ROOT_ON_NODE}]
-            config = kind_config(self.spec, own_pod_network=ours, extra_mounts=mounts)
+            config = kind_config(self.spec, own_pod_network=ours)
             with tempfile.NamedTemporaryFile("w", suffix=".yaml", dir=self.cluster_dir, delete=False) as cfg:
                 yaml.safe_dump(config, cfg)
             self._kind(docker, shim, "create", "cluster", "--name", self.spec.name, "--config", cfg.name,
@@ -358,6 +354,8 @@ class KindProvider(OwnClusterMixin, ClusterProvider):
             # A driver whose deployment was never taken down (a test that failed half-way)
             # still runs from this folder: the safety net stops it before the folder goes.
             kill_processes_under(self.cluster_dir)
+            # ... and a fake ECS killed before it released its disks' loop devices.
+            release_under(self.cluster_dir)
             shutil.rmtree(self.cluster_dir, ignore_errors=True)
             if docker.private:
                 docker_daemon.release(self.spec.name)
@@ -396,6 +394,14 @@ class KindProvider(OwnClusterMixin, ClusterProvider):
     def start_node(self, name: str) -> None:
         self._docker().run("start", self._container(name))
         log.info("node %s powered on (container started)", name)
+
+    def node_powered(self, name: str) -> bool:
+        out = self._docker().run("inspect", "--format", "{{.State.Running}}", self._container(name)).stdout
+        return out.decode().strip() == "true"
+
+    def run_on_node(self, name: str, *argv: str) -> str:
+        """Run a command in a worker's node container (its namespaces, its /dev); its output."""
+        return self._docker().run("exec", self._container(name), *argv, timeout=120).stdout.decode()
 
     def node_states(self) -> list[NodeState]:
         """As for every provider, with power read from the container runtime."""

@@ -21,12 +21,18 @@ def power_switch_of(provider_name: str, cluster_name: str) -> Callable[[str, boo
     provider = attach(provider_name, cluster_name)
 
     def switch(instance_id: str, on: bool) -> None:
-        nodes = [n.metadata.name for n in provider.core.list_node().items
-                 if ecs_instance_id(n.metadata.labels or {}, n.spec.provider_id or "") == instance_id]
-        if len(nodes) != 1:
-            raise ClusterError(f"instance {instance_id} is held by {len(nodes)} nodes of cluster "
-                               f"{cluster_name!r} ({', '.join(nodes) or 'none'}); expected one")
-        (provider.start_node if on else provider.stop_node)(nodes[0])
+        node = node_of_instance(provider, instance_id)
+        (provider.start_node if on else provider.stop_node)(node)
 
     return switch
+
+
+def node_of_instance(provider, instance_id: str) -> str:
+    """The name of the one node of the cluster whose Node names the instance."""
+    nodes = [n.metadata.name for n in provider.core.list_node().items
+             if ecs_instance_id(n.metadata.labels or {}, n.spec.provider_id or "") == instance_id]
+    if len(nodes) != 1:
+        raise ClusterError(f"instance {instance_id} is held by {len(nodes)} nodes of cluster "
+                           f"{provider.spec.name!r} ({', '.join(nodes) or 'none'}); expected one")
+    return nodes[0]
 

@@ -307,13 +307,23 @@ class DriverDeployment:
         """On nodes with kubelets: the node plugin as a DaemonSet, registered by the kubelets."""
         from zoneproof.cluster.docker import attached
         from zoneproof.csi import incluster
-        from zoneproof.csi.image import ensure_driver_image
+        from zoneproof.csi.image import BINARY_IN_IMAGE, ensure_binary_image, ensure_driver_image
 
-        image = ensure_driver_image(attached())
-        self.provider.load_images(image)
-        args, env = render(self.profile.run.node_plugin,
-                           incluster.pod_values(self._values(ecs_endpoint, ""), self.profile.driver))
-        incluster.deploy(self.provider.api_client, self.profile.driver, image, args, self._driver_env(env))
+        plugin = self.profile.run.node_plugin
+        docker = attached()
+        own_image = ensure_driver_image(docker)
+        plugin_image = own_image
+        values = incluster.pod_values(self._values(ecs_endpoint, ""), self.profile.driver)
+        if plugin.image == "driver-binary":
+            plugin_image = ensure_binary_image(docker, Path(self.driver_binary))
+            values["driver_binary"] = BINARY_IN_IMAGE
+        self.provider.load_images(*dict.fromkeys((own_image, plugin_image)))
+        args, env = render(plugin.command, values)
+        incluster.deploy(self.provider.api_client, incluster.daemonset(
+            self.profile.driver, plugin, plugin_image, own_image, args, self._driver_env(env), values))
+        if plugin.metadata_service:
+            log.info("each node answers as ECS's instance metadata service at %s, for its own instance",
+                     incluster.ADDRESS)
         workers = [n for n in self.provider.nodes() if self.provider.core.read_node(n).metadata.labels.get(
             labels.INSTANCE_ID)]
         incluster.wait_registered(self.provider.api_client, self.profile, workers)
@@ -432,6 +442,21 @@ class DriverDeployment:
             if state is not None:
                 stop_groups(state.processes)
             shutil.rmtree(self.workdir, ignore_errors=True)
+            if self.provider.runs_kubelets:
+                self._release_devices(state)
+
+    def _release_devices(self, state: RunningDeployment | None) -> None:
+        """The fake ECS releases its disks' loop devices as it stops; one killed before it
+        could leaves them: released here, and recorded as what the run left behind."""
+        from zoneproof.cluster.blockdev import release_under
+
+        left = release_under(self.provider.disk_root)
+        if left:
+            log.warning("the fake ECS left %d loop device(s) behind: %s", len(left), ", ".join(left))
+            self.logs.mkdir(parents=True, exist_ok=True)
+            with open(self.logs / LEFTOVERS_FILE, "a") as out:
+                out.write(json.dumps({"zone_policy": state.zone_policy if state else self.zone_policy,
+                                      "loop devices": left}) + "\n")
 
     def _record_leftovers(self, state: RunningDeployment) -> None:
         """What the fake ECS still holds as it goes with the deployment: disks nobody deleted

@@ -1,10 +1,12 @@
-"""The container image of the reference driver, built here for clusters with kubelets.
+"""The container images of node plugins, built here for clusters with kubelets: the
+reference driver's, and one around a driver binary the user gives.
 
-Debian's python3 (a small mmdebstrap rootfs), the very Python packages this zoneproof runs
+The reference driver's: Debian's python3 (a small mmdebstrap rootfs), the very Python packages this zoneproof runs
 with (pinned to the versions installed beside it, so ``uv.lock`` in a checkout), installed
 for the image's platform by uv, this zoneproof package itself, and the gRPC stubs it
 generated (the image has no Go to fetch protos with). The node plugin and its registrar
-run from it. The tag carries a key over all of that, so an unchanged zoneproof reuses it.
+run from it, and so does the fake instance metadata service beside a node plugin. The tag
+carries a key over all of that, so an unchanged zoneproof reuses it.
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ from zoneproof.progress import step
 log = logging.getLogger(__name__)
 
 IMAGE_REPOSITORY = "zoneproof/driver"
-PACKAGES = ("python3", "mount", "util-linux", "ca-certificates")
+# e2fsprogs: the node plugin formats block devices; iproute2: the fake metadata service
+# puts its address on the node.
+PACKAGES = ("python3", "mount", "util-linux", "e2fsprogs", "iproute2", "ca-certificates")
 PYTHON_VERSION = "3.11"  # Debian bookworm's python3
 PYTHON_PLATFORM = "x86_64-manylinux_2_36"  # bookworm's glibc
 SITE = "/opt/zoneproof/site"
@@ -144,3 +148,43 @@ def _build(docker: Docker, tag: str, work: Path) -> None:
         f"ENV PYTHONPATH={SITE}", f"ENV ZONEPROOF_CACHE_DIR={CACHE}", "ENV PYTHONUNBUFFERED=1",
         "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         'ENTRYPOINT ["python3", "-m", "zoneproof.cli"]'))
+
+
+# ---------------------------------------------------------------- a user's driver binary
+BINARY_REPOSITORY = "zoneproof/driver-binary"
+BINARY_IN_IMAGE = "/usr/local/bin/csi-driver"
+
+
+def binary_image_tag(binary: Path, base: str) -> str:
+    h = hashlib.sha256(base.encode())
+    with open(binary, "rb") as data:
+        for chunk in iter(lambda: data.read(1 << 20), b""):
+            h.update(chunk)
+    return f"{BINARY_REPOSITORY}:{h.hexdigest()[:12]}"
+
+
+def ensure_binary_image(docker: Docker, binary: Path) -> str:
+    """An image holding the user's driver binary (at ``BINARY_IN_IMAGE``), one layer over
+    the reference driver's image, whose Debian has the tools a block driver's node plugin
+    runs (mount, umount, nsenter, blkid, fsck, mkfs.ext4, resize2fs). Built here, nothing
+    pulled; the tag carries a key over the binary, so a rebuilt binary gets a new image."""
+    base = ensure_driver_image(docker)
+    tag = binary_image_tag(binary, base)
+    if docker.has_image(tag):
+        return tag
+    with step(f"node plugin image {tag} ({binary.name} over {base})"):
+        work = Path(tempfile.mkdtemp(prefix="driver-binary-image-", dir=cache_dir()))
+        try:
+            shutil.copyfile(binary, work / "csi-driver")
+            (work / "csi-driver").chmod(0o755)
+            (work / "Dockerfile").write_text(f"FROM {base}\nCOPY csi-driver {BINARY_IN_IMAGE}\n"
+                                             f'ENTRYPOINT ["{BINARY_IN_IMAGE}"]\n')
+            # The classic builder: it takes a local base image as it is (nothing is pulled).
+            proc = subprocess.run([shutil.which("docker") or "docker", "build", "-q", "-t", tag, str(work)],
+                                  env=dict(docker.env(), DOCKER_BUILDKIT="0"), capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise NodeImageError(f"building {tag} failed: {proc.stderr[-2000:]}")
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    docker.prune_repository(BINARY_REPOSITORY, keep=tag)
+    return tag

@@ -1,9 +1,10 @@
 """The driver's node plugin inside a cluster whose nodes run kubelets, as users deploy one:
-a DaemonSet on every worker with the node plugin and its registrar, both from the driver
-image zoneproof builds of itself. The kubelet's plugin watcher finds the registrar's
+a DaemonSet on every worker with the node plugin (in the image zoneproof builds of itself,
+or in one it builds around the user's driver binary), its registrar and, where the
+profile asks, a fake instance metadata service for the node. The kubelet's plugin watcher finds the registrar's
 socket, asks the node plugin NodeGetInfo and writes CSINode and the topology labels; the
 node plugin stages and publishes volumes into the kubelet's pod directories (mount
-propagation both ways), from the storage of its zone's disks."""
+propagation both ways), from the block devices attached disks are on its node."""
 
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from zoneproof import labels
-from zoneproof.cluster.kind import DISK_ROOT_ON_NODE
 from zoneproof.csi.registrar import csinode_drivers
-from zoneproof.profile import DriverProfile
+from zoneproof.ecs.metadata import ADDRESS
+from zoneproof.profile import DriverProfile, NodePlugin
 from zoneproof.waiting import wait_for
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,7 @@ NAMESPACE = "kube-system"
 NAME = "zoneproof-csi-node"
 KUBELET_DIR = "/var/lib/kubelet"
 PLUGIN_SOCKET_IN_POD = "/csi/csi.sock"
+NODE_NAME_ENV = {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}
 
 
 def plugin_dir(driver: str) -> str:
@@ -33,13 +35,47 @@ def plugin_dir(driver: str) -> str:
 
 def pod_values(values: dict[str, str], driver: str) -> dict[str, str]:
     """The node plugin's template values as its pod sees them."""
-    return {**values, "driver": driver, "endpoint": f"unix://{PLUGIN_SOCKET_IN_POD}", "node_name": "$(NODE_NAME)",
-            "disk_root": DISK_ROOT_ON_NODE}
+    return {**values, "driver": driver, "endpoint": f"unix://{PLUGIN_SOCKET_IN_POD}", "node_name": "$(NODE_NAME)"}
 
 
-def daemonset(driver: str, image: str, args: list[str], env: dict[str, str]) -> dict:
-    """The DaemonSet running the node plugin (``args``, ``env``) beside its registrar."""
-    node_name_env = {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}
+def metadata_sidecar(image: str, values: dict[str, str]) -> dict:
+    """The fake instance metadata service (zoneproof.ecs.metadata) beside the node plugin: a
+    sidecar started, and answering, before the node plugin starts (a plugin that asks too
+    early would fall back to its Node's labels for good)."""
+    return {
+        "name": "instance-metadata", "image": image, "imagePullPolicy": "Never", "restartPolicy": "Always",
+        "command": ["python3", "-m", "zoneproof.cli", "ecs", "metadata", "--node-name", "$(NODE_NAME)",
+                    "--ecs-endpoint", values["ecs_endpoint"], "--region", values["region"],
+                    "--address", ADDRESS],
+        "env": [NODE_NAME_ENV, {"name": "ALIBABA_CLOUD_ACCESS_KEY_ID", "value": values["access_key_id"]},
+                {"name": "ALIBABA_CLOUD_ACCESS_KEY_SECRET", "value": values["access_key_secret"]}],
+        "securityContext": {"privileged": True},  # puts its address on the node's loopback
+        "startupProbe": {"httpGet": {"host": ADDRESS, "port": 80, "path": "/latest/meta-data/instance-id"},
+                         "periodSeconds": 1, "failureThreshold": 120},
+    }
+
+
+def daemonset(driver: str, plugin: NodePlugin, plugin_image: str, own_image: str, args: list[str],
+              env: dict[str, str], values: dict[str, str]) -> dict:
+    """The DaemonSet running the node plugin (``args``, ``env``, in ``plugin_image``) beside
+    its registrar and, if the profile asks, the fake metadata service (both in zoneproof's
+    ``own_image``), with the privileges and host namespaces of a block driver's node plugin."""
+    mounts = [
+        {"name": "plugin-dir", "mountPath": "/csi"},
+        {"name": "kubelet-dir", "mountPath": KUBELET_DIR, "mountPropagation": "Bidirectional"},
+        # The node's devices: an attached disk shows here.
+        {"name": "dev", "mountPath": "/dev", "mountPropagation": "HostToContainer"},
+        *({"name": f"host-{n}", "mountPath": m.mount_path, "mountPropagation": m.propagation}
+          for n, m in enumerate(plugin.mounts)),
+    ]
+    volumes = [
+        {"name": "plugin-dir", "hostPath": {"path": plugin_dir(driver), "type": "DirectoryOrCreate"}},
+        {"name": "kubelet-dir", "hostPath": {"path": KUBELET_DIR, "type": "Directory"}},
+        {"name": "registration-dir", "hostPath": {"path": f"{KUBELET_DIR}/plugins_registry", "type": "Directory"}},
+        {"name": "dev", "hostPath": {"path": "/dev", "type": "Directory"}},
+        *({"name": f"host-{n}", "hostPath": {"path": m.host_path, "type": "DirectoryOrCreate"}}
+          for n, m in enumerate(plugin.mounts)),
+    ]
     return {
         "apiVersion": "apps/v1", "kind": "DaemonSet",
         "metadata": {"name": NAME, "namespace": NAMESPACE, "labels": {"app": NAME}},
@@ -49,28 +85,26 @@ def daemonset(driver: str, image: str, args: list[str], env: dict[str, str]) -> 
                 "metadata": {"labels": {"app": NAME}},
                 "spec": {
                     "serviceAccountName": NAME,
-                    "hostNetwork": True,  # ECS is reached as a node reaches its cloud's API
+                    # ECS is reached as a node reaches its cloud's API; a node plugin sees the
+                    # node's processes and IPC as block drivers' node plugins do.
+                    "hostNetwork": True, "hostPID": True, "hostIPC": True,
                     "priorityClassName": "system-node-critical",
                     "tolerations": [{"operator": "Exists"}],
                     # Workers only: the nodes that are ECS instances.
                     "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
                         "nodeSelectorTerms": [{"matchExpressions": [
                             {"key": labels.INSTANCE_ID, "operator": "Exists"}]}]}}},
+                    "initContainers": [metadata_sidecar(own_image, values)] if plugin.metadata_service else [],
                     "containers": [
                         {
-                            "name": "node-plugin", "image": image, "imagePullPolicy": "Never",
+                            "name": "node-plugin", "image": plugin_image, "imagePullPolicy": "Never",
                             "command": args,
-                            "env": [node_name_env, *({"name": k, "value": v} for k, v in env.items())],
+                            "env": [NODE_NAME_ENV, *({"name": k, "value": v} for k, v in env.items())],
                             "securityContext": {"privileged": True},
-                            "volumeMounts": [
-                                {"name": "plugin-dir", "mountPath": "/csi"},
-                                {"name": "kubelet-dir", "mountPath": KUBELET_DIR, "mountPropagation": "Bidirectional"},
-                                {"name": "disks", "mountPath": DISK_ROOT_ON_NODE,
-                                 "mountPropagation": "HostToContainer"},
-                            ],
+                            "volumeMounts": mounts,
                         },
                         {
-                            "name": "registrar", "image": image, "imagePullPolicy": "Never",
+                            "name": "registrar", "image": own_image, "imagePullPolicy": "Never",
                             "command": ["python3", "-m", "zoneproof.cli", "csi", "register",
                                         "--csi-address", PLUGIN_SOCKET_IN_POD,
                                         "--kubelet-registration-path", f"{plugin_dir(driver)}/csi.sock",
@@ -79,13 +113,7 @@ def daemonset(driver: str, image: str, args: list[str], env: dict[str, str]) -> 
                                              {"name": "registration-dir", "mountPath": "/registration"}],
                         },
                     ],
-                    "volumes": [
-                        {"name": "plugin-dir", "hostPath": {"path": plugin_dir(driver), "type": "DirectoryOrCreate"}},
-                        {"name": "kubelet-dir", "hostPath": {"path": KUBELET_DIR, "type": "Directory"}},
-                        {"name": "registration-dir",
-                         "hostPath": {"path": f"{KUBELET_DIR}/plugins_registry", "type": "Directory"}},
-                        {"name": "disks", "hostPath": {"path": DISK_ROOT_ON_NODE, "type": "Directory"}},
-                    ],
+                    "volumes": volumes,
                 },
             },
         },
@@ -93,21 +121,24 @@ def daemonset(driver: str, image: str, args: list[str], env: dict[str, str]) -> 
 
 
 def rbac() -> list[dict]:
-    """What the node plugin may read: its own Node (for its instance id)."""
+    """What node plugins read and write: their Node (instance id, labels such as the disk
+    categories its zone sells), pods (for publish), events, and their configuration maps."""
     return [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": NAME, "namespace": NAMESPACE}},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": NAME},
-         "rules": [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]}]},
+         "rules": [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch", "patch", "update"]},
+                   {"apiGroups": [""], "resources": ["pods", "configmaps"], "verbs": ["get"]},
+                   {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]}]},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": NAME},
          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": NAME},
          "subjects": [{"kind": "ServiceAccount", "name": NAME, "namespace": NAMESPACE}]},
     ]
 
 
-def deploy(api: client.ApiClient, driver: str, image: str, args: list[str], env: dict[str, str]) -> None:
+def deploy(api: client.ApiClient, daemon_set: dict) -> None:
     from kubernetes import utils
 
-    for doc in (*rbac(), daemonset(driver, image, args, env)):
+    for doc in (*rbac(), daemon_set):
         utils.create_from_dict(api, doc)
 
 

@@ -1,16 +1,16 @@
-"""CSI Node service. There is no real block device: a directory stands for the disk, and
-stage/publish are refused unless ECS says the disk is attached to this node's instance,
-which is exactly the check that matters for placement.
+"""CSI Node service, refusing to stage or publish a volume unless ECS says its disk is
+attached to this node's instance: exactly the check that matters for placement.
 
 Two ways to hold data:
 
-- without a disk root (kwok nodes, where no container runs) stage and publish only mark
+- without block devices (kwok nodes, where no container runs) stage and publish only mark
   their paths;
-- with a disk root (nodes with a kubelet), the folder ``<disk root>/<disk id>`` is the
-  disk's storage as the fake ECS keeps it per zone, and only nodes of the disk's zone have
-  that zone's folder mounted. Stage bind-mounts it at the staging path and publish
-  bind-mounts the staging path at the pod's target: the pod reads and writes the disk. A
-  disk whose folder this node cannot see is refused, whatever the API says.
+- with block devices (nodes with a kubelet, where the fake ECS makes an attached disk a
+  device of its node only: ``zoneproof.cluster.blockdev``) it works as a block driver
+  does. Stage finds the device by the disk's serial number under ``/dev/disk/by-id``,
+  formats it ext4 on first use and mounts it at the staging path; publish bind-mounts the
+  staging path at the pod's target. A device that is not there, or not a block device, is
+  refused, whatever the API says.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ import json
 import logging
 import os
 import shutil
+import stat
 import subprocess
+import time
 from pathlib import Path
 
 import grpc
@@ -34,6 +36,9 @@ csi, csi_grpc = load()
 
 MAX_VOLUMES_PER_NODE = 15  # 16 data disks an instance may hold, less a system disk's slot
 MARKER = ".zoneproof-volume"
+BY_ID = Path("/dev/disk/by-id")
+DEVICE_WAIT = 10.0  # seconds a device may take to show after its attach (a node just powered on)
+FILESYSTEM = "ext4"
 
 
 def _mounted(path: Path) -> bool:
@@ -44,27 +49,42 @@ def _mounted(path: Path) -> bool:
         return any(line.split()[4] == target for line in table)
 
 
-def _mount_bind(source: Path, target: Path) -> None:
-    target.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(["mount", "--bind", str(source), str(target)], capture_output=True, text=True)
+def _run(*argv: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     if proc.returncode != 0:
-        raise OSError(f"mount --bind {source} {target} failed: {proc.stderr.strip()}")
+        raise OSError(f"`{' '.join(argv)}` failed ({proc.returncode}): {proc.stderr.strip()}")
+    return proc
+
+
+def _mount(*args: str, target: Path) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    _run("mount", *args, str(target))
 
 
 def _unmount(target: Path) -> None:
     while _mounted(target):  # a target mounted twice by a retried call unmounts twice
-        proc = subprocess.run(["umount", str(target)], capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise OSError(f"umount {target} failed: {proc.stderr.strip()}")
+        _run("umount", str(target))
+
+
+def _filesystem(device: Path) -> str:
+    """The filesystem type on the device, "" when it holds none (blkid's exit code 2)."""
+    proc = subprocess.run(["blkid", "-p", "-s", "TYPE", "-o", "value", str(device)], capture_output=True, text=True,
+                          timeout=60)
+    if proc.returncode == 2:
+        return ""
+    if proc.returncode != 0:
+        raise OSError(f"blkid {device} failed ({proc.returncode}): {proc.stderr.strip()}")
+    return proc.stdout.strip()
 
 
 class NodeService(csi_grpc.NodeServicer):
-    def __init__(self, cloud: EcsCloud, instance_id: str, zone: str, disk_root: Path | None = None,
-                 bugs: tuple[str, ...] = ()):
+    def __init__(self, cloud: EcsCloud, instance_id: str, zone: str, block_devices: bool = False,
+                 bugs: tuple[str, ...] = (), by_id: Path = BY_ID):
         self.cloud = cloud
         self.instance_id = instance_id
         self.zone = zone
-        self.disk_root = disk_root
+        self.block_devices = block_devices
+        self.by_id = by_id  # where the devices' links by serial number are
         self.bugs = bugs
 
     def NodeGetInfo(self, request, context):
@@ -84,7 +104,8 @@ class NodeService(csi_grpc.NodeServicer):
         return csi.NodeGetCapabilitiesResponse(capabilities=[
             csi.NodeServiceCapability(rpc=rpc(type=rpc.STAGE_UNSTAGE_VOLUME))])
 
-    def _require_attached_here(self, context, volume_id: str) -> None:
+    def _require_attached_here(self, context, volume_id: str) -> dict:
+        """The disk as ECS describes it, if it is attached to this node's instance."""
         try:
             disk = self.cloud.describe_disk(volume_id)
         except CloudError as err:
@@ -96,6 +117,7 @@ class NodeService(csi_grpc.NodeServicer):
             abort(context, grpc.StatusCode.FAILED_PRECONDITION,
                   f"volume {volume_id} ({disk['ZoneId']}, {disk['Status']}) is not attached to this node's "
                   f"instance {self.instance_id} ({self.zone}); attached to: {', '.join(holders) or 'nothing'}")
+        return disk
 
     @staticmethod
     def _check(context, request, path_field: str) -> Path:
@@ -118,20 +140,27 @@ class NodeService(csi_grpc.NodeServicer):
         path.mkdir(parents=True, exist_ok=True)
         (path / MARKER).write_text(json.dumps({"volume_id": volume_id}))
 
-    def _storage(self, context, volume_id: str) -> Path:
-        """The disk's storage as this node sees it; refused if the node cannot reach it."""
-        source = self.disk_root / volume_id
-        if not source.is_dir():
+    def _device(self, context, disk: dict) -> Path:
+        """The disk's block device on this node, found by its serial number as the guest
+        sees it; refused if it does not show, though ECS says the disk is attached."""
+        link = self.by_id / f"virtio-{disk['SerialNumber']}"
+        deadline = time.monotonic() + DEVICE_WAIT
+        while not link.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)  # udev-less: the link is made with the device, only a node starting lags
+        if not link.exists():
             abort(context, grpc.StatusCode.FAILED_PRECONDITION,
-                  f"the storage of volume {volume_id} is not reachable from this node (instance {self.instance_id}, "
-                  f"zone {self.zone}): no {source}")
-        return source
+                  f"volume {disk['DiskId']} is attached to instance {self.instance_id}, but no device {link} shows "
+                  f"on this node after {DEVICE_WAIT:.0f}s")
+        device = link.resolve()
+        if not stat.S_ISBLK(os.stat(device).st_mode):
+            abort(context, grpc.StatusCode.FAILED_PRECONDITION, f"{link} -> {device} is not a block device")
+        return device
 
     def NodeStageVolume(self, request, context):
         staging = self._check(context, request, "staging_target_path")
         if not request.HasField("volume_capability"):
             abort(context, grpc.StatusCode.INVALID_ARGUMENT, "volume capability is required")
-        if self.disk_root is None:
+        if not self.block_devices:
             if self._marked(staging, request.volume_id):
                 return csi.NodeStageVolumeResponse()
             self._require_attached_here(context, request.volume_id)
@@ -139,17 +168,30 @@ class NodeService(csi_grpc.NodeServicer):
         else:
             if _mounted(staging):
                 return csi.NodeStageVolumeResponse()
-            self._require_attached_here(context, request.volume_id)
-            _mount_bind(self._storage(context, request.volume_id), staging)
+            device = self._device(context, self._require_attached_here(context, request.volume_id))
+            try:
+                found = _filesystem(device)
+                if not found:
+                    log.info("NodeStage: formatting %s (%s) %s", request.volume_id, device, FILESYSTEM)
+                    _run(f"mkfs.{FILESYSTEM}", "-F", "-q", "-m0", str(device))
+                elif found != FILESYSTEM:
+                    abort(context, grpc.StatusCode.FAILED_PRECONDITION,
+                          f"{device} of volume {request.volume_id} holds {found}, not {FILESYSTEM}: not formatting it")
+                _mount("-t", FILESYSTEM, str(device), target=staging)
+            except OSError as err:
+                abort(context, grpc.StatusCode.INTERNAL, f"staging {request.volume_id} from {device}: {err}")
         log.info("NodeStage: %s at %s", request.volume_id, staging)
         return csi.NodeStageVolumeResponse()
 
     def NodeUnstageVolume(self, request, context):
         staging = self._check(context, request, "staging_target_path")
-        if self.disk_root is None:
+        if not self.block_devices:
             (staging / MARKER).unlink(missing_ok=True)
         else:
-            _unmount(staging)
+            try:
+                _unmount(staging)
+            except OSError as err:
+                abort(context, grpc.StatusCode.INTERNAL, f"unstaging {request.volume_id}: {err}")
         log.info("NodeUnstage: %s from %s", request.volume_id, staging)
         return csi.NodeUnstageVolumeResponse()
 
@@ -160,7 +202,7 @@ class NodeService(csi_grpc.NodeServicer):
         if not request.staging_target_path:
             abort(context, grpc.StatusCode.FAILED_PRECONDITION, "staging_target_path is required: stage first")
         staging = Path(request.staging_target_path)
-        if self.disk_root is None:
+        if not self.block_devices:
             if self._marked(target, request.volume_id):
                 return csi.NodePublishVolumeResponse()
             if not self._marked(staging, request.volume_id):
@@ -175,14 +217,20 @@ class NodeService(csi_grpc.NodeServicer):
             abort(context, grpc.StatusCode.FAILED_PRECONDITION,
                   f"volume {request.volume_id} is not staged at {staging}")
         self._require_attached_here(context, request.volume_id)
-        _mount_bind(staging, target)
+        try:
+            _mount("--bind", str(staging), target=target)
+        except OSError as err:
+            abort(context, grpc.StatusCode.INTERNAL, f"publishing {request.volume_id}: {err}")
         log.info("NodePublish: %s at %s", request.volume_id, target)
         return csi.NodePublishVolumeResponse()
 
     def NodeUnpublishVolume(self, request, context):
         target = self._check(context, request, "target_path")
-        if self.disk_root is not None:
-            _unmount(target)
+        if self.block_devices:
+            try:
+                _unmount(target)
+            except OSError as err:
+                abort(context, grpc.StatusCode.INTERNAL, f"unpublishing {request.volume_id}: {err}")
             if target.is_dir():
                 target.rmdir()
             return csi.NodeUnpublishVolumeResponse()

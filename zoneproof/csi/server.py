@@ -29,7 +29,7 @@ def socket_path(endpoint: str) -> Path:
 
 def build_server(endpoint: str, cloud: EcsCloud, *, zone_policy: str | None = None,
                  instance_id: str | None = None, zone: str | None = None,
-                 controller_zone: str | None = None, disk_root: Path | None = None,
+                 controller_zone: str | None = None, block_devices: bool = False,
                  bugs: tuple[str, ...] = ()) -> grpc.Server:
     """A server with Identity plus Controller (given a zone policy) and/or Node (given an
     instance id and zone), carrying the driver bugs of ``zoneproof.bugs`` it is given."""
@@ -44,7 +44,7 @@ def build_server(endpoint: str, cloud: EcsCloud, *, zone_policy: str | None = No
     if instance_id is not None:
         if not zone:
             raise ValueError("a node endpoint needs the node's zone")
-        csi_grpc.add_NodeServicer_to_server(NodeService(cloud, instance_id, zone, disk_root, bugs), server)
+        csi_grpc.add_NodeServicer_to_server(NodeService(cloud, instance_id, zone, block_devices, bugs), server)
     path = socket_path(endpoint)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():

@@ -16,7 +16,7 @@ import uuid
 from typing import Callable
 
 from zoneproof.ecs import upkeep
-from zoneproof.ecs.backend import CreateDiskArgs, DiskFilter, EcsBackend
+from zoneproof.ecs.backend import PENDING_DEVICES, CreateDiskArgs, DiskFilter, EcsBackend
 from zoneproof.ecs.errors import EcsError
 
 API_VERSION = "2014-05-26"
@@ -354,7 +354,12 @@ ACTIONS: dict[str, Callable[[EcsBackend, object, Params], dict]] = {
     "StartInstance": power_instance(on=True),
     "DescribeAvailableResource": lambda b, db, p: b.describe_available_resource(
         p.str("RegionId", required=True), p.str("ZoneId"),
-        p.choice("DestinationResource", ("Zone", "DataDisk", "SystemDisk", "InstanceType"), "DataDisk")),
+        p.choice("DestinationResource", ("Zone", "DataDisk", "SystemDisk", "InstanceType"), "DataDisk"),
+        scope=p.choice("Scope", ("zone", "region"), "zone"), instance_type=p.str("InstanceType")),
+    "DescribeInstanceTypes": lambda b, db, p: {
+        "InstanceTypes": {"InstanceType": b.describe_instance_types(
+            p.repeat_list("InstanceTypes", limit=10, required=False))},
+        "NextToken": ""},
     "DescribeRegions": lambda b, db, p: b.describe_regions(),
     "AddTags": tag_change(upkeep.add_tags),
     "RemoveTags": tag_change(upkeep.remove_tags),
@@ -422,17 +427,30 @@ class Dispatcher:
         pending = result.pop(PENDING_POWER, None)
         if pending:
             self._switch_power(pending, seq)
+        devices = result.pop(PENDING_DEVICES, None)
+        if devices:
+            self._switch_devices(devices, seq)
         return {"RequestId": request_id, **result}
+
+    def _switch_devices(self, changes, seq: int) -> None:
+        """After the commit: the guest's devices of the attachments the call changed. A
+        failure is answered as InternalError, and the call's audit row says so."""
+        failed = self.backend.switch_devices(changes)
+        if failed:
+            self._fail_audited(seq, "the disk's device in the instance failed: " + "; ".join(
+                f"{a.disk_id} on {a.instance_id} ({type(e).__name__}: {e})" for a, e in failed))
 
     def _switch_power(self, changes, seq: int) -> None:
         """After the commit: the power switch for each changed instance. A failure is
         answered as InternalError, and the call's audit row says so."""
         failed = self.backend.switch_power(changes)
-        if not failed:
-            return
-        err = EcsError("InternalError", "The request processing has failed due to some unknown error: the power "
-                       "switch failed for " + "; ".join(f"{c.instance_id} ({type(e).__name__}: {e})"
-                                                         for c, e in failed) + ".")
+        if failed:
+            self._fail_audited(seq, "the power switch failed for " + "; ".join(
+                f"{c.instance_id} ({type(e).__name__}: {e})" for c, e in failed))
+
+    def _fail_audited(self, seq: int, what: str) -> None:
+        """Answer InternalError for a call already committed, and mark its audit row so."""
+        err = EcsError("InternalError", f"The request processing has failed due to some unknown error: {what}.")
         with self.backend.store.transaction() as db:
             db.execute("UPDATE audit SET code = ?, status = ? WHERE seq = ?", (err.code, err.status, seq))
         raise err

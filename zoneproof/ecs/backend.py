@@ -33,10 +33,52 @@ from zoneproof.ecs.store import Store
 
 log = logging.getLogger(__name__)
 
+# A call's result key for device changes to make once it is committed (``switch_devices``).
+PENDING_DEVICES = "_pending_devices"
 INSTANCE_STATUSES = ("Running", "Starting", "Stopping", "Stopped")
 # on -> (the status an instance must have, the one it passes through, the one it ends in)
 POWER_PATH = {True: ("Stopped", "Starting", "Running"), False: ("Running", "Stopping", "Stopped")}
 PowerSwitch = Callable[[str, bool], None]
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A disk attached to an instance, as the guest sees it: ``device`` is the name ECS
+    reports (``/dev/vdb``), ``serial`` the disk's serial number."""
+
+    disk_id: str
+    zone: str
+    instance_id: str
+    device: str
+
+    @property
+    def serial(self) -> str:
+        return serial_number(self.disk_id)
+
+
+class Devices:
+    """Where attachments become devices in the guest (``zoneproof.cluster.blockdev``): the
+    backend calls ``plug`` after an attach and after a stopped instance starts, ``unplug``
+    after a detach and before an instance stops, outside any transaction, and
+    ``reconcile`` with every attachment when it starts."""
+
+    def plug(self, attachment: Attachment) -> None:
+        raise NotImplementedError
+
+    def unplug(self, attachment: Attachment) -> None:
+        raise NotImplementedError
+
+    def reconcile(self, attachments: list[Attachment]) -> None:
+        raise NotImplementedError
+
+    def release_all(self) -> None:
+        """As the service stops: no device outlives it."""
+        raise NotImplementedError
+
+
+def serial_number(disk_id: str) -> str:
+    """The serial number the guest sees: the disk id without its "d-" prefix."""
+    return disk_id[2:]
 
 
 @dataclass
@@ -134,17 +176,24 @@ class EcsBackend:
 
     def __init__(self, config: EcsConfig, store: Store, faults: Faults | None = None,
                  clock: Callable[[], float] = time.time, *, power_switch: PowerSwitch | None = None,
-                 storage: DiskStorage | None = None):
+                 storage: DiskStorage | None = None, devices: Devices | None = None):
         self.config = config.validate()
         self.store = store
         self.faults = faults or Faults()
         self.clock = clock
         self.power_switch = power_switch
-        self.storage = storage  # folders holding the disks' data, if pods use them
+        self.storage = storage  # images holding the disks' data, if pods use them
+        self.devices = devices  # the attached disks' devices in the guests, if pods use them
         self._recover_power()
         if storage is not None:
             with self.store.transaction() as db:
-                storage.reconcile({r["disk_id"]: r["zone"] for r in db.execute("SELECT disk_id, zone FROM disks")})
+                self.settle(db, self.clock())
+                attachments = self.all_attachments(db)
+                storage.reconcile({r["disk_id"]: (r["zone"], r["size"])
+                                   for r in db.execute("SELECT disk_id, zone, size FROM disks")},
+                                  {(a.disk_id, a.instance_id) for a in attachments})
+            if devices is not None:
+                devices.reconcile(attachments)
 
     def _recover_power(self) -> None:
         """A service killed between committing Stopping/Starting and finishing the switch
@@ -159,6 +208,32 @@ class EcsBackend:
     def settle(self, db: sqlite3.Connection, now: float) -> None:
         db.execute("UPDATE attachments SET state = 'attached' WHERE state = 'attaching' AND settle_at <= ?", (now,))
         db.execute("DELETE FROM attachments WHERE state = 'detaching' AND settle_at <= ?", (now,))
+
+    def all_attachments(self, db, instance_id: str | None = None) -> list[Attachment]:
+        """Attachments that hold a device (not those already detaching), of one instance or all."""
+        rows = db.execute("SELECT a.disk_id, d.zone, a.instance_id, a.device FROM attachments a JOIN disks d"
+                          " ON a.disk_id = d.disk_id WHERE a.state != 'detaching' AND (? IS NULL OR a.instance_id = ?)"
+                          " ORDER BY a.attached_at", (instance_id, instance_id)).fetchall()
+        return [Attachment(*row) for row in rows]
+
+    def switch_devices(self, changes: list[tuple[bool, Attachment]], *,
+                       undo_failed_attach: bool = True) -> list[tuple[Attachment, Exception]]:
+        """Plug (True) or unplug each attachment's device, after the call's commit. A device
+        that could not be plugged after an attach undoes it, so that the disk is not In_use
+        on an instance that cannot see it. Returns the failures, each already logged."""
+        failed = []
+        for plug, attachment in changes:
+            try:
+                (self.devices.plug if plug else self.devices.unplug)(attachment)
+            except Exception as err:  # noqa: BLE001 - answered as InternalError by the caller
+                log.exception("could not %s the device of %s on %s", "plug" if plug else "unplug",
+                              attachment.disk_id, attachment.instance_id)
+                failed.append((attachment, err))
+                if plug and undo_failed_attach:
+                    with self.store.transaction() as db:
+                        db.execute("DELETE FROM attachments WHERE disk_id = ? AND instance_id = ?",
+                                   (attachment.disk_id, attachment.instance_id))
+        return failed
 
     def check_region(self, region: str) -> None:
         if region != self.config.region:
@@ -270,14 +345,19 @@ class EcsBackend:
         done: set[str] = set()
         try:
             for change in changes:
-                if self.power_switch is not None:
-                    try:
+                try:
+                    if self.devices is not None and not change.on:
+                        # Cut first: a power cut leaves the guest nothing to write with.
+                        self._switch_instance_devices(change.instance_id, plug=False)
+                    if self.power_switch is not None:
                         self.power_switch(change.instance_id, change.on)
-                    except Exception as err:  # noqa: BLE001 - answered as InternalError by the caller
-                        log.exception("power switch failed to turn %s instance %s",
-                                      "on" if change.on else "off", change.instance_id)
-                        failed.append((change, err))
-                        continue
+                    if self.devices is not None and change.on:
+                        self._switch_instance_devices(change.instance_id, plug=True)
+                except Exception as err:  # noqa: BLE001 - answered as InternalError by the caller
+                    log.exception("power switch failed to turn %s instance %s",
+                                  "on" if change.on else "off", change.instance_id)
+                    failed.append((change, err))
+                    continue
                 done.add(change.instance_id)
         finally:  # even when interrupted, leave no instance Stopping or Starting
             with self.store.transaction() as db:
@@ -286,10 +366,19 @@ class EcsBackend:
                                 for c in changes])
         return failed
 
+    def _switch_instance_devices(self, instance_id: str, *, plug: bool) -> None:
+        """The devices of every disk attached to the instance, which keeps its disks while
+        stopped: unplugged as its power goes, plugged again as it comes back."""
+        with self.store.transaction() as db:
+            attachments = self.all_attachments(db, instance_id)
+        failed = self.switch_devices([(plug, a) for a in attachments], undo_failed_attach=False)
+        if failed:
+            raise failed[0][1]
+
     def _render_instance(self, row: sqlite3.Row) -> dict:
         return {
             "InstanceId": row["instance_id"], "InstanceName": row["name"], "RegionId": self.config.region,
-            "ZoneId": row["zone"], "Status": row["status"], "InstanceType": "ecs.g7.xlarge",
+            "ZoneId": row["zone"], "Status": row["status"], "InstanceType": catalog.INSTANCE_TYPE.name,
             "CreationTime": iso(row["created"]),
         }
 
@@ -337,7 +426,7 @@ class EcsBackend:
              int(args.encrypted), args.kms_key_id, int(args.multi_attach), now,
              now + self.config.latencies.create, json.dumps([list(t) for t in args.tags])))
         if self.storage is not None:
-            self.storage.create(args.zone, disk_id)
+            self.storage.create(args.zone, disk_id, args.size)
         result = {"DiskId": disk_id, "OrderId": ""}
         if args.client_token:
             db.execute("INSERT INTO client_tokens VALUES (?, 'CreateDisk', ?, ?)",
@@ -387,7 +476,9 @@ class EcsBackend:
         latency = self.config.latencies.attach
         db.execute("INSERT INTO attachments VALUES (?, ?, ?, ?, ?, ?)",
                    (disk_id, instance_id, "attaching" if latency > 0 else "attached", now + latency, now, device))
-        return {}
+        if self.devices is None:
+            return {}
+        return {PENDING_DEVICES: [(True, Attachment(disk_id, disk["zone"], instance_id, device))]}
 
     def detach_disk(self, db, disk_id: str, instance_id: str) -> dict:
         disk = self.disk(db, disk_id)
@@ -405,7 +496,10 @@ class EcsBackend:
                        (self.clock() + latency, disk_id, instance_id))
         else:
             db.execute("DELETE FROM attachments WHERE disk_id = ? AND instance_id = ?", (disk_id, instance_id))
-        return {}
+        if self.devices is None:
+            return {}
+        # The device goes as the detach starts: the guest cannot write to a disk in Detaching.
+        return {PENDING_DEVICES: [(False, Attachment(disk_id, disk["zone"], instance_id, row["device"]))]}
 
     def resize_disk(self, db, disk_id: str, new_size: int, online: bool) -> dict:
         now = self.clock()
@@ -420,6 +514,8 @@ class EcsBackend:
         if new_size > catalog.CATEGORIES[disk["category"]].max_size:
             raise EcsError("InvalidDataDiskSize.ValueNotSupported", f"NewSize {new_size} GiB is over the maximum.")
         db.execute("UPDATE disks SET size = ? WHERE disk_id = ?", (new_size, disk_id))
+        if self.storage is not None:
+            self.storage.resize(disk["zone"], disk_id, new_size)
         return {}
 
     def _attachments_of(self, db, disk_ids: list[str]) -> dict[str, list[sqlite3.Row]]:
@@ -441,8 +537,7 @@ class EcsBackend:
             "RegionId": self.config.region, "ZoneId": disk["zone"], "Status": status, "Type": "data",
             "Category": disk["category"], "PerformanceLevel": disk["performance_level"] or "",
             "Size": disk["size"], "Encrypted": bool(disk["encrypted"]), "KMSKeyId": disk["kms_key_id"] or "",
-            # The serial number the guest sees is the disk id without its "d-" prefix.
-            "SerialNumber": disk["disk_id"][2:],
+            "SerialNumber": serial_number(disk["disk_id"]),
             "MultiAttach": "Enabled" if disk["multi_attach"] else "Disabled",
             "InstanceId": "" if disk["multi_attach"] or not holders else holders[0]["instance_id"],
             "Device": "" if disk["multi_attach"] or not holders else holders[0]["device"],
@@ -508,8 +603,16 @@ class EcsBackend:
             args += list(instance_ids)
         return [self._render_instance(r) for r in db.execute(sql + " ORDER BY created, instance_id", args)]
 
-    def describe_available_resource(self, region: str, zone: str | None, destination: str) -> dict:
+    def describe_available_resource(self, region: str, zone: str | None, destination: str, *,
+                                    scope: str = "zone", instance_type: str | None = None) -> dict:
+        """What each zone sells. ``scope`` region asks for regional disks (a category
+        whose disks span the region's zones): the fake sells none, so nothing is listed."""
         self.check_region(region)
+        if instance_type is not None and instance_type not in catalog.INSTANCE_TYPES:
+            raise EcsError("InvalidInstanceType.NotFound", f"The specified InstanceType {instance_type!r} does not "
+                           "exist.")
+        if scope == "region":
+            return {"AvailableZones": {"AvailableZone": []}}
         if zone:
             self._zone(zone)
         zones = [zone] if zone else list(self.config.zones)
@@ -527,6 +630,13 @@ class EcsBackend:
                         "AvailableResources": {"AvailableResource":
                                                [resource] if destination in ("DataDisk", "Zone") else []}})
         return {"AvailableZones": {"AvailableZone": out}}
+
+    def describe_instance_types(self, names: tuple[str, ...] | None) -> list[dict]:
+        """The named instance types (unknown names are left out, as ECS does), or all."""
+        types = list(catalog.INSTANCE_TYPES.values()) if names is None else [
+            catalog.INSTANCE_TYPES[n] for n in names if n in catalog.INSTANCE_TYPES]
+        return [{"InstanceTypeId": t.name, "InstanceTypeFamily": t.name.rsplit(".", 1)[0], "CpuCoreCount": t.cpu_cores,
+                 "MemorySize": t.memory_gib, "DiskQuantity": t.disk_quantity} for t in types]
 
     def describe_regions(self) -> dict:
         r = self.config.region

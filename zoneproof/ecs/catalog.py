@@ -35,3 +35,16 @@ CATEGORIES: dict[str, Category] = {c.name: c for c in (
 )}
 
 DEFAULT_CATEGORIES = tuple(CATEGORIES)
+
+
+@dataclass(frozen=True)
+class InstanceType:
+    name: str
+    cpu_cores: int
+    memory_gib: float
+    disk_quantity: int  # data disks an instance of the type may hold
+
+
+# Every instance of the fake is of this type (what node plugins ask for their attach limit).
+INSTANCE_TYPE = InstanceType("ecs.g7.xlarge", 4, 16.0, MAX_DISKS_PER_INSTANCE)
+INSTANCE_TYPES = {INSTANCE_TYPE.name: INSTANCE_TYPE}

@@ -9,11 +9,12 @@ import json
 import logging
 import threading
 from pathlib import Path
+from typing import Callable
 from urllib.parse import parse_qsl
 
 from zoneproof.ecs.actions import Dispatcher, new_request_id
 from zoneproof.ecs.auth import SignedRequest, Verifier, request_params
-from zoneproof.ecs.backend import EcsBackend, EcsConfig, PowerSwitch
+from zoneproof.ecs.backend import Devices, EcsBackend, EcsConfig, PowerSwitch
 from zoneproof.ecs.errors import EcsError
 from zoneproof.ecs.faults import Faults
 from zoneproof.ecs.http import EcsHttpServer, Routes, error_document
@@ -46,16 +47,21 @@ class EcsServer:
     """A running fake ECS. Use as a context manager, or ``start()``/``stop()``.
 
     ``power_switch(instance_id, on)`` is called for each instance that StopInstances
-    (on=False) or StartInstances (on=True) changes: see ``EcsBackend``."""
+    (on=False) or StartInstances (on=True) changes: see ``EcsBackend``. With ``disk_root``
+    each disk has an image there; ``devices_for(storage)`` makes the guests' devices of
+    attached disks from them (released again when the server stops)."""
 
     def __init__(self, config: EcsConfig | None = None, *, db_path: Path | str = ":memory:",
                  host: str = "127.0.0.1", port: int = 0, credentials: dict[str, str] | None = None,
-                 seed: int = 0, power_switch: PowerSwitch | None = None, disk_root: Path | None = None):
+                 seed: int = 0, power_switch: PowerSwitch | None = None, disk_root: Path | None = None,
+                 devices_for: Callable[[DiskStorage], Devices] | None = None):
         self.store = Store(db_path)
         self.faults = Faults(seed)
         config = config or EcsConfig()
         storage = DiskStorage(disk_root, tuple(config.zones)) if disk_root is not None else None
-        self.backend = EcsBackend(config, self.store, self.faults, power_switch=power_switch, storage=storage)
+        devices = devices_for(storage) if devices_for is not None and storage is not None else None
+        self.backend = EcsBackend(config, self.store, self.faults, power_switch=power_switch, storage=storage,
+                                  devices=devices)
         self.dispatcher = Dispatcher(self.backend)
         self.credentials = dict(credentials or DEFAULT_CREDENTIALS)
         self.verifier = Verifier(self.credentials, nonces=self.store)
@@ -79,10 +85,18 @@ class EcsServer:
 
     def stop(self) -> None:
         self.httpd.shutdown()
+        self.close()
+
+    def close(self) -> None:
+        """After serving: the socket, the guests' devices, the store."""
         self.httpd.server_close()
         if self._thread:
             self._thread.join()
-        self.store.close()
+        try:
+            if self.backend.devices is not None:
+                self.backend.devices.release_all()
+        finally:
+            self.store.close()
 
     def __enter__(self) -> "EcsServer":
         return self.start()
