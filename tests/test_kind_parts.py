@@ -290,7 +290,9 @@ def test_a_driver_binary_node_plugin_gets_its_mounts_and_a_metadata_service_that
     spec = incluster.daemonset("d", plugin, "zoneproof/driver-binary:x", "zoneproof/driver:y", ["/bin/plugin"], {},
                                values)["spec"]["template"]["spec"]
     assert spec["hostNetwork"] and spec["hostPID"] and spec["hostIPC"]
-    sidecar, = spec["initContainers"]
+    address, sidecar = spec["initContainers"]
+    # Its address first, with a route that keeps requests for it in the node (the probe asks early).
+    assert "ip route replace blackhole 100.100.100.200/32" in address["command"][-1] and "restartPolicy" not in address
     # A native sidecar: the kubelet starts the plugin only once the service answers.
     assert sidecar["restartPolicy"] == "Always" and sidecar["startupProbe"]["httpGet"]["host"] == "100.100.100.200"
     assert sidecar["image"] == "zoneproof/driver:y" and "--node-name" in sidecar["command"]

@@ -414,8 +414,10 @@ def _node_instance(node_name: str, cloud) -> dict:
 @click.option("--port", type=int, default=80, show_default=True)
 def ecs_metadata(node_name, ecs_endpoint, region, address, port) -> None:
     """Serve the instance metadata of this node's instance, as ECS's metadata service does,
-    on an address of this node's own network namespace (nothing asked of it leaves the
-    node). Run beside a node plugin, in the node's network namespace."""
+    on an address of this node's own network namespace, taken off again as it stops. Run
+    beside a node plugin, in the node's network namespace, after a blackhole route for the
+    address is in place there (the DaemonSet's first init container), so that nothing
+    asked of it ever leaves the node."""
     import subprocess
 
     from zoneproof.ecs.metadata import Identity, MetadataServer

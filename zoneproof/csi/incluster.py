@@ -38,6 +38,18 @@ def pod_values(values: dict[str, str], driver: str) -> dict[str, str]:
     return {**values, "driver": driver, "endpoint": f"unix://{PLUGIN_SOCKET_IN_POD}", "node_name": "$(NODE_NAME)"}
 
 
+def metadata_address(image: str) -> dict:
+    """Before anything in the pod may ask for it: the metadata address on the node's
+    loopback, and a blackhole route for it that stays, so that a request for it never
+    leaves the node, even while no service answers there."""
+    return {
+        "name": "instance-metadata-address", "image": image, "imagePullPolicy": "Never",
+        "command": ["sh", "-c", f"ip route replace blackhole {ADDRESS}/32 && "
+                                f"ip address replace {ADDRESS}/32 dev lo"],
+        "securityContext": {"privileged": True},
+    }
+
+
 def metadata_sidecar(image: str, values: dict[str, str]) -> dict:
     """The fake instance metadata service (zoneproof.ecs.metadata) beside the node plugin: a
     sidecar started, and answering, before the node plugin starts (a plugin that asks too
@@ -94,7 +106,8 @@ def daemonset(driver: str, plugin: NodePlugin, plugin_image: str, own_image: str
                     "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
                         "nodeSelectorTerms": [{"matchExpressions": [
                             {"key": labels.INSTANCE_ID, "operator": "Exists"}]}]}}},
-                    "initContainers": [metadata_sidecar(own_image, values)] if plugin.metadata_service else [],
+                    "initContainers": [metadata_address(own_image), metadata_sidecar(own_image, values)]
+                    if plugin.metadata_service else [],
                     "containers": [
                         {
                             "name": "node-plugin", "image": plugin_image, "imagePullPolicy": "Never",
