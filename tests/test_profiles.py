@@ -94,6 +94,7 @@ def stand_in():
     (lambda d: d["run"]["node"].update(each_node=[]), "'each_node' must be a non-empty list"),
     (lambda d: d["run"].update(binary="maybe"), "binary: must be 'required'"),
     (lambda d: d["run"]["sidecars"].update(csi_resizer=[]), "sidecars: a mapping from"),
+    (lambda d: d.update(delete_attached_volume="maybe"), "'delete_attached_volume' must be one of refused"),
     # The node plugin's DaemonSet.
     (lambda d: d["run"]["node_plugin"].update(privileged=True), "node_plugin: unknown field\\(s\\) privileged"),
     (lambda d: d["run"]["node_plugin"].update(image="docker.io/me/plugin"), "node_plugin.image must be one of"),

@@ -648,6 +648,27 @@ def bugs_run(reports: str, seed: int, names: tuple[str, ...]) -> None:
     sys.exit(_start_or_fail(lambda: run_catalogue(chosen, Path(reports), seed=seed)))
 
 
+@main.command("rules")
+@click.option("--profile", "profile_name", default="reference", show_default=True,
+              help="Driver profile: a shipped name or a file.")
+@click.option("--driver-binary", type=click.Path(dir_okay=False), help="The driver binary, for profiles that run one.")
+@click.option("--kubeconfig", type=click.Path(dir_okay=False),
+              help="A cluster's kubeconfig, for a controller that reads one (the profile names {kubeconfig}).")
+@click.option("--zones", help="Comma-separated zones of the fake ECS (default: the local cluster's).")
+@click.option("--junitxml", type=click.Path(dir_okay=False), help="Write the results as JUnit XML here.")
+@click.argument("pytest_args", nargs=-1, type=click.UNPROCESSED)
+def rules(profile_name, driver_binary, kubeconfig, zones, junitxml, pytest_args) -> None:
+    """Check the zonal CSI rules at the driver's controller, over a fake ECS of its own: in
+    which zone CreateVolume makes a disk, what ControllerPublish/Unpublish and DeleteVolume
+    do in the cloud, each test naming the CSI rule it checks. Seconds; no cluster needed
+    unless the controller reads one. Exits non-zero when a rule does not hold."""
+    from zoneproof.rules.run import run_rules
+
+    _profile(profile_name)  # a bad profile is named before anything starts
+    sys.exit(run_rules(profile_name, driver_binary=driver_binary, kubeconfig=kubeconfig, zones=zones,
+                       junit=Path(junitxml) if junitxml else None, extra=pytest_args))
+
+
 @main.command("check")
 @cluster_options
 @click.option("--profile", "profile_name", default="reference", show_default=True,

@@ -28,7 +28,11 @@ ZONE_POLICIES = ("topology", "round-robin")
 STATIC_VIA = ("ecs-api", "user-supplied")
 SIDECARS = ("csi-provisioner", "csi-attacher")
 FIELDS = {"name", "description", "driver", "zone_policies", "volume_zone_key", "topology_keys", "min_size_gib",
-          "disk_categories", "storage_classes", "static_disks", "run"}
+          "disk_categories", "storage_classes", "static_disks", "run", "delete_attached_volume"}
+# What DeleteVolume of a volume still attached does: CSI leaves it to the plugin, which
+# must say. ``refused``: an error, the disk kept; ``detached-and-deleted``: the plugin
+# detaches the disk first, then deletes it.
+DELETE_ATTACHED = ("refused", "detached-and-deleted")
 RUN_FIELDS = {"binary", "controller", "node", "node_plugin", "csidriver", "sidecars", "bug_switches"}
 
 # What a template may name. Deployment-wide values:
@@ -161,6 +165,7 @@ class DriverProfile:
     static_disks: StaticDisks
     run: RunSpec | None
     source: str = ""  # what load_profile takes to load it again: a shipped name or a file path
+    delete_attached_volume: str = "refused"  # one of DELETE_ATTACHED
 
     @property
     def size(self) -> str:
@@ -366,7 +371,15 @@ def parse_profile(data: object, where: str, source: str = "") -> DriverProfile:
         storage_classes=classes,
         static_disks=StaticDisks(allowed=_need(static, "allowed", bool, f"{where}: static_disks"), via=via),
         run=_run(data["run"], f"{where}: run", topology_keys) if data.get("run") is not None else None,
-        source=source or where)
+        source=source or where, delete_attached_volume=_choice(data, "delete_attached_volume", DELETE_ATTACHED,
+                                                               "refused", where))
+
+
+def _choice(data: dict, key: str, choices: tuple[str, ...], default: str, where: str) -> str:
+    value = data.get(key, default)
+    if value not in choices:
+        raise ProfileError(f"{where}: '{key}' must be one of {', '.join(choices)}, got {value!r}")
+    return value
 
 
 # Kubernetes' external storage test driver file (the YAML ``e2e.test -storage.testdriver``

@@ -301,6 +301,16 @@ class EcsBackend:
             raise EcsError("IncorrectInstanceStatus", f"instance {instance_id} still has disks attached")
         db.execute("DELETE FROM instances WHERE instance_id = ?", (instance_id,))
 
+    def release_instance(self, db, instance_id: str) -> list[Attachment]:
+        """An instance released (deleted), as ECS releases one: its data disks are detached
+        at once and kept, and the instance is gone. Returns the attachments it held (the
+        caller unplugs their devices once this is committed)."""
+        self._instance(db, instance_id)
+        held = self.all_attachments(db, instance_id)
+        db.execute("DELETE FROM attachments WHERE instance_id = ?", (instance_id,))
+        db.execute("DELETE FROM instances WHERE instance_id = ?", (instance_id,))
+        return held
+
     def power(self, db, instance_ids: tuple[str, ...], on: bool, *, region: str | None = None,
               all_together: bool = True) -> tuple[list[dict], list[PowerChange]]:
         """StopInstances (on=False) or StartInstances (on=True) of the instances: set those

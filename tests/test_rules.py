@@ -1,0 +1,54 @@
+"""`zoneproof rules`: the zonal CSI rules against the reference driver's controller hold,
+and each controller bug of the catalogue that the rules can see fails them by the rule's
+name, in seconds and without a cluster."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from zoneproof import bugs as bug_catalogue
+
+
+def rules(*args: str, bugs: str = "") -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "zoneproof.cli", "rules", *args], capture_output=True, text=True,
+                          timeout=300, env=dict(os.environ, **{bug_catalogue.ENV: bugs}))
+
+
+def test_the_reference_driver_keeps_every_rule():
+    run = rules("--profile", "reference")
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    assert "15 passed" in run.stdout.splitlines()[-1], run.stdout[-2000:]
+
+
+# The rule each bug breaks, as the failing test's message names it.
+CAUGHT = {
+    "own-zone": "CSI CreateVolume",
+    "no-accessible-topology": "accessible_topology must name where the volume is",
+    "topology-other-zone": "accessible_topology must name where the volume is",
+    "zoneid-overrides-topology": "with a zone list of every zone",
+    "conflicting-zone-fallback": "the volume cannot be accessible from the requisite",
+    "no-stock-internal": "MUST be RESOURCE_EXHAUSTED",
+    "throttling-rezone": "retried after Throttling",
+    "unpublish-keeps-disk-attached": "CSI ControllerUnpublishVolume",
+    "delete-keeps-disk": "CSI DeleteVolume",
+}
+
+
+@pytest.mark.parametrize("bug", sorted(CAUGHT))
+def test_a_controller_bug_fails_the_rule_it_breaks(bug):
+    run = rules("--profile", "reference", bugs=bug)
+    assert run.returncode == 1, run.stdout[-3000:]
+    assert CAUGHT[bug] in run.stdout, run.stdout[-4000:]
+
+
+def test_a_controller_that_reads_a_cluster_needs_one(tmp_path):
+    binary = tmp_path / "plugin"
+    binary.write_text("#!/bin/sh\nexit 1\n")
+    binary.chmod(0o755)
+    run = rules("--profile", "alibaba", "--driver-binary", str(binary))
+    assert run.returncode != 0
+    assert "reads a cluster ({kubeconfig}): give one with --kubeconfig" in run.stdout + run.stderr

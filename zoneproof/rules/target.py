@@ -1,0 +1,120 @@
+"""What the zonal CSI rules talk to: the driver under test's controller, run as its profile
+says, over a fake ECS of its own (in this process, on loopback) with two instances in each
+zone. No cluster is needed, unless the profile's controller names ``{kubeconfig}`` (the
+Alibaba plugin's reads the cluster): then the caller gives one."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from zoneproof import bugs as bug_catalogue
+from zoneproof.csi.cloud import EcsCloud, EcsSettings
+from zoneproof.csi.deploy import check_run_inputs, render
+from zoneproof.csi.proto import load
+from zoneproof.ecs.backend import EcsConfig
+from zoneproof.ecs.catalog import DEFAULT_CATEGORIES
+from zoneproof.ecs.server import DEFAULT_CREDENTIALS, EcsServer
+from zoneproof.processes import start_process, start_time, stop_groups
+from zoneproof.profile import DriverProfile
+from zoneproof.waiting import wait_for
+
+log = logging.getLogger(__name__)
+csi, csi_grpc = load()
+
+INSTANCES_PER_ZONE = 2
+
+
+class RulesSetupError(RuntimeError):
+    """The driver cannot be run for the rules as asked; the message says why."""
+
+
+@dataclass
+class RulesTarget:
+    profile: DriverProfile
+    ecs: EcsServer
+    cloud: EcsCloud
+    controller: object  # csi_grpc.ControllerStub
+    zones: tuple[str, ...]
+    instances: dict[str, list[str]] = field(default_factory=dict)  # zone -> instance ids
+
+    @property
+    def region(self) -> str:
+        return self.ecs.backend.config.region
+
+    def disk(self, disk_id: str) -> dict:
+        found = self.cloud.describe_disk(disk_id)
+        if found is None:
+            raise AssertionError(f"ECS has no disk {disk_id}")
+        return found
+
+    def holders(self, disk_id: str) -> list[str]:
+        return [a["InstanceId"] for a in self.disk(disk_id)["Attachments"]["Attachment"]]
+
+    def created_disks(self) -> list[dict]:
+        """Every CreateDisk ECS carried out, from its audit log (disk id and zone)."""
+        return [{"DiskId": e["disk_id"], "ZoneId": e["disk_zone"]} for e in self.ecs.store.audit()
+                if e["action"] == "CreateDisk" and e["code"] == "OK"]
+
+
+def _instance_ids(zones: tuple[str, ...]) -> dict[str, list[str]]:
+    return {zone: [f"i-rules{z}x{n}" for n in range(INSTANCES_PER_ZONE)] for z, zone in enumerate(zones)}
+
+
+@contextmanager
+def rules_target(profile: DriverProfile, workdir: Path, *, zones: tuple[str, ...], region: str,
+                 driver_binary: str | None = None, kubeconfig: str | None = None,
+                 bugs: tuple[str, ...] = ()) -> Iterator[RulesTarget]:
+    check_run_inputs(profile, driver_binary)
+    if "{kubeconfig}" in " ".join(profile.run.controller.args) + " ".join(profile.run.controller.env.values()) \
+            and not kubeconfig:
+        raise RulesSetupError(f"profile {profile.name!r} runs a controller that reads a cluster ({{kubeconfig}}): "
+                              "give one with --kubeconfig")
+    in_driver = bug_catalogue.of_layer(bugs, *bug_catalogue.DRIVER_LAYERS)
+    if in_driver and not profile.run.bug_switches:
+        raise RulesSetupError(f"bug(s) {', '.join(in_driver)} live in the driver, but profile {profile.name!r} has "
+                              "no bug_switches")
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = EcsConfig(region=region, zones={z: DEFAULT_CATEGORIES for z in zones},
+                       bugs=bug_catalogue.of_layer(bugs, "cloud"))
+    with EcsServer(config, db_path=str(workdir / "ecs.sqlite")) as ecs:
+        instances = _instance_ids(zones)
+        with ecs.store.transaction() as db:
+            for zone, ids in instances.items():
+                for instance_id in ids:
+                    ecs.backend.register_instance(db, instance_id, zone)
+        key_id, secret = next(iter(DEFAULT_CREDENTIALS.items()))
+        cloud = EcsCloud(EcsSettings(ecs.endpoint, key_id, secret, region))
+        socket = workdir / "controller.sock"
+        values = {"python": sys.executable, "driver": profile.driver, "driver_binary": driver_binary or "",
+                  "endpoint": f"unix://{socket}", "socket": str(socket), "ecs_endpoint": ecs.endpoint,
+                  "region": region, "kubeconfig": kubeconfig or "", "access_key_id": key_id,
+                  "access_key_secret": secret, "zone_policy": profile.zone_policies[0], "controller_zone": zones[0],
+                  "workdir": str(workdir)}
+        args, env = render(profile.run.controller, values)
+        env[bug_catalogue.ENV] = ",".join(in_driver)
+        proc = start_process("csi-controller", args, workdir, dict(os.environ, **env))
+        try:
+            channel = grpc.insecure_channel(f"unix://{socket}")
+            identity = csi_grpc.IdentityStub(channel)
+
+            def ready():
+                if proc.poll() is not None:
+                    raise RulesSetupError(f"the controller exited ({proc.returncode}); see {workdir}/csi-controller.log")
+                try:
+                    identity.GetPluginInfo(csi.GetPluginInfoRequest(), timeout=2)
+                except grpc.RpcError as err:
+                    return False, f"not answering yet ({err.code().name})"
+                return True, "answering"
+            wait_for(ready, what=f"the {profile.name} controller to answer on {socket}", timeout=60)
+            yield RulesTarget(profile, ecs, cloud, csi_grpc.ControllerStub(channel), tuple(zones), instances)
+            channel.close()
+        finally:
+            stop_groups({"csi-controller": (proc.pid, start_time(proc.pid))})
