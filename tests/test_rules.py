@@ -35,6 +35,10 @@ CAUGHT = {
     "throttling-rezone": "retried after Throttling",
     "unpublish-keeps-disk-attached": "CSI ControllerUnpublishVolume",
     "delete-keeps-disk": "CSI DeleteVolume",
+    "volume-stealing": "MUST be FAILED_PRECONDITION",
+    "unpublish-fails-for-gone-instance": "from released instance",
+    "publish-ignores-attach-failure": "answered success, but every AttachDisk failed",
+    "first-term-only-topology": "a driver that reads only the first term",
 }
 
 

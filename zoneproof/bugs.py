@@ -34,6 +34,12 @@ ROUND_ROBIN_AT_ONCE = "test_placement.py::test_claims_made_at_once_take_the_zone
 CLOUD_ZONE = "test_cloud_rules.py::test_a_disk_attaches_only_to_an_instance_of_its_zone"
 CLOUD_ONE_HOLDER = "test_cloud_rules.py::test_a_disk_without_multiattach_attaches_to_one_instance"
 NODE_DRAIN = "test_chaos.py::test_experiment[node-drain]"
+# Cases of the zonal CSI rules (zoneproof/rules), named from the suites' folder: seconds each.
+RULES = "../rules/test_controller_rules.py"
+RULE_FIRST_TERM = f"{RULES}::test_create_volume_stays_in_a_requisite_of_one_zone_whichever_term_it_is"
+RULE_ONE_HOLDER = f"{RULES}::test_a_single_node_volume_published_elsewhere_is_failed_precondition_and_stays"
+RULE_FAILED_ATTACH = f"{RULES}::test_publish_fails_when_the_cloud_fails_the_attach"
+RULE_RELEASED = f"{RULES}::test_unpublish_from_a_released_instance_succeeds"
 
 
 @dataclass(frozen=True)
@@ -104,6 +110,23 @@ CATALOGUE: tuple[Bug, ...] = (
         "OperationDenied.NoStock answers gRPC Internal, so a WaitForFirstConsumer claim is never rescheduled "
         "to a zone with stock",
         "the upstream Alibaba disk plugin today (seen running it)", (WFFC_NO_STOCK,)),
+    Bug("volume-stealing", "controller",
+        "ControllerPublishVolume of a single-node volume held by another node detaches it from that node and "
+        "attaches it to the new one, from under the pod using it",
+        "force-detach on publish (the upstream Alibaba disk plugin today, seen with `zoneproof rules`)",
+        (RULE_ONE_HOLDER,)),
+    Bug("unpublish-fails-for-gone-instance", "controller",
+        "ControllerUnpublishVolume fails for ever once the node's instance is released, so the volume's "
+        "VolumeAttachment is never removed and its next attach waits",
+        "detach errors on terminated instances that block the replacement pod (big disk drivers' trackers)",
+        (RULE_RELEASED,)),
+    Bug("publish-ignores-attach-failure", "controller",
+        "ControllerPublishVolume answers success although the cloud failed the attach",
+        "an attach whose error is logged and dropped", (RULE_FAILED_ATTACH,)),
+    Bug("first-term-only-topology", "controller",
+        "CreateVolume reads only the first requisite term and ignores the preferred ones, so a consumer's zone "
+        "that is not listed first gets a disk elsewhere",
+        "topology handling that takes requisite[0] (seen upstream in several drivers)", (RULE_FIRST_TERM,)),
 )
 BY_NAME = {bug.name: bug for bug in CATALOGUE}
 NAMES = tuple(BY_NAME)

@@ -269,9 +269,18 @@ class ControllerService(csi_grpc.ControllerServicer):
             holders = [a["InstanceId"] for a in disk["Attachments"]["Attachment"]]
             if request.node_id not in holders:
                 if holders and disk["MultiAttach"] != "Enabled":
-                    abort(context, grpc.StatusCode.FAILED_PRECONDITION,
-                          f"volume {request.volume_id} is published to {holders[0]}")
-                self.cloud.call("AttachDisk", DiskId=request.volume_id, InstanceId=request.node_id)
+                    if "volume-stealing" not in self.bugs:
+                        abort(context, grpc.StatusCode.FAILED_PRECONDITION,
+                              f"volume {request.volume_id} is published to {holders[0]}")
+                    self.cloud.call("DetachDisk", DiskId=request.volume_id, InstanceId=holders[0])
+                    self.cloud.wait_disk(request.volume_id, {"Available"})
+                try:
+                    self.cloud.call("AttachDisk", DiskId=request.volume_id, InstanceId=request.node_id)
+                except CloudError:
+                    if "publish-ignores-attach-failure" not in self.bugs:
+                        raise
+                    log.info("ControllerPublish: attach of %s failed; answered success", request.volume_id)
+                    return csi.ControllerPublishVolumeResponse(publish_context={"serialNumber": disk["SerialNumber"]})
                 log.info("ControllerPublish: disk %s attaching to %s", request.volume_id, request.node_id)
             disk = self.cloud.wait_disk(request.volume_id, {"In_use"})
         except CloudError as err:
@@ -287,6 +296,9 @@ class ControllerService(csi_grpc.ControllerServicer):
         if not request.volume_id:
             abort(context, grpc.StatusCode.INVALID_ARGUMENT, "volume id is required")
         try:
+            if "unpublish-fails-for-gone-instance" in self.bugs and request.node_id and \
+                    self.cloud.describe_instance(request.node_id) is None:
+                abort(context, grpc.StatusCode.INTERNAL, f"instance {request.node_id} not found")
             disk = self.cloud.describe_disk(request.volume_id)
             if disk is None:
                 return csi.ControllerUnpublishVolumeResponse()  # gone: nothing is attached

@@ -12,7 +12,7 @@
   overrides topology entirely and successive disks take its zones in turn.
 
 Bugs of ``zoneproof.bugs`` the chooser carries: ``own-zone``, ``zoneid-overrides-topology``,
-``round-robin-unlocked`` and ``conflicting-zone-fallback``.
+``round-robin-unlocked``, ``conflicting-zone-fallback`` and ``first-term-only-topology``.
 """
 
 from __future__ import annotations
@@ -76,7 +76,8 @@ class ZoneChooser:
             return ZoneChoice(self.controller_zone)
         if "zoneid-overrides-topology" in self.bugs and zone_ids:
             return ZoneChoice(zone_ids[0])
-        found = topology_zones(preferred, requisite)
+        found = topology_zones([] if "first-term-only-topology" in self.bugs else preferred,
+                               requisite[:1] if "first-term-only-topology" in self.bugs else requisite)
         if not zone_ids:
             if found:
                 return ZoneChoice(found[0])

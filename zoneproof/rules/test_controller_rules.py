@@ -233,11 +233,15 @@ def test_a_single_node_volume_published_elsewhere_is_failed_precondition_and_sta
     holder, other = target.instances[zone]
     volume, _ = made_in(target, volumes, requisite=[{key: zone}])
     publish(target, volume.volume_id, holder)
-    with pytest.raises(grpc.RpcError) as refused:
+    rule = (f"CSI ControllerPublishVolume of a SINGLE_NODE_WRITER volume published to {holder}, asked for {other}: "
+            "MUST be FAILED_PRECONDITION")
+    try:
         publish(target, volume.volume_id, other)
-    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION, (
-        f"CSI ControllerPublishVolume of a SINGLE_NODE_WRITER volume published to {holder}, asked for {other}: "
-        f"MUST be FAILED_PRECONDITION, was {refused.value.code().name}: {refused.value.details()}")
+    except grpc.RpcError as err:
+        assert err.code() == grpc.StatusCode.FAILED_PRECONDITION, f"{rule}, was {err.code().name}: {err.details()}"
+    else:
+        raise AssertionError(f"{rule}; it answered success, and the disk is attached to "
+                             f"{target.holders(volume.volume_id) or 'nothing'}")
     assert target.holders(volume.volume_id) == [holder], (
         f"CSI ControllerPublishVolume: the volume's holder {holder} must keep it; it is attached to "
         f"{target.holders(volume.volume_id)}")
