@@ -1,5 +1,6 @@
-"""The end-to-end run behind ``make e2e``: one cluster and one deployment of the driver
-under test shared by parallel pytest workers; then, in one process and alone on the
+"""The end-to-end run behind ``make e2e``: first the zonal CSI rules at the driver's
+controller (``zoneproof rules``, seconds, over a fake ECS of their own); then one cluster
+and one deployment of the driver under test shared by parallel pytest workers; then, in one process and alone on the
 cluster, the chaos experiments (marked ``disruptive``) on that deployment and the suites
 that make the cloud misbehave for everyone or redeploy the driver (marked ``serial``);
 then one summary for people, with where the time went and the recovery time of each
@@ -33,10 +34,11 @@ from zoneproof import leftovers, report, tally, toolchain
 from zoneproof.cluster import OWN_PROVIDERS, ClusterSpec, ExistingProvider
 from zoneproof.csi.deploy import DriverDeployment, DriverError, check_run_inputs, parse_zone_categories
 from zoneproof.profile import DriverProfile
+from zoneproof.rules.run import run_rules
 
 log = logging.getLogger(__name__)
-# The tests of each phase (report.run.PHASES, in the order they run), as a pytest marker
-# expression. Everything that must run alone runs in one process: a session's start-up
+# The suites' tests of each cluster phase (report.run.PHASES but the rules, in the order
+# they run), as a pytest marker expression. Everything that must run alone runs in one process: a session's start-up
 # costs seconds.
 PHASE_MARKS = {"parallel": "not serial and not disruptive", "serial": "serial or disruptive"}
 PLACEMENT_MODULES = ("test_placement", "test_placement_negative", "test_wait_for_first_consumer")
@@ -190,6 +192,8 @@ def run_e2e(opts: E2eOptions) -> int:
 
     if opts.provider == "existing":
         ran_on = environment(opts, cluster.api_client, cluster.spec)
+        print("rules: not run (the driver of an existing cluster is yours: zoneproof runs no controller of it; "
+              "`zoneproof rules --profile ...` checks one it runs)")
         for phase in phases:
             run_phase(phase)
         return finish(opts, where, codes, time.monotonic() - started, ran_on, timed, {})
@@ -208,6 +212,12 @@ def run_e2e(opts: E2eOptions) -> int:
                                   zone_categories=categories, logs=reports / "driver-logs" / "shared")
         if driver.running() is not None:
             driver.down()
+        # The zonal CSI rules first: seconds, at the controller, over a fake ECS of their own.
+        with timing("rules"):
+            codes.append(run_rules(opts.profile.source, driver_binary=opts.driver_binary,
+                                   kubeconfig=str(provider.kubeconfig), zones=",".join(provider.spec.zones),
+                                   region=provider.spec.region, junit=reports / "junit-rules.xml",
+                                   extra=("--alluredir", str(reports / "allure-results"))))
         with timing("driver up"):
             driver.up()
         run_phase("parallel")

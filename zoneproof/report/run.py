@@ -13,7 +13,7 @@ from pathlib import Path
 
 from zoneproof import tally
 
-PHASES = ("parallel", "serial")  # in the order zoneproof e2e runs them
+PHASES = ("rules", "parallel", "serial")  # in the order zoneproof e2e runs them
 VERDICTS_FILE = "placement-verdicts.jsonl"
 CHAOS_FILE = "chaos-metrics.jsonl"
 ENVIRONMENT_FILE = "environment.json"
