@@ -30,7 +30,7 @@ help:
 	@echo "make cluster-up   start the default local cluster; cluster-down stops it"
 	@echo "make bench        bring-up and failure-detection benchmark"
 	@echo "make bench-chaos  recovery time of each chaos experiment and the chaos set's wall time"
-	@echo "make bench-ecs-connect  fake ECS under bursts of 32 connecting clients (connect time, unanswered)"
+	@echo "make bench-ecs-connect  fake ECS under bursts of 32 connecting clients, and a client's calls beside 200/1000 idle ones"
 	@echo "make bench-scale  3 zones × 100 nodes, 300 replicas: provisioning, scheduling and oracle time at 30/100/300"
 	@echo "make soak         the full e2e RUNS=10 times back to back: flaky tests and leaks per run"
 	@echo "make bench-kind   kind next to local: bring-up, NotReady; BENCH_ARGS=\"--cold-image --e2e\" for more"

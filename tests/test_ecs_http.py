@@ -188,26 +188,101 @@ def test_a_burst_of_32_connecting_clients_gets_every_answer_without_a_connect_st
     assert max(r[0] for r in results) < 1.0, f"slowest connect {max(r[0] for r in results):.2f} s"
 
 
-def test_connections_over_the_cap_are_refused_without_a_thread():
+REQUEST = b"GET /?Action=DescribeRegions HTTP/1.1\r\nHost: x\r\n"  # its headers' end not sent yet: a request under way
+
+
+def connect(server: EcsServer, count: int, *, busy: bool = False) -> list[socket.socket]:
+    """Connections each in the middle of a request (``busy``: request line and a header
+    sent, not their end) or idle between requests (answered one, kept alive)."""
+    made = []
+    for _ in range(count):
+        sock = socket.create_connection(host_port(server), timeout=TIMEOUT)
+        made.append(sock)
+        if busy:
+            sock.sendall(REQUEST)
+        else:
+            sock.sendall(REQUEST + b"\r\n")
+            response = http.client.HTTPResponse(sock)
+            response.begin()
+            response.read()
+            assert response.status == 400, response.status  # served (unsigned), and kept open, idle
+    if busy:
+        wait_until(lambda: len(server.httpd._idle_since) == 0, "every connection to be in its request")
+    return made
+
+
+def wait_until(check, what: str) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def still_open(sock: socket.socket) -> bool:
+    sock.setblocking(False)
+    try:
+        return sock.recv(1) != b""
+    except BlockingIOError:
+        return True
+    finally:
+        sock.setblocking(True)
+        sock.settimeout(TIMEOUT)
+
+
+def test_connections_over_the_cap_are_refused_only_when_every_one_is_in_a_request():
+    server = make_server(max_connections=8, idle_timeout=TIMEOUT)
+    busy = []
+    try:
+        busy = connect(server, 8, busy=True)
+        # Eight requests under way each hold a thread; the ninth is told to come back.
+        status_line, response, body = exchange(server, REQUEST + b"Connection: close\r\n\r\n")
+        assert status_line == b"HTTP/1.1 503 Service Unavailable"
+        assert json.loads(body)["Code"] == "ServiceUnavailable"
+        # The requests under way were not cut: each is answered once its headers end.
+        for sock in busy:
+            sock.sendall(b"\r\n")
+            response = http.client.HTTPResponse(sock)
+            response.begin()
+            assert response.status == 400, response.status  # unsigned, but served
+            response.read()
+        # Now idle between requests, they make room for the next client.
+        assert exchange(server, REQUEST + b"Connection: close\r\n\r\n")[0].startswith(b"HTTP/1.1 400")
+    finally:
+        for sock in busy:
+            sock.close()
+        server.stop()
+
+
+def test_at_the_cap_the_connection_idle_longest_makes_room_and_is_closed_cleanly():
     server = make_server(max_connections=8, idle_timeout=TIMEOUT)
     idle = []
     try:
-        idle = [socket.create_connection(host_port(server), timeout=TIMEOUT) for _ in range(8)]
-        # The eight idle connections each hold a thread; the ninth is told to come back.
-        status_line, response, body = exchange(server, b"GET /?Action=DescribeRegions HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert status_line == b"HTTP/1.1 503 Service Unavailable"
-        assert json.loads(body)["Code"] == "ServiceUnavailable"
-        idle.pop().close()
-        # Once one closes, a new client is served again (its thread ends when it closes).
-        deadline = time.monotonic() + TIMEOUT
-        while True:
-            status_line = exchange(server, b"GET /?Action=DescribeRegions HTTP/1.1\r\nHost: x\r\n"
-                                           b"Connection: close\r\n\r\n")[0]
-            if status_line.startswith(b"HTTP/1.1 400") or time.monotonic() > deadline:
-                break
-        assert status_line.startswith(b"HTTP/1.1 400"), status_line  # unsigned, but served
+        idle = connect(server, 8)
+        for oldest in (0, 1):  # two newcomers that stay: the two oldest go, in that order
+            idle += connect(server, 1)  # served (a 400: unsigned), not refused
+            wait_until(lambda: not still_open(idle[oldest]), "the oldest idle connection to close")
+            # Closed with an orderly end, as an idle timeout closes one: no reset.
+            assert idle[oldest].recv(1) == b""
+        assert [still_open(sock) for sock in idle[2:]] == [True] * 8
     finally:
         for sock in idle:
+            sock.close()
+        server.stop()
+
+
+def test_a_request_under_way_is_never_the_one_that_makes_room():
+    server = make_server(max_connections=4, idle_timeout=TIMEOUT)
+    made = []
+    try:
+        made = connect(server, 1, busy=True) + connect(server, 3)  # the busy one is the oldest
+        for _ in range(3):
+            assert exchange(server, REQUEST + b"Connection: close\r\n\r\n")[0].startswith(b"HTTP/1.1 400")
+        made[0].sendall(b"\r\n")
+        response = http.client.HTTPResponse(made[0])
+        response.begin()
+        assert response.status == 400  # answered: its request was not cut
+    finally:
+        for sock in made:
             sock.close()
         server.stop()
 

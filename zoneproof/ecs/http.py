@@ -2,6 +2,11 @@
 service needs (a listen backlog, an idle timeout, a cap on open connections) and strict
 framing: HTTP/1.0 and 1.1 only, ``Content-Length`` of ASCII digits, no chunked bodies.
 
+At the cap a new connection takes the place of the one idle longest between requests,
+closed as its idle timeout would close it: a client that keeps many idle keep-alive
+connections never makes another fail. Only when every admitted connection is in the middle
+of a request is a new one answered 503.
+
 Built on the standard library's threading HTTP server: the endpoint serves test traffic
 on loopback or a private bridge, needs no routing or middleware a framework would add, and
 what the stdlib does loosely (HTTP/0.9 answers without a status line, a signed number as a
@@ -13,9 +18,11 @@ from __future__ import annotations
 import json
 import logging
 import re
+import select
 import socket
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
@@ -29,8 +36,11 @@ log = logging.getLogger(__name__)
 MAX_BODY = 1 << 20
 # Room for a burst of clients connecting at once (the stdlib's default backlog is 5).
 LISTEN_BACKLOG = 512
-# Open connections served at once; beyond that a connection is answered 503 and closed.
+# Open connections served at once; beyond that the longest idle makes room, or, when every
+# one is in a request, the new connection is answered 503 and closed.
 MAX_CONNECTIONS = 128
+# How long a new connection waits for the idle one it displaces to let go of its thread.
+EVICTION_WAIT = 2.0
 # A keep-alive connection idle this long is closed (the SDKs reconnect when they need to).
 IDLE_TIMEOUT = 30.0
 # An oversized body is read and thrown away up to this much, so the client sees the answer
@@ -70,10 +80,12 @@ class EcsHttpServer(ThreadingHTTPServer):
         self.max_connections = max_connections
         self.idle_timeout = idle_timeout
         self._open = threading.BoundedSemaphore(max_connections)
+        self._lock = threading.Lock()
+        self._idle_since: dict[socket.socket, float] = {}  # connections between requests -> since when
         super().__init__(address, _Handler)
 
     def process_request(self, request, client_address):
-        if not self._open.acquire(blocking=False):
+        if not self._open.acquire(blocking=False) and not self._make_room():
             self._refuse(request)
             return
         try:
@@ -88,14 +100,45 @@ class EcsHttpServer(ThreadingHTTPServer):
         finally:
             self._open.release()
 
+    # What each connection is doing, as its handler says.
+    def between_requests(self, connection: socket.socket) -> None:
+        with self._lock:
+            self._idle_since[connection] = time.monotonic()
+
+    def in_request(self, connection: socket.socket) -> None:
+        with self._lock:
+            self._idle_since.pop(connection, None)
+
+    def _make_room(self) -> bool:
+        """At the cap: close the connection idle longest between requests, as its idle
+        timeout would (its handler reads the end and closes it cleanly), and take its
+        place once its thread lets go. False when every connection is in a request."""
+        deadline = time.monotonic() + EVICTION_WAIT
+        while time.monotonic() < deadline:
+            with self._lock:
+                oldest_first = sorted(self._idle_since, key=self._idle_since.__getitem__)
+                victim = next((c for c in oldest_first if not _request_arriving(c)), None)
+                if victim is None:
+                    return False
+                del self._idle_since[victim]
+                log.info("fake ECS: %d connections open; closing the one idle longest to admit another",
+                         self.max_connections)
+                try:
+                    victim.shutdown(socket.SHUT_RD)
+                except OSError as err:  # closed by its client meanwhile: its thread is ending anyway
+                    log.debug("fake ECS: the idle connection closed first: %s", err)
+            if self._open.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                return True
+        return False
+
     def _refuse(self, request: socket.socket) -> None:
-        """Over the cap: a 503 in ECS's shape, then close, without a thread."""
+        """Over the cap, every connection busy: a 503 in ECS's shape, then close, without a thread."""
         request_id = self.routes.new_request_id()
         body = json.dumps(error_document(EcsError("ServiceUnavailable", "Too many open connections; retry later."),
                                          request_id, self.routes.region)).encode()
         head = (f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json;charset=utf-8\r\n"
                 f"Content-Length: {len(body)}\r\nx-acs-request-id: {request_id}\r\nConnection: close\r\n\r\n")
-        log.warning("fake ECS: %d connections open, refusing one more", self.max_connections)
+        log.warning("fake ECS: %d connections open, each in a request; refusing one more", self.max_connections)
         try:
             request.settimeout(1.0)
             request.sendall(head.encode() + body)
@@ -124,6 +167,18 @@ class _Handler(BaseHTTPRequestHandler):
     def setup(self):
         self.timeout = self.server.idle_timeout  # applied to the socket by StreamRequestHandler
         super().setup()
+
+    def handle_one_request(self):
+        self.server.between_requests(self.connection)  # until a request line arrives
+        super().handle_one_request()
+
+    def parse_request(self):
+        self.server.in_request(self.connection)
+        return super().parse_request()
+
+    def finish(self):
+        self.server.in_request(self.connection)  # gone: never to be chosen for eviction
+        super().finish()
 
     def log_message(self, fmt, *args):  # route the per-request log to logging, quietly
         log.debug("%s " + fmt, self.address_string(), *args)
@@ -223,6 +278,18 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error(500, EcsError("InternalError"))
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
+
+
+def _request_arriving(connection: socket.socket) -> bool:
+    """Whether an idle connection has something to read: a next request arriving (then it
+    is not idle), or its client's end (then its thread is ending by itself). poll, not
+    select: a thousand connections have descriptors past select's limit."""
+    poller = select.poll()
+    try:
+        poller.register(connection, select.POLLIN)
+    except (OSError, ValueError):  # closed meanwhile: its thread is ending by itself
+        return True
+    return bool(poller.poll(0))
 
 
 def _decode_pairs(text: bytes | str, what: str) -> list[tuple[str, str]]:
