@@ -282,7 +282,8 @@ def test_a_node_plugin_built_from_a_driver_binary_runs_as_its_profile_declares(k
         assert sorted(p.spec.node_name for p in plugins) == sorted(workers)
         for pod in plugins:
             plugin = next(c for c in pod.spec.containers if c.name == "node-plugin")
-            assert plugin.image.startswith("zoneproof/driver-binary:") and plugin.command[0] == "/usr/local/bin/csi-driver"
+            assert plugin.image.startswith("zoneproof/driver-binary:")
+            assert plugin.command[0] == "/usr/local/bin/csi-driver"
             assert "/host/test" in [m.mount_path for m in plugin.volume_mounts]
             zone, instance = workers[pod.spec.node_name]
             document = json.loads(_in_pod(provider.core, pod, ["python3", "-c", ASK_METADATA], "instance-metadata"))

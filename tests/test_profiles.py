@@ -103,7 +103,8 @@ def stand_in():
     (lambda d: d["run"]["node_plugin"].update(image="driver-binary"), "image driver-binary needs 'binary: required'"),
     (lambda d: d["run"]["node_plugin"].update(mounts=[{"host_path": "etc", "mount_path": "/host/etc"}]),
      "mounts\\[0\\]: host_path and mount_path must be absolute"),
-    (lambda d: d["run"]["node_plugin"].update(mounts=[{"host_path": "/etc", "mount_path": "/e", "propagation": "Both"}]),
+    (lambda d: d["run"]["node_plugin"].update(
+        mounts=[{"host_path": "/etc", "mount_path": "/e", "propagation": "Both"}]),
      "mounts\\[0\\].propagation must be one of"),
     (lambda d: d["run"]["node_plugin"].update(metadata_service="yes"), "metadata_service: must be true or false"),
 ])

@@ -1,10 +1,11 @@
 """The driver's node plugin inside a cluster whose nodes run kubelets, as users deploy one:
 a DaemonSet on every worker with the node plugin (in the image zoneproof builds of itself,
 or in one it builds around the user's driver binary), its registrar and, where the
-profile asks, a fake instance metadata service for the node. The kubelet's plugin watcher finds the registrar's
-socket, asks the node plugin NodeGetInfo and writes CSINode and the topology labels; the
-node plugin stages and publishes volumes into the kubelet's pod directories (mount
-propagation both ways), from the block devices attached disks are on its node."""
+profile asks, a fake instance metadata service for the node. The kubelet's plugin watcher
+finds the registrar's socket, asks the node plugin NodeGetInfo and writes CSINode and the
+topology labels; the node plugin stages and publishes volumes into the kubelet's pod
+directories (mount propagation both ways), from the block devices attached disks are on
+its node."""
 
 from __future__ import annotations
 

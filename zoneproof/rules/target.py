@@ -107,7 +107,8 @@ def rules_target(profile: DriverProfile, workdir: Path, *, zones: tuple[str, ...
 
             def ready():
                 if proc.poll() is not None:
-                    raise RulesSetupError(f"the controller exited ({proc.returncode}); see {workdir}/csi-controller.log")
+                    raise RulesSetupError(f"the controller exited ({proc.returncode}); see "
+                                          f"{workdir}/csi-controller.log")
                 try:
                     identity.GetPluginInfo(csi.GetPluginInfoRequest(), timeout=2)
                 except grpc.RpcError as err:
