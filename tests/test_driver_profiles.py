@@ -32,6 +32,7 @@ def profile():
     data = yaml.safe_load(PROFILES.joinpath("alibaba.yaml").read_text())
     data["run"]["binary"] = "none"
     data["run"]["controller"]["command"] = REFERENCE_CONTROLLER
+    data["run"].pop("node_plugin")  # built from the plugin's binary, for kind; this cluster is local
     return parse_profile(data, "alibaba profile running the reference controller")
 
 
