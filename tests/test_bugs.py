@@ -210,6 +210,12 @@ def test_node_info_one_zone_reports_the_regions_first_zone(driver):
     assert (buggy[labels.DISK_ZONE], buggy[labels.ZONE]) == (ZONES[0], ZONES[1])
 
 
+def test_node_info_empty_zone_reports_no_zone_under_the_drivers_key(driver):
+    reported = dict(driver("node-info-empty-zone").node.NodeGetInfo(csi.NodeGetInfoRequest()).accessible_topology
+                    .segments)
+    assert (reported[labels.DISK_ZONE], reported[labels.ZONE]) == ("", ZONES[1])
+
+
 # ------------------------------------------------------------------ cloud
 def test_cross_zone_attach_lets_a_disk_attach_in_another_zone():
     for names in ((), ("cross-zone-attach",)):

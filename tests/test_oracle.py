@@ -295,3 +295,13 @@ def test_waits_fail_at_once_only_on_what_cannot_heal(what, change, lasting):
             settled(verdict, 1)
     else:
         assert settled(verdict, 1)[0] is False, what
+
+
+def test_a_node_zone_written_empty_fails_waits_at_once_even_for_pods_not_on_it():
+    snap = copy.deepcopy(good())
+    snap.nodes["b-0"]["metadata"]["labels"][labels.DISK_ZONE] = ""  # web-0 runs on a-0
+    verdict = check(snap, driver=DRIVER)
+    assert not verdict.ok
+    assert verdict.violations[0].startswith(f"node b-0 states an empty zone under {labels.DISK_ZONE}")
+    with pytest.raises(LastingViolation, match="node b-0 states an empty zone"):
+        settled(verdict, 1)

@@ -3,7 +3,7 @@
 import threading
 import time
 
-from zoneproof.waiting import FIRST_INTERVAL, wait_for
+from zoneproof.waiting import FIRST_INTERVAL, WaitTimeout, wait_for
 
 
 def test_a_wait_looks_again_soon_then_less_often():
@@ -58,3 +58,16 @@ def test_a_wait_with_wake_looks_again_at_the_change_not_at_its_next_poll():
     asked: list[float] = []
     wait_for(check, what="the change", timeout=60, interval=30, wake=changes)
     assert came_true and asked[-1] - came_true[0] < 0.8, (asked, came_true)
+
+
+def test_a_wait_that_times_out_says_what_stands_in_the_way():
+    def never():
+        return False, "web-0@-:Pending"
+
+    try:
+        wait_for(never, what="1 Running pod", timeout=0.2, explain=lambda: ["claim data-web-0 Pending: boom"])
+    except WaitTimeout as err:
+        assert "last seen: web-0@-:Pending" in str(err)
+        assert str(err).endswith("in the way:\n  - claim data-web-0 Pending: boom"), str(err)
+    else:
+        raise AssertionError("the wait did not time out")

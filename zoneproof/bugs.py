@@ -83,6 +83,11 @@ CATALOGUE: tuple[Bug, ...] = (
     Bug("node-info-one-zone", "node",
         "NodeGetInfo reports the first zone of the region under the driver's own zone key for every node",
         "node plugins that read the zone from a default or from the controller's metadata", (WFFC_EACH_ZONE,)),
+    Bug("node-info-empty-zone", "node",
+        "NodeGetInfo reports an empty zone under the driver's own zone key, so the node is labelled with no "
+        "zone and no PV of the driver matches it",
+        "node plugins that report the zone of a metadata lookup that failed (an empty string, not an error)",
+        (DYNAMIC,)),
     Bug("cross-zone-attach", "cloud",
         "the cloud attaches a disk to an instance in another zone",
         "a cloud double whose zones are labels only (what zoneproof's premise rules out)", (CLOUD_ZONE,)),

@@ -103,15 +103,19 @@ class Verdict:
     pods: list[PodVerdict]
     # Every node as the oracle saw it (for pictures of where things are, not for the verdict).
     nodes: dict[str, NodeSeen] = field(default_factory=dict)
+    # What nodes state wrongly for good (a zone written empty): every pod's placement rests
+    # on it, so it is a violation of the verdict whoever runs there.
+    node_problems: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         """No violation, over at least one pod: a verdict that judged nothing proves nothing."""
-        return bool(self.pods) and all(p.ok for p in self.pods)
+        return bool(self.pods) and all(p.ok for p in self.pods) and not self.node_problems
 
     @property
     def violations(self) -> list[str]:
-        found = [f"{p.namespace}/{p.pod}: {problem}" for p in self.pods for problem in p.problems]
+        found = self.node_problems + [f"{p.namespace}/{p.pod}: {problem}" for p in self.pods
+                                      for problem in p.problems]
         return found or ([] if self.pods else ["no pod with a zonal volume of the driver was judged"])
 
     def table(self) -> str:
@@ -136,7 +140,8 @@ class LastingViolation(AssertionError):
 
 
 def raise_lasting(verdict: Verdict) -> None:
-    found = [f"{p.namespace}/{p.pod}: {problem}" for p in verdict.pods for problem in p.lasting]
+    found = verdict.node_problems + [f"{p.namespace}/{p.pod}: {problem}" for p in verdict.pods
+                                     for problem in p.lasting]
     if found:
         raise LastingViolation("placement violations that cannot heal:\n" + "\n".join(found))
 
@@ -211,6 +216,13 @@ def zone_labels_disagree(node: dict) -> bool:
     return len({v for v in _zone_labels(node).values() if v}) > 1
 
 
+def empty_zone_keys(node: dict) -> list[str]:
+    """Zone keys a node carries with an empty value: written so by its node plugin (an
+    empty NodeGetInfo segment) or a labeller, and kept until it registers again; unlike a
+    missing key, which may still be written."""
+    return [key for key, value in _zone_labels(node).items() if value == ""]
+
+
 def node_zone(node: dict) -> tuple[str, list[str]]:
     """The zone a node states, and problems if its zone keys disagree or are missing."""
     found = _zone_labels(node)
@@ -265,6 +277,9 @@ def _schedulable(node: dict) -> bool:
 def check(snapshot: Snapshot, *, driver: str) -> Verdict:
     zones_with_room = set()
     seen = {}
+    node_problems = [f"node {name} states an empty zone under {key} (its node plugin reported none; "
+                     "no pod can be placed by it until the node registers again)"
+                     for name, node in sorted(snapshot.nodes.items()) for key in empty_zone_keys(node)]
     for name, node in snapshot.nodes.items():
         zone, problems = node_zone(node)
         seen[name] = NodeSeen(zone, _schedulable(node))
@@ -276,7 +291,7 @@ def check(snapshot: Snapshot, *, driver: str) -> Verdict:
         verdict = _check_pod(pod, snapshot, driver, zones_with_room, node_instance)
         if verdict is not None:
             verdicts.append(verdict)
-    return Verdict(verdicts, seen)
+    return Verdict(verdicts, seen, node_problems)
 
 
 def _check_pod(pod: dict, snap: Snapshot, driver: str, zones_with_room: set[str],

@@ -43,13 +43,14 @@ def wait_for(
     interval: float = 0.5,
     progress_every: float = 10.0,
     wake: Changes | None = None,
+    explain: Callable[[], list[str]] | None = None,
 ) -> T:
     """Call ``check`` until it returns ``(True, value)``; return ``value``.
 
     ``check`` returns ``(done, state)``; ``state`` is what gets reported while waiting
     and in the time-out message, so make it readable (e.g. "2/3 nodes Ready"). With
     ``wake``, ``check`` runs again as soon as a change is seen, and at the latest after
-    ``interval``.
+    ``interval``. ``explain`` says, on time-out, what stands in the way (one line each).
     """
     started = time.monotonic()
     last_report = started
@@ -93,7 +94,11 @@ def wait_for(
     try:
         retrying(attempt)
     except RetryError as err:
-        raise WaitTimeout(f"timed out after {timeout:g}s waiting for {what}; last seen: {last_state[0]}") from err
+        message = f"timed out after {timeout:g}s waiting for {what}; last seen: {last_state[0]}"
+        in_the_way = explain() if explain else []
+        if in_the_way:
+            message += "\nin the way:\n" + "\n".join(f"  - {line}" for line in in_the_way)
+        raise WaitTimeout(message) from err
     return last_state[0]
 
 

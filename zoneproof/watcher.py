@@ -27,6 +27,7 @@ from urllib3.exceptions import ProtocolError
 
 from zoneproof import labels
 from zoneproof.ecs.admin import EcsAdmin
+from zoneproof.obstacles import obstacles
 from zoneproof.oracle import pv_zone
 
 log = logging.getLogger(__name__)
@@ -215,6 +216,11 @@ class Watcher:
         while the watch runs, for tests that reason about what came before what."""
         with self._lock:
             return [c.obj for c in self.history.changes if c.kind == kind and c.obj["metadata"]["name"] == name]
+
+    def obstacles(self) -> list[str]:
+        """What stands in the way of the test's waits now, as far as the watch saw
+        (zoneproof.obstacles): pass it to a wait as ``explain``."""
+        return obstacles(self.changes_so_far(), self.namespace)
 
     def stop(self) -> History:
         """End the watch at once: open streams are cut rather than left to run out, so call

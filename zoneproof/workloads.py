@@ -49,7 +49,7 @@ def describe_pods(pods: list[client.V1Pod]) -> str:
 
 def wait_running(core: client.CoreV1Api, namespace: str, count: int, *, not_uids=frozenset(),
                  timeout: float = 60, also: Callable[[], None] = lambda: None,
-                 wake: Changes | None = None) -> list[client.V1Pod]:
+                 wake: Changes | None = None, explain: Callable[[], list[str]] | None = None) -> list[client.V1Pod]:
     """Wait until exactly ``count`` pods of the namespace are Running (and not terminating),
     none of them one of ``not_uids`` (the pods before a deletion). ``also`` runs at every
     look and may raise to end the wait (a violation that cannot heal)."""
@@ -63,7 +63,7 @@ def wait_running(core: client.CoreV1Api, namespace: str, count: int, *, not_uids
         pods = core.list_namespaced_pod(namespace).items
         return len(live(pods)) == count, describe_pods(pods)
 
-    wait_for(check, what=f"{count} Running pods in {namespace}", timeout=timeout, wake=wake)
+    wait_for(check, what=f"{count} Running pods in {namespace}", timeout=timeout, wake=wake, explain=explain)
     return live(core.list_namespaced_pod(namespace).items)
 
 

@@ -169,8 +169,8 @@ class PlacementEnv:
 
     def wait_for(self, check, **kwargs):
         """:func:`zoneproof.waiting.wait_for`, looking again whenever the test's watcher
-        sees a change."""
-        return wait_for(check, wake=self.watcher, **kwargs)
+        sees a change and saying on time-out what the watcher saw stand in the way."""
+        return wait_for(check, wake=self.watcher, explain=self.watcher.obstacles, **kwargs)
 
     def clean_up(self) -> None:
         """Remove what the test made, in the order that lets every disk detach and go."""

@@ -1,0 +1,90 @@
+"""What stands in the way of a wait, read from a test's watch history: the pods not
+running and the scheduler's or kubelet's last word on them, the claims not bound and the
+provisioner's last refusal (with the driver's gRPC code in its message), and the attach or
+detach errors of the namespace's VolumeAttachments.
+
+A wait that times out says this instead of only "last seen: web-0@-:Pending", so a failure
+names its cause for the driver team reading it. Pure over the recorded changes (plain
+dicts), so it is tested without a cluster."""
+
+from __future__ import annotations
+
+from typing import Iterable, Protocol
+
+MESSAGE_LENGTH = 300  # an event's message is cut here: a scheduler's lists every node
+
+
+class RecordedChange(Protocol):  # zoneproof.watcher.Change
+    at: float
+    kind: str
+    type: str
+    obj: dict
+
+
+def _short(text: str) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= MESSAGE_LENGTH else text[:MESSAGE_LENGTH - 1] + "…"
+
+
+def _latest(changes: Iterable[RecordedChange]) -> dict[tuple[str, str], dict]:
+    """The last version of each object (kind, name) that still exists."""
+    latest: dict[tuple[str, str], dict] = {}
+    for change in sorted(changes, key=lambda c: c.at):
+        key = (change.kind, change.obj["metadata"]["name"])
+        if change.type == "DELETED":
+            latest.pop(key, None)
+        else:
+            latest[key] = change.obj
+    return latest
+
+
+def _last_warnings(objects: dict[tuple[str, str], dict]) -> dict[tuple[str, str], dict]:
+    """The last Warning event of each involved object (kind, name), in the order seen."""
+    found: dict[tuple[str, str], dict] = {}
+    for (kind, _), event in objects.items():
+        if kind == "Event" and event.get("type") == "Warning":
+            involved = event.get("involvedObject") or {}
+            found[(involved.get("kind", ""), involved.get("name", ""))] = event
+    return found
+
+
+def _said(event: dict | None) -> str:
+    return f"{event.get('reason')}: {_short(event.get('message', ''))}" if event else "no warning event"
+
+
+def obstacles(changes: Iterable[RecordedChange], namespace: str) -> list[str]:
+    """One line per thing in the way, in a stable order: pods, then claims, then attachments."""
+    objects = _latest(changes)
+    warnings = _last_warnings(objects)
+    found = []
+    for (kind, name), pod in sorted(objects.items()):
+        if kind != "Pod" or (pod["metadata"].get("namespace") or namespace) != namespace:
+            continue
+        phase = (pod.get("status") or {}).get("phase", "")
+        if phase == "Running" or pod["metadata"].get("deletionTimestamp"):
+            continue
+        node = (pod.get("spec") or {}).get("nodeName")
+        where = f"on {node}" if node else "unscheduled"
+        found.append(f"pod {name} {phase or 'Pending'} {where}: {_said(warnings.get(('Pod', name)))}")
+    claimed_pvs: dict[str, str] = {}  # PV -> claim of this namespace
+    for (kind, name), obj in objects.items():
+        ref = (obj.get("spec") or {}).get("claimRef") or {}
+        if kind == "PersistentVolume" and ref.get("namespace") == namespace:
+            claimed_pvs[name] = ref.get("name", "")
+    for (kind, name), pvc in sorted(objects.items()):
+        if kind == "PersistentVolumeClaim" and (pvc.get("status") or {}).get("phase") != "Bound":
+            found.append(f"claim {name} {(pvc.get('status') or {}).get('phase', 'Pending')}: "
+                         f"{_said(warnings.get(('PersistentVolumeClaim', name)))}")
+    for (kind, name), va in sorted(objects.items()):
+        if kind != "VolumeAttachment":
+            continue
+        spec, status = va.get("spec") or {}, va.get("status") or {}
+        pv = (spec.get("source") or {}).get("persistentVolumeName", "")
+        if pv not in claimed_pvs:
+            continue
+        for what in ("attachError", "detachError"):
+            error = status.get(what)
+            if error:
+                found.append(f"VolumeAttachment {name} (claim {claimed_pvs[pv]}, node {spec.get('nodeName')}) "
+                             f"{what.removesuffix('Error')} error: {_short(error.get('message', ''))}")
+    return found
