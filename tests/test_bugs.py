@@ -61,10 +61,10 @@ class Driver:
         self.controller = csi_grpc.ControllerStub(self.channel)
         self.node = csi_grpc.NodeStub(self.channel)
 
-    def create(self, name: str, zone: str | None = None, **parameters) -> csi.Volume:
+    def create(self, name: str, zone: str | None = None, key: str = labels.DISK_ZONE, **parameters) -> csi.Volume:
         requirement = csi.TopologyRequirement()
         if zone:
-            segment = csi.Topology(segments={labels.DISK_ZONE: zone})
+            segment = csi.Topology(segments={key: zone})
             requirement = csi.TopologyRequirement(requisite=[segment], preferred=[segment])
         return self.controller.CreateVolume(csi.CreateVolumeRequest(
             name=name, volume_capabilities=[WRITER], parameters={"type": "cloud_ssd", **parameters},
@@ -152,6 +152,13 @@ def test_topology_bugs_misstate_the_volumes_topology(driver, bug, expected):
     volume = buggy.create("pvc-1", ZONES[1])
     assert zone_of(volume) == expected
     assert buggy.disk(volume.volume_id)["ZoneId"] == ZONES[1]
+
+
+def test_well_known_key_ignored_reads_the_drivers_key_only(driver):
+    def zone(drv: Driver) -> str:
+        return drv.disk(drv.create("pvc-1", ZONES[2], key=labels.ZONE).volume_id)["ZoneId"]
+    assert zone(driver()) == ZONES[2]
+    assert zone(driver("well-known-key-ignored")) == ZONES[0]  # the controller's
 
 
 def test_throttling_rezone_retries_in_another_zone(driver):

@@ -36,6 +36,8 @@ CLOUD_ONE_HOLDER = "test_cloud_rules.py::test_a_disk_without_multiattach_attache
 NODE_DRAIN = "test_chaos.py::test_experiment[node-drain]"
 # Cases of the zonal CSI rules (zoneproof/rules), named from the suites' folder: seconds each.
 RULES = "../rules/test_controller_rules.py"
+RULE_WELL_KNOWN_KEY = (f"{RULES}::test_create_volume_takes_the_first_preferred_zone_of_the_requisite"
+                       "[well-known-key]")
 RULE_FIRST_TERM = f"{RULES}::test_create_volume_stays_in_a_requisite_of_one_zone_whichever_term_it_is"
 RULE_ONE_HOLDER = f"{RULES}::test_a_single_node_volume_published_elsewhere_is_failed_precondition_and_stays"
 RULE_FAILED_ATTACH = f"{RULES}::test_publish_fails_when_the_cloud_fails_the_attach"
@@ -132,6 +134,11 @@ CATALOGUE: tuple[Bug, ...] = (
         "CreateVolume reads only the first requisite term and ignores the preferred ones, so a consumer's zone "
         "that is not listed first gets a disk elsewhere",
         "topology handling that takes requisite[0] (seen upstream in several drivers)", (RULE_FIRST_TERM,)),
+    Bug("well-known-key-ignored", "controller",
+        "CreateVolume reads a requisite zone only under the driver's own key, so a StorageClass whose "
+        "allowedTopologies name a zone under topology.kubernetes.io/zone gets its disks in the controller's zone",
+        "drivers that know one topology key (allowedTopologies under the well-known key are common in "
+        "user manifests)", (RULE_WELL_KNOWN_KEY,)),
 )
 BY_NAME = {bug.name: bug for bug in CATALOGUE}
 NAMES = tuple(BY_NAME)

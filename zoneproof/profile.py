@@ -19,6 +19,7 @@ from pathlib import Path
 
 import yaml
 
+from zoneproof import labels
 from zoneproof.workloads import storage_class
 
 PROFILES = resources.files("zoneproof") / "profiles"
@@ -168,20 +169,28 @@ class DriverProfile:
     delete_attached_volume: str = "refused"  # one of DELETE_ATTACHED
 
     @property
+    def zone_keys(self) -> tuple[str, ...]:
+        """The keys the driver names a zone under in its topology: its own and the
+        well-known one, those of them NodeGetInfo reports."""
+        return tuple(k for k in dict.fromkeys((self.volume_zone_key, labels.ZONE)) if k in self.topology_keys)
+
+    @property
     def size(self) -> str:
         """The volume size suites request: the smallest the driver accepts."""
         return f"{self.min_size_gib}Gi"
 
     def storage_class(self, scheme: str, name: str, zones: list[str] | tuple[str, ...], *,
-                      binding: str | None = None, allowed_zones: tuple[str, ...] = ()) -> dict:
-        """The StorageClass object of a scheme, with ``{zones}`` expanded to a comma list."""
+                      binding: str | None = None, allowed_zones: tuple[str, ...] = (),
+                      zone_key: str | None = None) -> dict:
+        """The StorageClass object of a scheme, with ``{zones}`` expanded to a comma list;
+        ``allowed_zones`` under ``zone_key`` (the volume zone key unless given)."""
         if scheme not in self.storage_classes:
             raise ProfileError(f"profile {self.name!r} has no StorageClass for scheme {scheme!r} "
                                f"(it has: {', '.join(self.storage_classes)})")
         sc = self.storage_classes[scheme]
         params = {k: v.replace("{zones}", ",".join(zones)) for k, v in sc.parameters.items()}
         return storage_class(name, self.driver, params, binding=binding or sc.binding,
-                             allowed_zones=allowed_zones, zone_key=self.volume_zone_key)
+                             allowed_zones=allowed_zones, zone_key=zone_key or self.volume_zone_key)
 
 
 def _need(data: dict, key: str, kind, where: str):

@@ -12,7 +12,8 @@
   overrides topology entirely and successive disks take its zones in turn.
 
 Bugs of ``zoneproof.bugs`` the chooser carries: ``own-zone``, ``zoneid-overrides-topology``,
-``round-robin-unlocked``, ``conflicting-zone-fallback`` and ``first-term-only-topology``.
+``round-robin-unlocked``, ``conflicting-zone-fallback``, ``first-term-only-topology`` and
+``well-known-key-ignored``.
 """
 
 from __future__ import annotations
@@ -41,15 +42,19 @@ class ZoneChoice:
     conflict: bool = False  # topology asked for zones outside the zoneId list
 
 
-def segment_zone(segment: dict[str, str]) -> str | None:
-    return segment.get(labels.DISK_ZONE) or segment.get(labels.ZONE)
+ZONE_KEYS = (labels.DISK_ZONE, labels.ZONE)  # read in this order
 
 
-def topology_zones(preferred: list[dict[str, str]], requisite: list[dict[str, str]]) -> list[str]:
-    """Zones named by the requirement, preferred first, without repeats."""
+def segment_zone(segment: dict[str, str], keys: tuple[str, ...] = ZONE_KEYS) -> str | None:
+    return next((segment[key] for key in keys if segment.get(key)), None)
+
+
+def topology_zones(preferred: list[dict[str, str]], requisite: list[dict[str, str]],
+                   keys: tuple[str, ...] = ZONE_KEYS) -> list[str]:
+    """Zones named by the requirement under ``keys``, preferred first, without repeats."""
     zones: list[str] = []
     for segment in [*preferred, *requisite]:
-        zone = segment_zone(segment)
+        zone = segment_zone(segment, keys)
         if zone and zone not in zones:
             zones.append(zone)
     return zones
@@ -77,7 +82,8 @@ class ZoneChooser:
         if "zoneid-overrides-topology" in self.bugs and zone_ids:
             return ZoneChoice(zone_ids[0])
         found = topology_zones([] if "first-term-only-topology" in self.bugs else preferred,
-                               requisite[:1] if "first-term-only-topology" in self.bugs else requisite)
+                               requisite[:1] if "first-term-only-topology" in self.bugs else requisite,
+                               ZONE_KEYS[:1] if "well-known-key-ignored" in self.bugs else ZONE_KEYS)
         if not zone_ids:
             if found:
                 return ZoneChoice(found[0])

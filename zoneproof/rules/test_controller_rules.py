@@ -8,18 +8,12 @@ import uuid
 import grpc
 import pytest
 
-from zoneproof import labels
 from zoneproof.csi.proto import load
 
 csi, _ = load()
 GIB = 1 << 30
 SINGLE_WRITER = csi.VolumeCapability.AccessMode.SINGLE_NODE_WRITER
 NOWHERE = "nowhere-zone-1"  # a zone the cloud does not have
-
-
-def zone_keys(profile) -> list[str]:
-    """The keys a zone is named under in the driver's topology: its own and the well-known one."""
-    return [k for k in dict.fromkeys((profile.volume_zone_key, labels.ZONE)) if k in profile.topology_keys]
 
 
 def capability():
@@ -78,7 +72,7 @@ def made_in(target, volumes: list[str], **kwargs) -> tuple[object, str]:
 
 def zones_named(volume, profile) -> set[str]:
     return {value for topology in volume.accessible_topology for key, value in topology.segments.items()
-            if key in zone_keys(profile)}
+            if key in profile.zone_keys}
 
 
 # ---------------------------------------------------------------------------- CreateVolume
@@ -87,7 +81,7 @@ def test_create_volume_takes_the_first_preferred_zone_of_the_requisite(target, v
     """CSI CreateVolume, accessibility_requirements: the volume MUST be accessible from at
     least one requisite topology, and the plugin SHOULD try the preferred topologies in
     order, the first one first. Asked for every zone, under each zone key it reports."""
-    keys = zone_keys(target.profile)
+    keys = target.profile.zone_keys
     if key_index >= len(keys):
         pytest.skip(f"profile {target.profile.name!r} reports a zone under {keys} only")
     key = keys[key_index]
@@ -106,7 +100,7 @@ def test_create_volume_stays_in_a_requisite_of_one_zone_whichever_term_it_is(tar
     """CSI CreateVolume: the volume MUST be accessible from at least one requisite
     topology. One zone alone in the requisite, no preference: the disk must be there,
     whether that zone is the first term or the last."""
-    key = zone_keys(target.profile)[0]
+    key = target.profile.zone_keys[0]
     for zone in (target.zones[0], target.zones[-1]):
         volume, disk_zone = made_in(target, volumes, requisite=[{key: zone}])
         assert disk_zone == zone, (f"CSI CreateVolume: the volume MUST be accessible from the requisite "
@@ -121,7 +115,7 @@ def test_create_volume_for_a_requisite_it_cannot_serve_fails_and_makes_no_disk(t
     """CSI CreateVolume: if the plugin cannot make the volume accessible from a requisite
     topology it MUST fail (RESOURCE_EXHAUSTED where it has no room there; no zone is no
     room), and no disk may be left anywhere."""
-    key = zone_keys(target.profile)[0]
+    key = target.profile.zone_keys[0]
     before = {d["DiskId"] for d in target.created_disks()}
     with pytest.raises(grpc.RpcError) as refused:
         volume = create(target, requisite=[{key: NOWHERE}])
@@ -146,7 +140,7 @@ def test_a_zone_list_parameter_never_overrides_the_requisite(target, volumes):
     the parameters say. A zone list naming every zone and a requisite of one: the disk is
     there. A zone list that leaves the requisite's zone out: no disk may be made (an
     error, or RESOURCE_EXHAUSTED), never one in a listed zone."""
-    key = zone_keys(target.profile)[0]
+    key = target.profile.zone_keys[0]
     zone = target.zones[-1]
     _, disk_zone = made_in(target, volumes, requisite=[{key: zone}],
                            parameters=zone_list_parameters(target, list(target.zones)))
@@ -168,7 +162,7 @@ def test_a_zone_list_parameter_never_overrides_the_requisite(target, volumes):
 def test_a_create_retried_after_throttling_stays_in_the_requisite(target, volumes):
     """CSI CreateVolume: a retry is the same call. ECS answers the first CreateDisk
     Throttling; the disk the retry makes MUST still be in the requisite zone."""
-    key = zone_keys(target.profile)[0]
+    key = target.profile.zone_keys[0]
     zone = target.zones[-1]
     fault = target.ecs.faults.add({"kind": "fail_next", "action": "CreateDisk", "count": 1, "code": "Throttling"})
     name = f"pvc-rules-{uuid.uuid4().hex[:12]}"
@@ -196,7 +190,7 @@ def test_no_capacity_in_the_requisite_is_resource_exhausted(target, volumes):
     of capacity the plugin MUST answer RESOURCE_EXHAUSTED: on it csi-provisioner hands a
     WaitForFirstConsumer claim back to the scheduler, on any other code it retries the
     same node for ever."""
-    key = zone_keys(target.profile)[0]
+    key = target.profile.zone_keys[0]
     zone = target.zones[0]
     fault = target.ecs.faults.add({"kind": "no_stock", "zone": zone})
     try:
@@ -214,7 +208,7 @@ def test_publish_to_an_instance_of_another_zone_fails_and_attaches_nothing(targe
     """CSI ControllerPublishVolume: a volume is published only to a node it is accessible
     from; a cloud disk attaches only in its own zone. The call MUST fail and leave the
     disk unattached."""
-    key = zone_keys(target.profile)[0]
+    key = target.profile.zone_keys[0]
     home, away = target.zones[0], target.zones[1]
     volume, _ = made_in(target, volumes, requisite=[{key: home}])
     with pytest.raises(grpc.RpcError) as refused:
@@ -228,7 +222,7 @@ def test_a_single_node_volume_published_elsewhere_is_failed_precondition_and_sta
     """CSI ControllerPublishVolume: a volume published to one node with a single-node
     access mode, asked for another, MUST answer FAILED_PRECONDITION; the node holding it
     keeps it (no detaching it from under its pod)."""
-    key = zone_keys(target.profile)[0]
+    key = target.profile.zone_keys[0]
     zone = target.zones[0]
     holder, other = target.instances[zone]
     volume, _ = made_in(target, volumes, requisite=[{key: zone}])
@@ -250,7 +244,7 @@ def test_a_single_node_volume_published_elsewhere_is_failed_precondition_and_sta
 def test_publish_fails_when_the_cloud_fails_the_attach(target, volumes):
     """CSI ControllerPublishVolume: success means the volume is available on the node. When
     the cloud fails the attach the call MUST NOT succeed."""
-    key = zone_keys(target.profile)[0]
+    key = target.profile.zone_keys[0]
     zone = target.zones[0]
     volume, _ = made_in(target, volumes, requisite=[{key: zone}])
     fault = target.ecs.faults.add({"kind": "fail_next", "action": "AttachDisk", "count": 1000,
@@ -270,7 +264,7 @@ def test_publish_fails_when_the_cloud_fails_the_attach(target, volumes):
 def test_the_publish_context_names_the_disks_serial_or_device(target, volumes):
     """CSI ControllerPublishVolume: publish_context is what the node needs to find the
     volume; what it says of the disk (its serial number, its device) MUST be that disk's."""
-    key = zone_keys(target.profile)[0]
+    key = target.profile.zone_keys[0]
     zone = target.zones[0]
     node = target.instances[zone][0]
     volume, _ = made_in(target, volumes, requisite=[{key: zone}])
@@ -289,7 +283,7 @@ def test_unpublish_from_a_stopped_instance_detaches(target, volumes):
     """CSI ControllerUnpublishVolume: once it succeeds the volume is no longer on the node.
     The node's instance is stopped (its power cut): the call MUST succeed and the disk
     be free, and again when repeated (the call is idempotent)."""
-    key = zone_keys(target.profile)[0]
+    key = target.profile.zone_keys[0]
     zone = target.zones[0]
     node = target.instances[zone][1]
     volume, _ = made_in(target, volumes, requisite=[{key: zone}])
@@ -309,7 +303,7 @@ def test_unpublish_from_a_released_instance_succeeds(target, volumes):
     """CSI ControllerUnpublishVolume: a node that is gone holds nothing; the call MUST
     succeed (a driver that fails for ever here blocks the volume's next attach), again
     when repeated. The instance is released as ECS releases one: its data disks detached."""
-    key = zone_keys(target.profile)[-1]
+    key = target.profile.zone_keys[-1]
     zone = target.zones[-1]
     node = f"i-rulesgone{uuid.uuid4().hex[:6]}"
     with target.ecs.store.transaction() as db:
@@ -332,7 +326,7 @@ def test_delete_of_a_volume_still_attached_does_what_the_profile_states(target, 
     """CSI DeleteVolume of a volume still published: the spec leaves it to the plugin
     (FAILED_PRECONDITION, or detaching first), which must say; the profile states it
     (``delete_attached_volume``). Refused, the disk MUST stay, attached where it was."""
-    key = zone_keys(target.profile)[0]
+    key = target.profile.zone_keys[0]
     zone = target.zones[0]
     node = target.instances[zone][0]
     volume, _ = made_in(target, volumes, requisite=[{key: zone}])
@@ -355,7 +349,7 @@ def test_delete_of_a_volume_still_attached_does_what_the_profile_states(target, 
 def test_delete_of_a_free_volume_deletes_its_disk(target, volumes):
     """CSI DeleteVolume: once it succeeds the volume no longer exists; asked again it
     succeeds (the call is idempotent)."""
-    key = zone_keys(target.profile)[0]
+    key = target.profile.zone_keys[0]
     volume, _ = made_in(target, volumes, requisite=[{key: target.zones[0]}])
     for attempt in ("", " again"):
         delete(target, volume.volume_id)

@@ -1,5 +1,6 @@
 """What must not happen: a pod forced away from its disk's zone never runs or attaches
-there, and a StorageClass restricted to one zone provisions nowhere else."""
+there, and a StorageClass restricted to one zone (under any zone key, with either binding)
+provisions nowhere else."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import random
 import pytest
 from kubernetes import client
 
-from zoneproof import data, labels, manifests
-from zoneproof.oracle import is_volume_zone_conflict
+from zoneproof import data, labels, manifests, tally
+from zoneproof.oracle import is_volume_zone_conflict, settled
 from zoneproof.suites.capabilities import require_scheme
 from zoneproof.waiting import hold_for
 from zoneproof.workloads import claim, pod_with_claims
+
+CLAIMS_PER_POD = 2
 
 
 @pytest.mark.parametrize("style", manifests.STATIC_STYLES)
@@ -57,28 +60,40 @@ def test_a_pod_forced_into_another_zone_than_its_pv_waits_with_the_conflict(plac
     assert not attachments, f"VolumeAttachments for a pod that must not run: {attachments}"
 
 
-def test_allowed_topologies_restricted_to_one_zone_only_provision_there(placement, cluster, seed):
+@pytest.mark.parametrize("binding", ["Immediate", "WaitForFirstConsumer"])
+@pytest.mark.parametrize("key_name", ["driver-key", "well-known-key"])
+def test_allowed_topologies_keep_every_claim_of_a_pod_in_their_zone(placement, cluster, seed, key_name, binding):
+    """A StorageClass whose allowedTopologies name one zone, under the driver's own zone key
+    and under topology.kubernetes.io/zone, bound at once or by the first consumer: every
+    claim of a pod with several provisions in that zone, and the pod runs there. Bound at
+    once, the provisioner hands the allowedTopologies to the driver as the requisite;
+    bound by the consumer, the scheduler keeps the pod to them."""
     env = placement("topology")
-    env.watched_kinds = ("PersistentVolumeClaim", "PersistentVolume")  # claims only, no pod
     require_scheme(env.profile, "wait-for-first-consumer")
-    zone = random.Random(f"{seed}-allowed").choice(list(cluster.spec.zones))
-    name = f"csi-disk-{zone}-{env.suffix}"
-    # The profile's WaitForFirstConsumer parameters, bound at once: only allowedTopologies
-    # can keep the disks in one zone.
+    key = env.profile.volume_zone_key if key_name == "driver-key" else labels.ZONE
+    if binding == "Immediate" and key not in env.profile.zone_keys:
+        pytest.skip(f"profile {env.profile.name!r} names zones under {', '.join(env.profile.zone_keys)} only: "
+                    f"a requisite under {key} is not its to serve")
+    zone = random.Random(f"{seed}-allowed-{key_name}-{binding}").choice(list(cluster.spec.zones))
+    name = f"csi-disk-{zone}-{key_name}-{binding.lower()}-{env.suffix}"
+    # The profile's WaitForFirstConsumer parameters (no zoneId): only allowedTopologies keep
+    # the disks in one zone.
     client.StorageV1Api(cluster.api_client).create_storage_class(env.profile.storage_class(
-        "wait-for-first-consumer", name, cluster.spec.zones, binding="Immediate", allowed_zones=(zone,)))
+        "wait-for-first-consumer", name, cluster.spec.zones, binding=binding, allowed_zones=(zone,),
+        zone_key=key))
     env.storage_classes.append(name)
-    for n in range(3):
-        cluster.core.create_namespaced_persistent_volume_claim(env.namespace, claim(f"data-{n}", name,
+    names = [f"data-{n}" for n in range(CLAIMS_PER_POD)]
+    for claim_name in names:
+        cluster.core.create_namespaced_persistent_volume_claim(env.namespace, claim(claim_name, name,
                                                                                     env.profile.size))
+    cluster.core.create_namespaced_pod(env.namespace, env.runnable(pod_with_claims("app", names)))
 
-    def all_bound():
-        claims = cluster.core.list_namespaced_persistent_volume_claim(env.namespace).items
-        return all(c.status.phase == "Bound" for c in claims), [c.status.phase for c in claims]
-
-    env.wait_for(all_bound, what="three claims to bind", timeout=60)
-    volumes = [c.spec.volume_name for c in cluster.core.list_namespaced_persistent_volume_claim(env.namespace).items]
-    handles = [cluster.core.read_persistent_volume(v).spec.csi.volume_handle for v in volumes]
-    disks = env.cloud.describe_disks(handles)
-    assert len(disks) == 3, f"three claims bound, but ECS knows {len(disks)} of their disks {handles}"
-    assert {d["ZoneId"] for d in disks} == {zone}, {d["DiskId"]: d["ZoneId"] for d in disks}
+    verdict = env.wait_for(lambda: (settled(v := env.verdict(), 1)[0], v),
+                           what=f"the pod running with its {len(names)} claims attached where it runs", timeout=90)
+    tally.record(verdict)
+    [pod] = verdict.pods
+    placed = {vol.claim: vol.disk_zone for vol in pod.volumes}
+    assert placed == dict.fromkeys(names, zone), (
+        f"allowedTopologies {key}={zone} ({binding}): the claims' disks are in {placed}")
+    assert pod.node_zone == zone, f"the pod runs in {pod.node_zone}, its allowed zone is {zone}"
+    env.check_data(1)
