@@ -376,3 +376,19 @@ def test_the_backend_and_server_take_the_switch_as_a_keyword(switch):
     assert EcsBackend(CONFIG, Store(), None, power_switch=switch).power_switch is switch
     with EcsServer(CONFIG) as srv:
         assert srv.backend.power_switch is None
+
+
+def test_delete_instance_releases_a_stopped_instance_and_keeps_its_disks(sdk, server, switch):
+    disk = sdk.call("CreateDisk", RegionId=REGION, ZoneId=ZONE_A, DiskCategory="cloud_ssd", Size=20)["DiskId"]
+    sdk.call("AttachDisk", DiskId=disk, InstanceId="i-a1")
+    err = error_of(sdk.call, "DeleteInstance", InstanceId="i-a1", Force="true")
+    assert (err.code, err.status) == ("IncorrectInstanceStatus", 403)
+    assert "stop it first" in err.message
+    power(sdk, "StopInstances", ["i-a1"])
+    assert error_of(sdk.call, "DeleteInstance", InstanceId="i-a1", DryRun="true").code == "DryRunOperation"
+    assert statuses(sdk)["i-a1"] == "Stopped"  # a dry run releases nothing
+    assert set(sdk.call("DeleteInstance", InstanceId="i-a1")) == {"RequestId"}
+    assert "i-a1" not in statuses(sdk)
+    [kept] = sdk.call("DescribeDisks", RegionId=REGION, DiskIds=f'["{disk}"]')["Disks"]["Disk"]
+    assert (kept["Status"], kept["Attachments"]["Attachment"]) == ("Available", [])
+    assert error_of(sdk.call, "DeleteInstance", InstanceId="i-a1").code == "InvalidInstanceId.NotFound"

@@ -78,3 +78,11 @@ def test_what_was_deleted_or_came_right_is_no_obstacle():
         change(8, "VolumeAttachment", attachment("csi-a", "pv-0", "n1", {"attached": True}), "MODIFIED"),
     ]
     assert obstacles(history, NS) == []
+
+
+def test_an_attachment_being_detached_without_an_error_is_named_so():
+    detaching = attachment("csi-a", "pv-0", "n1", {"attached": True})
+    detaching["metadata"]["deletionTimestamp"] = "2026-12-05T00:00:00Z"
+    history = [change(1, "PersistentVolume", pv("pv-0", "data-web-0")), change(2, "VolumeAttachment", detaching)]
+    assert obstacles(history, NS) == [
+        "VolumeAttachment csi-a (claim data-web-0, node n1) being detached, no detach error yet (attached: True)"]

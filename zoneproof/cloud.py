@@ -116,6 +116,10 @@ class CloudAccess:
             self.api.call("StartInstances", RegionId=self.region, InstanceId=batch,
                           BatchOptimization="AllTogether")
 
+    def release_instance(self, instance_id: str) -> None:
+        """DeleteInstance of a stopped instance: its data disks detach and stay."""
+        self.api.call("DeleteInstance", InstanceId=instance_id)
+
     def stopped(self, instance_ids: list[str]) -> list[str]:
         """The named instances whose status is not Running."""
         return sorted(i["InstanceId"] for i in self.describe_instances(instance_ids) if i.get("Status") != "Running")

@@ -1,7 +1,7 @@
 """What stands in the way of a wait, read from a test's watch history: the pods not
 running and the scheduler's or kubelet's last word on them, the claims not bound and the
 provisioner's last refusal (with the driver's gRPC code in its message), and the attach or
-detach errors of the namespace's VolumeAttachments.
+detach errors of the namespace's VolumeAttachments (or their detach under way).
 
 A wait that times out says this instead of only "last seen: web-0@-:Pending", so a failure
 names its cause for the driver team reading it. Pure over the recorded changes (plain
@@ -82,9 +82,10 @@ def obstacles(changes: Iterable[RecordedChange], namespace: str) -> list[str]:
         pv = (spec.get("source") or {}).get("persistentVolumeName", "")
         if pv not in claimed_pvs:
             continue
-        for what in ("attachError", "detachError"):
-            error = status.get(what)
-            if error:
-                found.append(f"VolumeAttachment {name} (claim {claimed_pvs[pv]}, node {spec.get('nodeName')}) "
-                             f"{what.removesuffix('Error')} error: {_short(error.get('message', ''))}")
+        which = f"VolumeAttachment {name} (claim {claimed_pvs[pv]}, node {spec.get('nodeName')})"
+        errors = [f"{which} {what.removesuffix('Error')} error: {_short(status[what].get('message', ''))}"
+                  for what in ("attachError", "detachError") if status.get(what)]
+        if not errors and va["metadata"].get("deletionTimestamp"):
+            errors = [f"{which} being detached, no detach error yet (attached: {status.get('attached', False)})"]
+        found += errors
     return found

@@ -129,16 +129,19 @@ def disks_created_for(cloud, namespace: str) -> list[dict]:
 
 
 def remove_workload(api: client.ApiClient, namespace: str, *, static_pvs: tuple[str, ...] = (),
-                    timeout: float = 120, wake: Changes | None = None) -> None:
+                    timeout: float = 120, wake: Changes | None = None,
+                    explain: Callable[[], list[str]] | None = None) -> None:
     """Delete a namespace's StatefulSets, pods and claims (and the named static PVs) in the
     order that lets every disk detach and, for dynamic volumes, be deleted; wait for that.
-    The namespace itself stays. ``wake``: a watcher of the namespace, to wait on its changes."""
+    The namespace itself stays. ``wake``: a watcher of the namespace, to wait on its changes;
+    ``explain``: what stands in the way, said on time-out (the watcher's ``obstacles``)."""
     core, apps, storage = client.CoreV1Api(api), client.AppsV1Api(api), client.StorageV1Api(api)
     for sts in apps.list_namespaced_stateful_set(namespace).items:
         apps.delete_namespaced_stateful_set(sts.metadata.name, namespace)
     core.delete_collection_namespaced_pod(namespace, grace_period_seconds=0)
     wait_for(lambda: (not core.list_namespaced_pod(namespace).items, describe_pods(
-        core.list_namespaced_pod(namespace).items)), what=f"pods of {namespace} to go", timeout=60, wake=wake)
+        core.list_namespaced_pod(namespace).items)), what=f"pods of {namespace} to go", timeout=60, wake=wake,
+             explain=explain)
     claims = core.list_namespaced_persistent_volume_claim(namespace).items
     volumes = {c.spec.volume_name for c in claims if c.spec.volume_name} | set(static_pvs)
 
@@ -149,7 +152,7 @@ def remove_workload(api: client.ApiClient, namespace: str, *, static_pvs: tuple[
     # Detached first: csi-provisioner does not delete a volume still attached, and tries
     # again only a second later.
     wait_for(lambda: (not (left := attachments()), f"attachments {left}"),
-             what=f"volumes of {namespace} to detach", timeout=timeout, wake=wake)
+             what=f"volumes of {namespace} to detach", timeout=timeout, wake=wake, explain=explain)
     core.delete_collection_namespaced_persistent_volume_claim(namespace)
     for name in static_pvs:
         try:
@@ -163,4 +166,4 @@ def remove_workload(api: client.ApiClient, namespace: str, *, static_pvs: tuple[
         pvs = [pv.metadata.name for pv in core.list_persistent_volume().items if pv.metadata.name in volumes]
         return not left and not pvs, f"attachments {left}, PVs {pvs}"
 
-    wait_for(released, what=f"volumes of {namespace} to go", timeout=timeout, wake=wake)
+    wait_for(released, what=f"volumes of {namespace} to go", timeout=timeout, wake=wake, explain=explain)

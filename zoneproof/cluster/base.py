@@ -64,6 +64,9 @@ class ClusterProvider(abc.ABC):
     # Whether nodes run kubelets that register node plugins and run containers (kind); else
     # node plugins are stood in for and no container runs (kwok).
     runs_kubelets: bool = False
+    # Whether a node deleted from the cluster can be made again under its name, as it was
+    # (node-lifecycle cases need it to leave the cluster whole).
+    recreates_nodes: bool = False
 
     # --- lifecycle (provider-specific) ---
     @abc.abstractmethod
@@ -91,6 +94,11 @@ class ClusterProvider(abc.ABC):
     @abc.abstractmethod
     def start_node(self, name: str) -> None:
         """Restore a node's power: it heartbeats again and finishes pending work."""
+
+    def recreate_node(self, name: str) -> None:
+        """Make a deleted node again under its name, in its zone, powered on (only where
+        ``recreates_nodes``)."""
+        raise ClusterError(f"{type(self).__name__} cannot make a deleted node again")
 
     def stop_zone(self, zone: str) -> None:
         for name in self.nodes(zone):

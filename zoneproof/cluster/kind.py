@@ -395,6 +395,16 @@ class KindProvider(OwnClusterMixin, ClusterProvider):
         self._docker().run("start", self._container(name))
         log.info("node %s powered on (container started)", name)
 
+    recreates_nodes = True
+
+    def recreate_node(self, name: str) -> None:
+        """Its container started again: the kubelet registers the Node anew, with the labels
+        of its configuration, and the node plugin's DaemonSet comes back on it."""
+        docker = self._docker()
+        docker.run("restart" if self.node_powered(name) else "start", self._container(name))
+        self.wait_nodes_ready([name], timeout=180)
+        log.info("node %s registered again (container started)", name)
+
     def node_powered(self, name: str) -> bool:
         out = self._docker().run("inspect", "--format", "{{.State.Running}}", self._container(name)).stdout
         return out.decode().strip() == "true"

@@ -280,3 +280,14 @@ class LocalProvider(OwnClusterMixin, ClusterProvider):
     def start_node(self, name: str) -> None:
         self._release_lease(name)
         self._set_power(name, labels.POWER_ON)
+
+    recreates_nodes = True
+
+    def recreate_node(self, name: str) -> None:
+        planned = {node.name: node for node in plan_nodes(self.spec)}
+        if name not in planned:
+            raise ClusterError(f"no node {name!r} is planned in cluster {self.spec.name!r}")
+        self._release_lease(name)  # a Lease held by a power-off would keep the new node NotReady
+        self.core.create_node(node_manifest(planned[name]))
+        self.wait_nodes_ready([name], timeout=60)
+        log.info("node %s made again in %s", name, planned[name].zone)

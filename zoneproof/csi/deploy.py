@@ -332,25 +332,41 @@ class DriverDeployment:
         """Stand in for kubelet and node-driver-registrar on every node: ask each node
         endpoint NodeGetInfo (or take the profile's stand-in answer) and write what they
         would. Done for many nodes at once: a scale run has hundreds."""
-        run = self.profile.run
         nodes = {name: node.metadata.labels for name, node in self._nodes().items()}
-        if run.node_command is not None:
-            endpoints = self._start_node_endpoints(ecs_endpoint, nodes)
-
-            def register(name: str) -> None:
-                info = registrar.node_info(endpoints[name])
-                if set(info.segments) != set(self.profile.topology_keys):
-                    raise DriverError(f"node {name}: NodeGetInfo reports topology keys {sorted(info.segments)}, but "
-                                      f"profile {self.profile.name!r} declares {sorted(self.profile.topology_keys)}")
-                registrar.register(self.provider.api_client, name, self.profile.driver, info)
-        else:
-            def register(name: str) -> None:
-                registrar.register(self.provider.api_client, name, self.profile.driver,
-                                   *self._stand_in_answer(ecs_endpoint, name, nodes[name]))
+        if self.profile.run.node_command is not None:
+            self._start_node_endpoints(ecs_endpoint, nodes)
         with ThreadPoolExecutor(REGISTER_THREADS) as pool:
-            list(pool.map(register, nodes))  # list(): the first failure is raised here
+            # list(): the first failure is raised here
+            list(pool.map(lambda name: self._register_node(ecs_endpoint, name, nodes[name]), nodes))
         log.info("registered %s on %d nodes (%s)", self.profile.driver, len(nodes),
-                 "node endpoints" if run.node_command is not None else "stand-in nodes")
+                 "node endpoints" if self.profile.run.node_command is not None else "stand-in nodes")
+
+    def register_node(self, name: str) -> None:
+        """The driver registered again on a node deleted and made anew: by its kubelet where
+        nodes have kubelets (waited for), else as kubelet would."""
+        if self.provider.runs_kubelets:
+            from zoneproof.csi import incluster
+
+            incluster.wait_registered(self.provider.api_client, self.profile, [name])
+            return
+        self._register_node(self.ecs_endpoint, name, self.provider.core.read_node(name).metadata.labels)
+
+    def _register_node(self, ecs_endpoint: str, name: str, node_labels: dict[str, str]) -> None:
+        if self.profile.run.node_command is None:
+            registrar.register(self.provider.api_client, name, self.profile.driver,
+                               *self._stand_in_answer(ecs_endpoint, name, node_labels))
+            return
+        info = registrar.node_info(self._node_endpoint(name))
+        if set(info.segments) != set(self.profile.topology_keys):
+            raise DriverError(f"node {name}: NodeGetInfo reports topology keys {sorted(info.segments)}, but "
+                              f"profile {self.profile.name!r} declares {sorted(self.profile.topology_keys)}")
+        registrar.register(self.provider.api_client, name, self.profile.driver, info)
+
+    def _node_socket(self, name: str) -> Path:
+        return self.workdir / "nodes" / f"{name}.sock"
+
+    def _node_endpoint(self, name: str) -> str:
+        return f"unix://{self._node_socket(name)}"
 
     def _nodes(self) -> dict[str, client.V1Node]:
         names = set(self.provider.nodes())
@@ -359,16 +375,15 @@ class DriverDeployment:
     def _node_values(self, name: str, node_labels: dict[str, str]) -> dict[str, str]:
         return {"node_name": name, "instance_id": node_labels[labels.INSTANCE_ID], "zone": node_labels[labels.ZONE]}
 
-    def _start_node_endpoints(self, ecs_endpoint: str, nodes: dict[str, dict[str, str]]) -> dict[str, str]:
-        """Start the profile's node command: one process for every node when it says
-        ``each_node``, else one per node. Returns each node's endpoint."""
+    def _start_node_endpoints(self, ecs_endpoint: str, nodes: dict[str, dict[str, str]]) -> None:
+        """Start the profile's node command, serving each node at its ``_node_endpoint``:
+        one process for every node when it says ``each_node``, else one per node."""
         command = self.profile.run.node_command
         (self.workdir / "nodes").mkdir(exist_ok=True)
-        endpoints, per_node = {}, []
+        per_node = []
         for name, node_labels in nodes.items():
-            node_socket = str(self.workdir / "nodes" / f"{name}.sock")
-            values = {**self._values(ecs_endpoint, node_socket), **self._node_values(name, node_labels)}
-            endpoints[name] = f"unix://{node_socket}"
+            values = {**self._values(ecs_endpoint, str(self._node_socket(name))),
+                      **self._node_values(name, node_labels)}
             if command.each_node:
                 per_node += [arg.format_map(_Vars(values)) for arg in command.each_node]
             else:
@@ -377,7 +392,6 @@ class DriverDeployment:
         if command.each_node:
             args, env = render(command, self._values(ecs_endpoint, ""))
             self._start("csi-nodes", [*args, *per_node], self._driver_env(env))
-        return endpoints
 
     def _stand_in_answer(self, ecs_endpoint: str, name: str,
                          node_labels: dict[str, str]) -> tuple[registrar.NodeInfo, dict[str, str]]:

@@ -48,13 +48,11 @@ def register(api: client.ApiClient, node_name: str, driver: str, info: NodeInfo,
     segments = dict(info.segments)
     entry = client.V1CSINodeDriver(name=driver, node_id=info.node_id, topology_keys=sorted(segments),
                                    allocatable=client.V1VolumeNodeResources(count=info.max_volumes or None))
-    try:
-        csinode = storage.read_csi_node(node_name)
+    csinode = _own_csinode(storage, node_name, node.metadata.uid)
+    if csinode is not None:
         csinode.spec.drivers = [d for d in (csinode.spec.drivers or []) if d.name != driver] + [entry]
         storage.replace_csi_node(node_name, csinode)
-    except ApiException as err:
-        if err.status != 404:
-            raise
+    else:
         storage.create_csi_node(client.V1CSINode(
             metadata=client.V1ObjectMeta(name=node_name, owner_references=[client.V1OwnerReference(
                 api_version="v1", kind="Node", name=node_name, uid=node.metadata.uid)]),
@@ -64,6 +62,26 @@ def register(api: client.ApiClient, node_name: str, driver: str, info: NodeInfo,
     core.patch_node(node_name, {"metadata": {"labels": {**segments, **(extra_labels or {})},
                                              "annotations": {NODE_ID_ANNOTATION: json.dumps(ids)}}})
     log.debug("registered %s on %s as %s with %s", driver, node_name, info.node_id, segments)
+
+
+def _own_csinode(storage: client.StorageV1Api, node_name: str, node_uid: str) -> client.V1CSINode | None:
+    """The node's CSINode, or None if it has none. The CSINode of a former Node of the same
+    name (deleted, then made again) is deleted first: the garbage collector would remove it
+    any moment, with what is registered in it, so it is made anew, as the kubelet does."""
+    try:
+        csinode = storage.read_csi_node(node_name)
+    except ApiException as err:
+        if err.status != 404:
+            raise
+        return None
+    if any(ref.kind == "Node" and ref.uid != node_uid for ref in csinode.metadata.owner_references or []):
+        try:
+            storage.delete_csi_node(node_name)
+        except ApiException as err:
+            if err.status != 404:  # the garbage collector came first
+                raise
+        return None
+    return csinode
 
 
 def csinode_drivers(api: client.ApiClient, node_name: str) -> list[dict] | None:

@@ -266,6 +266,19 @@ def power_instance(on: bool) -> Callable[[EcsBackend, object, Params], dict]:
     return handler
 
 
+def delete_instance(b: EcsBackend, db, p: Params) -> dict:
+    """DeleteInstance: InstanceId, Force, TerminateSubscription, DryRun (see
+    ``EcsBackend.delete_instance``)."""
+    instance_id = p.str("InstanceId", required=True)
+    force = p.bool("Force")
+    p.bool("TerminateSubscription")
+    dry_run = p.bool("DryRun")
+    result = b.delete_instance(db, instance_id, force=force)
+    if dry_run:  # undone by the Dispatcher's savepoint
+        raise EcsError("DryRunOperation")
+    return result
+
+
 def resize_disk(b: EcsBackend, db, p: Params) -> dict:
     online = p.choice("Type", ("offline", "online"), "offline") == "online"
     return b.resize_disk(db, p.str("DiskId", required=True), p.int("NewSize", required=True), online)
@@ -352,6 +365,7 @@ ACTIONS: dict[str, Callable[[EcsBackend, object, Params], dict]] = {
     "StartInstances": power_instances(on=True),
     "StopInstance": power_instance(on=False),
     "StartInstance": power_instance(on=True),
+    "DeleteInstance": delete_instance,
     "DescribeAvailableResource": lambda b, db, p: b.describe_available_resource(
         p.str("RegionId", required=True), p.str("ZoneId"),
         p.choice("DestinationResource", ("Zone", "DataDisk", "SystemDisk", "InstanceType"), "DataDisk"),

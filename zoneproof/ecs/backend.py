@@ -301,6 +301,21 @@ class EcsBackend:
             raise EcsError("IncorrectInstanceStatus", f"instance {instance_id} still has disks attached")
         db.execute("DELETE FROM instances WHERE instance_id = ?", (instance_id,))
 
+    def delete_instance(self, db, instance_id: str, *, force: bool = False) -> dict:
+        """DeleteInstance: only a Stopped instance is released (see ``release_instance``),
+        its devices unplugged after the commit. ECS releases a running one with Force; the
+        fake refuses it, saying so, so that a node never runs on an instance the cloud no
+        longer has."""
+        status = self._instance(db, instance_id)["status"]
+        if status != "Stopped":
+            hint = " (Force is not served here: stop it first with StopInstances)" if force else ""
+            raise EcsError("IncorrectInstanceStatus", f"Instance {instance_id} is {status}; DeleteInstance "
+                           f"releases a Stopped instance{hint}.")
+        held = self.release_instance(db, instance_id)
+        if self.devices is None:
+            return {}
+        return {PENDING_DEVICES: [(False, attachment) for attachment in held]}
+
     def release_instance(self, db, instance_id: str) -> list[Attachment]:
         """An instance released (deleted), as ECS releases one: its data disks are detached
         at once and kept, and the instance is gone. Returns the attachments it held (the

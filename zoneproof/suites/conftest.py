@@ -175,7 +175,7 @@ class PlacementEnv:
     def clean_up(self) -> None:
         """Remove what the test made, in the order that lets every disk detach and go."""
         workloads.remove_workload(self.cluster.api_client, self.namespace, static_pvs=tuple(self.static_pvs),
-                                  wake=self.watcher)
+                                  wake=self.watcher, explain=self.watcher.obstacles)
         for disk_id in self.created_disks:
             self.cloud.api.call("DeleteDisk", DiskId=disk_id)
         for name in self.storage_classes:

@@ -47,10 +47,10 @@ def zone_of(env, node_name: str) -> str:
     return env.cluster.core.read_node(node_name).metadata.labels[labels.ZONE]
 
 
-def wait_running(env, replicas: int, *, not_uids: set[str] = frozenset()) -> dict[str, str]:
+def wait_running(env, replicas: int, *, not_uids: set[str] = frozenset(), timeout: float = 120) -> dict[str, str]:
     """Wait for every replica Running (and, after a deletion, a new pod); pod -> zone. A
     violation that cannot heal (a PV stating another zone than its disk's) ends the wait."""
-    pods = workloads.wait_running(env.cluster.core, env.namespace, replicas, not_uids=not_uids, timeout=120,
+    pods = workloads.wait_running(env.cluster.core, env.namespace, replicas, not_uids=not_uids, timeout=timeout,
                                   also=lambda: raise_lasting(env.verdict()), wake=env.watcher,
                                   explain=env.watcher.obstacles)
     return {p.metadata.name: zone_of(env, p.spec.node_name) for p in pods}
