@@ -45,7 +45,7 @@ def test_a_deleted_node_lets_its_disks_go_and_its_pods_return_to_their_zones(pla
         pytest.skip(f"needs 2 nodes per zone (a zone keeps a node when one goes); the cluster has "
                     f"{cluster.spec.nodes_per_zone}")
     env = placement("topology")
-    replicas = 2 * len(zones)  # a node holds at least one pod: the StatefulSet spreads over zones
+    replicas = 2 * len(zones)  # pods beside the node that goes, in its zone and the others
     deploy(env, "wait-for-first-consumer", zones, replicas, random.Random(f"{seed}-node-deleted"))
     before = wait_running(env, replicas)
     wait_placed(env, replicas)
