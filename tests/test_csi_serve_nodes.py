@@ -8,28 +8,37 @@ import sys
 
 import pytest
 
+from tests.ecs_clients import register_instances
 from zoneproof.csi.registrar import node_info
+from zoneproof.ecs.backend import EcsConfig
+from zoneproof.ecs.catalog import INSTANCE_TYPE
+from zoneproof.ecs.server import EcsServer
 from zoneproof.processes import stop_groups, start_process, start_time
 
 ZONE_KEY = "topology.diskplugin.csi.alibabacloud.com/zone"
 
 
-def serve_nodes(*nodes: tuple[str, str, str]) -> list[str]:
-    return [sys.executable, "-m", "zoneproof.cli", "csi", "serve-nodes", "--ecs-endpoint", "127.0.0.1:1",
+def serve_nodes(*nodes: tuple[str, str, str], ecs_endpoint: str = "127.0.0.1:1") -> list[str]:
+    return [sys.executable, "-m", "zoneproof.cli", "csi", "serve-nodes", "--ecs-endpoint", ecs_endpoint,
             *(arg for node in nodes for arg in ("--node", *node))]
 
 
 def test_each_socket_answers_for_its_own_node(tmp_path):
     nodes = [("i-a", "cn-beijing-a", f"unix://{tmp_path}/a.sock"), ("i-b", "cn-beijing-b", f"unix://{tmp_path}/b.sock"),
              ("i-c", "cn-beijing-b", f"unix://{tmp_path}/c.sock")]
-    proc = start_process("csi-nodes", serve_nodes(*nodes), tmp_path)
-    try:
-        answers = {endpoint: node_info(endpoint) for _, _, endpoint in nodes}
-    finally:
-        stop_groups({"csi-nodes": (proc.pid, start_time(proc.pid))})
+    with EcsServer(EcsConfig(region="cn-beijing", zones={"cn-beijing-a": ("cloud_essd",),
+                                                         "cn-beijing-b": ("cloud_essd",)})) as ecs:
+        register_instances(ecs, {instance: zone for instance, zone, _ in nodes})
+        proc = start_process("csi-nodes", serve_nodes(*nodes, ecs_endpoint=ecs.endpoint), tmp_path)
+        try:
+            answers = {endpoint: node_info(endpoint) for _, _, endpoint in nodes}
+        finally:
+            stop_groups({"csi-nodes": (proc.pid, start_time(proc.pid))})
     assert {(a.node_id, a.segments[ZONE_KEY]) for a in answers.values()} == {(i, z) for i, z, _ in nodes}
     for instance, zone, endpoint in nodes:
         assert (answers[endpoint].node_id, answers[endpoint].segments[ZONE_KEY]) == (instance, zone)
+        # The attach limit is what the instance's type holds, read from the cloud.
+        assert answers[endpoint].max_volumes == INSTANCE_TYPE.disk_quantity
 
 
 @pytest.mark.parametrize(("nodes", "message"), [

@@ -163,18 +163,24 @@ def test_a_static_case_without_disks_on_a_real_cloud_is_skipped_not_errored(clus
 def test_a_placement_case_that_ran_and_made_nothing_still_fails_its_watch_check(cluster, cloud_env, driver,
                                                                                  tmp_path):
     """The other half of the rule: a skip anywhere in a case waives its watch check, a case
-    that ran keeps it, and a watch that saw nothing of what the case makes is an error."""
+    that ran keeps it, and a watch that saw nothing of what the case makes is an error; a
+    case that failed is reported by its failure alone."""
     (tmp_path / "test_watch_rule.py").write_text(
         "import pytest\n\n\n"
         "def test_skips_after_its_watch_started(placement):\n"
         "    placement('topology')\n"
         "    pytest.skip('a capability this driver lacks')\n\n\n"
         "def test_makes_nothing(placement):\n"
-        "    placement('topology')\n")
+        "    placement('topology')\n\n\n"
+        "def test_fails_before_making_anything(placement):\n"
+        "    placement('topology')\n"
+        "    assert False, 'the driver reports a wrong limit'\n")
     run = _pytest(cluster, cloud_env, "-p", "zoneproof.suites.conftest", str(tmp_path / "test_watch_rule.py"))
     tail = run.stdout[-4000:] + run.stderr[-2000:]
     assert run.returncode == 1, tail
-    assert "1 skipped, 1 error" in run.stdout.splitlines()[-1], tail
+    assert "1 failed, 1 passed, 1 skipped, 1 error" in run.stdout.splitlines()[-1], tail
     assert "SKIPPED [1] " in run.stdout and "a capability this driver lacks" in run.stdout, tail
     assert "ERROR at teardown of test_makes_nothing" in run.stdout, tail
     assert "the watcher saw no Pod change" in run.stdout, tail
+    assert "ERROR at teardown of test_fails_before_making_anything" not in run.stdout, tail
+    assert "the driver reports a wrong limit" in run.stdout, tail

@@ -34,6 +34,7 @@ ROUND_ROBIN_AT_ONCE = "test_placement.py::test_claims_made_at_once_take_the_zone
 CLOUD_ZONE = "test_cloud_rules.py::test_a_disk_attaches_only_to_an_instance_of_its_zone"
 CLOUD_ONE_HOLDER = "test_cloud_rules.py::test_a_disk_without_multiattach_attaches_to_one_instance"
 NODE_DRAIN = "test_chaos.py::test_experiment[node-drain]"
+ATTACH_LIMITS = "test_attach_limits.py::test_a_full_zone_sends_new_disks_elsewhere_and_keeps_its_followers_waiting"
 # Cases of the zonal CSI rules (zoneproof/rules), named from the suites' folder: seconds each.
 RULES = "../rules/test_controller_rules.py"
 RULE_WELL_KNOWN_KEY = (f"{RULES}::test_create_volume_takes_the_first_preferred_zone_of_the_requisite"
@@ -90,6 +91,11 @@ CATALOGUE: tuple[Bug, ...] = (
         "zone and no PV of the driver matches it",
         "node plugins that report the zone of a metadata lookup that failed (an empty string, not an error)",
         (DYNAMIC,)),
+    Bug("attach-limit-over-reported", "node",
+        "NodeGetInfo reports a fixed attach limit above what the node's instance type can hold, so the scheduler "
+        "sends a full node another pod whose disk the cloud refuses to attach",
+        "attach limits hard-coded per instance family instead of read for the instance (big disk drivers' "
+        "trackers)", (ATTACH_LIMITS,)),
     Bug("cross-zone-attach", "cloud",
         "the cloud attaches a disk to an instance in another zone",
         "a cloud double whose zones are labels only (what zoneproof's premise rules out)", (CLOUD_ZONE,)),

@@ -104,6 +104,14 @@ class CloudAccess:
         """What the oracle compares Kubernetes with: the named disks and instances."""
         return {"disks": self.describe_disks(disk_ids), "instances": self.describe_instances(instance_ids)}
 
+    def disk_quantity(self, instance_id: str) -> int:
+        """How many data disks the instance's type can hold."""
+        return self.api.disk_quantity(instance_id)
+
+    def disks_held(self, instance_id: str) -> list[str]:
+        """The disks attached to the instance."""
+        return sorted(d["DiskId"] for d in self.api.describe_disks(InstanceId=instance_id))
+
     # ------------------------------------------------------------ power
     def stop_instances(self, instance_ids: list[str]) -> None:
         """A power cut: ``ForceStop`` skips the guest's shutdown, as pulling the plug does."""

@@ -41,7 +41,8 @@ log = logging.getLogger(__name__)
 # they run), as a pytest marker expression. Everything that must run alone runs in one process: a session's start-up
 # costs seconds.
 PHASE_MARKS = {"parallel": "not serial and not disruptive", "serial": "serial or disruptive"}
-PLACEMENT_MODULES = ("test_placement", "test_placement_negative", "test_wait_for_first_consumer", "test_node_lifecycle")
+PLACEMENT_MODULES = ("test_placement", "test_placement_negative", "test_wait_for_first_consumer", "test_node_lifecycle",
+                     "test_attach_limits")
 
 
 @dataclass

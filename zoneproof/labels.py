@@ -6,6 +6,7 @@ ZONE_DEPRECATED = "failure-domain.beta.kubernetes.io/zone"
 REGION_DEPRECATED = "failure-domain.beta.kubernetes.io/region"
 DISK_ZONE = "topology.diskplugin.csi.alibabacloud.com/zone"
 INSTANCE_ID = "alibabacloud.com/ecs-instance-id"
+HOSTNAME = "kubernetes.io/hostname"
 INSTANCE_TYPE = "node.kubernetes.io/instance-type"  # what ACK nodes carry; node plugins read it
 
 # Every key a node carries its zone under; all must agree.

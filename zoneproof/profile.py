@@ -29,11 +29,15 @@ ZONE_POLICIES = ("topology", "round-robin")
 STATIC_VIA = ("ecs-api", "user-supplied")
 SIDECARS = ("csi-provisioner", "csi-attacher")
 FIELDS = {"name", "description", "driver", "zone_policies", "volume_zone_key", "topology_keys", "min_size_gib",
-          "disk_categories", "storage_classes", "static_disks", "run", "delete_attached_volume"}
+          "disk_categories", "storage_classes", "static_disks", "run", "delete_attached_volume",
+          "attach_limit"}
 # What DeleteVolume of a volume still attached does: CSI leaves it to the plugin, which
 # must say. ``refused``: an error, the disk kept; ``detached-and-deleted``: the plugin
 # detaches the disk first, then deletes it.
 DELETE_ATTACHED = ("refused", "detached-and-deleted")
+# Whether the node plugin reports an attach limit (NodeGetInfo max_volumes_per_node), which
+# the scheduler keeps each node's volumes of the driver under. ``reported`` or ``none``.
+ATTACH_LIMITS = ("reported", "none")
 RUN_FIELDS = {"binary", "controller", "node", "node_plugin", "csidriver", "sidecars", "bug_switches"}
 
 # What a template may name. Deployment-wide values:
@@ -167,6 +171,7 @@ class DriverProfile:
     run: RunSpec | None
     source: str = ""  # what load_profile takes to load it again: a shipped name or a file path
     delete_attached_volume: str = "refused"  # one of DELETE_ATTACHED
+    attach_limit: str = "reported"  # one of ATTACH_LIMITS
 
     @property
     def zone_keys(self) -> tuple[str, ...]:
@@ -381,7 +386,8 @@ def parse_profile(data: object, where: str, source: str = "") -> DriverProfile:
         static_disks=StaticDisks(allowed=_need(static, "allowed", bool, f"{where}: static_disks"), via=via),
         run=_run(data["run"], f"{where}: run", topology_keys) if data.get("run") is not None else None,
         source=source or where, delete_attached_volume=_choice(data, "delete_attached_volume", DELETE_ATTACHED,
-                                                               "refused", where))
+                                                               "refused", where),
+        attach_limit=_choice(data, "attach_limit", ATTACH_LIMITS, "reported", where))
 
 
 def _choice(data: dict, key: str, choices: tuple[str, ...], default: str, where: str) -> str:
@@ -441,7 +447,8 @@ def from_driver_info(data: dict, where: str, directory: Path) -> DriverProfile:
         topology_keys=tuple(keys), min_size_gib=_gib(size, f"{where}: DriverInfo.SupportedSizeRange.Min"),
         disk_categories=tuple(c for c in params.get("type", "").split(",") if c) or ("default",),
         storage_classes={"wait-for-first-consumer": SchemeClass("WaitForFirstConsumer", params)},
-        static_disks=StaticDisks(allowed=False, via="user-supplied"), run=None, source=where)
+        static_disks=StaticDisks(allowed=False, via="user-supplied"), run=None, source=where,
+        attach_limit="reported" if capabilities.get("volumeLimits") else "none")
 
 
 def shipped() -> list[str]:

@@ -120,6 +120,19 @@ class EcsCloud:
         instances = found["Instances"]["Instance"]
         return instances[0] if instances else None
 
+    def disk_quantity(self, instance_id: str) -> int:
+        """How many data disks the instance's type can hold (DescribeInstanceTypes'
+        DiskQuantity): a node's attach limit."""
+        instance = self.describe_instance(instance_id)
+        if instance is None:
+            raise CloudError("InvalidInstanceId.NotFound", 404, f"instance {instance_id} does not exist")
+        found = self.call("DescribeInstanceTypes", InstanceTypes=[instance["InstanceType"]])
+        types = found["InstanceTypes"]["InstanceType"]
+        if not types:
+            raise CloudError("InvalidInstanceType.NotFound", 404,
+                             f"instance type {instance['InstanceType']} of {instance_id} is not described")
+        return int(types[0]["DiskQuantity"])
+
     def zone_ids(self) -> list[str]:
         """The region's zones, sorted."""
         return sorted(z["ZoneId"] for z in self.call("DescribeZones", RegionId=self.region)["Zones"]["Zone"])

@@ -34,7 +34,9 @@ from zoneproof.csi.proto import load
 log = logging.getLogger(__name__)
 csi, csi_grpc = load()
 
-MAX_VOLUMES_PER_NODE = 15  # 16 data disks an instance may hold, less a system disk's slot
+# A limit read from no cloud: one of the largest instance families' (what drivers that hard-code
+# a limit report, whatever the instance's type holds).
+FIXED_MAX_VOLUMES = 32
 MARKER = ".zoneproof-volume"
 BY_ID = Path("/dev/disk/by-id")
 DEVICE_WAIT = 10.0  # seconds a device may take to show after its attach (a node just powered on)
@@ -96,8 +98,15 @@ class NodeService(csi_grpc.NodeServicer):
                 abort_cloud(context, err, "listing zones")
         if "node-info-empty-zone" in self.bugs:
             own_key_zone = ""
+        if "attach-limit-over-reported" in self.bugs:
+            max_volumes = FIXED_MAX_VOLUMES
+        else:
+            try:  # the instance's type decides how many disks it can hold
+                max_volumes = self.cloud.disk_quantity(self.instance_id)
+            except CloudError as err:
+                abort_cloud(context, err, f"reading the disk quantity of {self.instance_id}")
         return csi.NodeGetInfoResponse(
-            node_id=self.instance_id, max_volumes_per_node=MAX_VOLUMES_PER_NODE,
+            node_id=self.instance_id, max_volumes_per_node=max_volumes,
             accessible_topology=csi.Topology(segments={
                 labels.DISK_ZONE: own_key_zone, labels.ZONE: self.zone, labels.REGION: self.cloud.region}))
 

@@ -41,6 +41,12 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
+def failed(item: pytest.Item) -> bool:
+    """Whether the test's body failed."""
+    report = item.stash.get(PHASE_REPORTS, {}).get("call")
+    return report is not None and report.failed
+
+
 def skip_reason(item: pytest.Item) -> str | None:
     """Why the test was skipped, in its setup or its body; None if it ran (an expected
     failure is not a skip)."""
@@ -217,10 +223,11 @@ def placement(request, cluster, namespace, profile, deployments, user_disks):
     # and so does a history that cannot vouch for what happened.
     assert not transient, "transient placement violations:\n" + "\n".join(transient)
     # A test skipped for a capability stopped before it made what its watch expects to see:
-    # it is reported skipped, with its reason, not as an error of this check.
+    # it is reported skipped, with its reason, not as an error of this check; a test that
+    # failed is reported by its own failure, which a second error here would only bury.
     skipped = skip_reason(request.node)
-    if skipped is not None:
+    if skipped is not None or failed(request.node):
         if unwatched:
-            log.info("skipped (%s): not asking its watch for changes", skipped)
+            log.info("%s: not asking its watch for changes", f"skipped ({skipped})" if skipped else "failed")
         return
     assert not unwatched, "the watch of this test is incomplete:\n" + "\n".join(unwatched)
