@@ -1,10 +1,13 @@
-"""Node lifecycle: a node whose instance is stopped and released while its pods' disks are
-attached, and whose Node object is then deleted (as a cloud's node controller deletes the
-Node of an instance that is gone). Its VolumeAttachments must go, the driver must let the
-disks go although the instance no longer exists, and its pods must come back in their
-disks' zone, with their data.
+"""Node lifecycle: a node whose instance is stopped and released, and whose Node object is
+then deleted (as a cloud's node controller deletes the Node of an instance that is gone).
 
-The case deletes a node of the shared cluster, so it is ``disruptive`` (run alone), and
+- While its pods' disks are attached: its VolumeAttachments must go, the driver must let
+  the disks go although the instance no longer exists, and its pods must come back in
+  their disks' zone, with their data.
+- While a WaitForFirstConsumer claim is being provisioned for it: the pod must run on a
+  node that exists, in its disk's zone, with no disk left over.
+
+Each case deletes a node of the shared cluster, so it is ``disruptive`` (run alone), and
 makes it again afterwards, whatever happened; a provider that cannot make a deleted node
 again (an existing cluster: zoneproof never deletes a user's node) skips it, saying so."""
 
@@ -12,13 +15,17 @@ from __future__ import annotations
 
 import logging
 import random
+from contextlib import contextmanager
 
 import pytest
 from kubernetes import client
 
-from zoneproof import labels
+from zoneproof import labels, manifests
+from zoneproof.oracle import SELECTED_NODE
 from zoneproof.suites.capabilities import require_scheme
 from zoneproof.suites.test_placement import deploy, wait_placed, wait_running
+from zoneproof.suites.test_wait_for_first_consumer import wait_events, wffc_class
+from zoneproof.workloads import disks_created_for
 
 log = logging.getLogger(__name__)
 
@@ -35,15 +42,38 @@ def attachments_to(cluster, node: str) -> list[str]:
                   if va.spec.node_name == node)
 
 
-def test_a_deleted_node_lets_its_disks_go_and_its_pods_return_to_their_zones(placement, cluster, profile, seed):
+def require_recreatable_nodes(cluster) -> None:
     if not cluster.recreates_nodes:
         pytest.skip(f"the {type(cluster).__name__} cannot make a deleted node again, so this case would leave "
                     "the cluster a node short")
-    require_scheme(profile, "wait-for-first-consumer")
-    zones = sorted(cluster.spec.zones)
     if cluster.spec.nodes_per_zone < 2:
         pytest.skip(f"needs 2 nodes per zone (a zone keeps a node when one goes); the cluster has "
                     f"{cluster.spec.nodes_per_zone}")
+
+
+@contextmanager
+def node_gone(env, node: str):
+    """The node's instance stopped and released, then its Node deleted; on the way out,
+    whatever happened, the instance and the node back, registered as before."""
+    node_labels = env.cluster.core.read_node(node).metadata.labels
+    instance, zone = node_labels[labels.INSTANCE_ID], node_labels[labels.ZONE]
+    try:
+        env.cloud.stop_instances([instance])
+        env.cloud.release_instance(instance)
+        env.cluster.core.delete_node(node)
+        yield
+    finally:
+        if env.cloud.admin is not None and not env.cloud.describe_instances([instance]):
+            env.cloud.admin.register_instance(instance, zone)
+        if node not in env.cluster.nodes():
+            env.cluster.recreate_node(node)
+            env.driver.register_node(node)
+
+
+def test_a_deleted_node_lets_its_disks_go_and_its_pods_return_to_their_zones(placement, cluster, profile, seed):
+    require_recreatable_nodes(cluster)
+    require_scheme(profile, "wait-for-first-consumer")
+    zones = sorted(cluster.spec.zones)
     env = placement("topology")
     replicas = 2 * len(zones)  # pods beside the node that goes, in its zone and the others
     deploy(env, "wait-for-first-consumer", zones, replicas, random.Random(f"{seed}-node-deleted"))
@@ -54,15 +84,8 @@ def test_a_deleted_node_lets_its_disks_go_and_its_pods_return_to_their_zones(pla
     pods = {p.metadata.name: p for p in cluster.core.list_namespaced_pod(env.namespace).items}
     victim = pods[sorted(pods)[0]].spec.node_name
     on_victim = {p.metadata.uid: name for name, p in pods.items() if p.spec.node_name == victim}
-    victim_labels = cluster.core.read_node(victim).metadata.labels
-    instance, victim_zone = victim_labels[labels.INSTANCE_ID], victim_labels[labels.ZONE]
-    log.info("releasing %s (%s) with %s on it, then deleting its Node", victim, instance,
-             ", ".join(sorted(on_victim.values())))
-    try:
-        env.cloud.stop_instances([instance])
-        env.cloud.release_instance(instance)
-        cluster.core.delete_node(victim)
-
+    log.info("releasing %s with %s on it, then deleting its Node", victim, ", ".join(sorted(on_victim.values())))
+    with node_gone(env, victim):
         # PodGC deletes the pods of a node that is gone (after 40 s); the StatefulSet makes
         # them again, and their disks attach once detached from the gone node.
         timeout = 120 + (FORCE_DETACH_AFTER if cluster.runs_kubelets else 0)
@@ -72,10 +95,58 @@ def test_a_deleted_node_lets_its_disks_go_and_its_pods_return_to_their_zones(pla
         env.wait_for(lambda: (not (left := attachments_to(cluster, victim)), left),
                      what=f"the VolumeAttachments of deleted node {victim} to go", timeout=60)
         env.check_data(replicas)
+
+
+def selected_node(env, claim_name: str) -> str:
+    pvc = env.cluster.core.read_namespaced_persistent_volume_claim(claim_name, env.namespace)
+    return (pvc.metadata.annotations or {}).get(SELECTED_NODE, "")
+
+
+def test_a_claim_provisioning_for_a_deleted_node_ends_with_one_disk_where_its_pod_runs(placement, cluster, profile,
+                                                                                      seed):
+    """The claim's selected node goes while the cloud fails its CreateDisk. Either the
+    provisioner hands the claim back to the scheduler, which selects a node that exists, or
+    (the driver's error being one that may still succeed) it makes the disk for the gone
+    node's zone once the cloud recovers; both ways the pod must run on a node that exists,
+    in its disk's zone, and the claim must have made exactly one disk."""
+    require_recreatable_nodes(cluster)
+    env = placement("topology")
+    if env.cloud.admin is None:
+        pytest.skip("needs the fake ECS's fault injection, to hold the claim's provisioning while its node goes")
+    storage_class = wffc_class(env)
+    victim = random.Random(f"{seed}-selected-node-deleted").choice(cluster.nodes())
+    # Every CreateDisk fails until the node is gone, as a cloud's transient error does.
+    failing = env.cloud.admin.add_fault("fail_next", action="CreateDisk", count=1_000_000, code="InternalError")
+    try:
+        # A StatefulSet: a pod bound to the gone node is deleted by the pod GC and made again.
+        sts = manifests.statefulset(1, storage_class, profile.size)
+        # The victim first, as long as it exists; any node once it is gone.
+        sts["spec"]["template"]["spec"]["affinity"] = {"nodeAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "preference": {"matchExpressions": [
+                {"key": labels.HOSTNAME, "operator": "In", "values": [victim]}]}}]}}
+        cluster.core.create_namespaced_service(env.namespace, manifests.service())
+        client.AppsV1Api(cluster.api_client).create_namespaced_stateful_set(env.namespace, env.runnable(sts))
+        claim_name = f"{sts['spec']['volumeClaimTemplates'][0]['metadata']['name']}-{sts['metadata']['name']}-0"
+        failure = wait_events(env, [claim_name], {"ProvisioningFailed"}, f"a CreateDisk for claim {claim_name} to fail")
+        assert selected_node(env, claim_name) == victim, (f"claim {claim_name} was selected for "
+                                                          f"{selected_node(env, claim_name)!r}, not the preferred "
+                                                          f"{victim}: {failure}")
+        log.info("claim %s, selected for %s, failed to provision (%s); deleting the node", claim_name, victim,
+                 failure[claim_name])
+        with node_gone(env, victim):
+            env.cloud.admin.remove_fault(failing["id"])
+            failing = None
+            wait_running(env, 1, timeout=240)
+            wait_placed(env, 1)
+            pod = cluster.core.list_namespaced_pod(env.namespace).items[0]
+            assert pod.spec.node_name in cluster.nodes(), f"pod {pod.metadata.name} runs on {pod.spec.node_name}, " \
+                                                          "which does not exist"
+            zone = cluster.core.read_node(pod.spec.node_name).metadata.labels[labels.ZONE]
+            made = [(d["DiskId"], d["ZoneId"]) for d in disks_created_for(env.cloud, env.namespace)]
+            assert len(made) == 1 and made[0][1] == zone, \
+                f"claim {claim_name}, its pod on {pod.spec.node_name} in {zone}, has disks {made}: expected one, in {zone}"
+            log.info("claim %s provisioned for %s, pod on %s", claim_name, selected_node(env, claim_name) or "-",
+                     pod.spec.node_name)
     finally:
-        # Whatever happened: the instance and the node back, registered as before.
-        if env.cloud.admin is not None and not env.cloud.describe_instances([instance]):
-            env.cloud.admin.register_instance(instance, victim_zone)
-        if victim not in cluster.nodes():
-            cluster.recreate_node(victim)
-            env.driver.register_node(victim)
+        if failing is not None:
+            env.cloud.admin.remove_fault(failing["id"])
