@@ -67,6 +67,9 @@ class ClusterProvider(abc.ABC):
     # Whether a node deleted from the cluster can be made again under its name, as it was
     # (node-lifecycle cases need it to leave the cluster whole).
     recreates_nodes: bool = False
+    # Whether a node's kubelet can be cut off from the control plane while its machine keeps
+    # power and its disks (a network partition, as the control plane sees one).
+    partitions_nodes: bool = False
 
     # --- lifecycle (provider-specific) ---
     @abc.abstractmethod
@@ -99,6 +102,15 @@ class ClusterProvider(abc.ABC):
         """Make a deleted node again under its name, in its zone, powered on (only where
         ``recreates_nodes``)."""
         raise ClusterError(f"{type(self).__name__} cannot make a deleted node again")
+
+    def partition_node(self, name: str) -> None:
+        """Cut the node's kubelet off, its instance left running (only where
+        ``partitions_nodes``)."""
+        raise ClusterError(f"{type(self).__name__} cannot cut a node's kubelet off")
+
+    def heal_node(self, name: str) -> None:
+        """End a partition: the node's kubelet reports again."""
+        raise ClusterError(f"{type(self).__name__} cannot cut a node's kubelet off")
 
     def stop_zone(self, zone: str) -> None:
         for name in self.nodes(zone):

@@ -395,6 +395,18 @@ class KindProvider(OwnClusterMixin, ClusterProvider):
         self._docker().run("start", self._container(name))
         log.info("node %s powered on (container started)", name)
 
+    partitions_nodes = True
+
+    def partition_node(self, name: str) -> None:
+        """The node's kubelet stopped; its container, its pods' processes and its devices
+        stay, as on a machine cut off from the control plane."""
+        self.run_on_node(name, "systemctl", "stop", "kubelet")
+        log.info("node %s cut off (kubelet stopped)", name)
+
+    def heal_node(self, name: str) -> None:
+        self.run_on_node(name, "systemctl", "start", "kubelet")
+        log.info("node %s back (kubelet started)", name)
+
     recreates_nodes = True
 
     def recreate_node(self, name: str) -> None:

@@ -281,6 +281,16 @@ class LocalProvider(OwnClusterMixin, ClusterProvider):
         self._release_lease(name)
         self._set_power(name, labels.POWER_ON)
 
+    partitions_nodes = True
+
+    def partition_node(self, name: str) -> None:
+        """kwok stops heartbeating for the node, as a kubelet cut off does; the fake ECS is
+        not told, so its instance keeps running with its disks attached."""
+        self.stop_node(name)
+
+    def heal_node(self, name: str) -> None:
+        self.start_node(name)
+
     recreates_nodes = True
 
     def recreate_node(self, name: str) -> None:

@@ -150,3 +150,52 @@ def test_a_claim_provisioning_for_a_deleted_node_ends_with_one_disk_where_its_po
     finally:
         if failing is not None:
             env.cloud.admin.remove_fault(failing["id"])
+
+
+def test_a_cut_off_node_keeps_its_disks_until_it_is_declared_out_of_service(placement, cluster, profile, seed):
+    """A node's kubelet is cut off while its instance keeps running: nothing may detach its
+    disks while it is only unreachable (its pods may still be writing to them); once it is
+    declared out of service, its pods move to the other node of their zone, with their data."""
+    if not cluster.partitions_nodes:
+        pytest.skip(f"the {type(cluster).__name__} cannot cut a node's kubelet off while its machine runs")
+    if cluster.spec.nodes_per_zone < 2:
+        pytest.skip(f"needs 2 nodes per zone (a zone keeps a node when one is cut off); the cluster has "
+                    f"{cluster.spec.nodes_per_zone}")
+    require_scheme(profile, "wait-for-first-consumer")
+    zones = sorted(cluster.spec.zones)
+    env = placement("topology")
+    replicas = 2 * len(zones)
+    deploy(env, "wait-for-first-consumer", zones, replicas, random.Random(f"{seed}-node-cut-off"))
+    before = wait_running(env, replicas)
+    wait_placed(env, replicas)
+    env.check_data(replicas)
+
+    pods = {p.metadata.name: p for p in cluster.core.list_namespaced_pod(env.namespace).items}
+    victim = pods[sorted(pods)[0]].spec.node_name
+    on_victim = {p.metadata.uid for p in pods.values() if p.spec.node_name == victim}
+    instance = cluster.core.read_node(victim).metadata.labels[labels.INSTANCE_ID]
+    held = env.cloud.disks_held(instance)
+    assert held, f"node {victim} runs {sorted(pods)[0]} but its instance {instance} holds no disk"
+    log.info("cutting %s off, its instance %s running with %s", victim, instance, ", ".join(held))
+    try:
+        cluster.partition_node(victim)
+        cluster.wait_nodes_ready([victim], ready=False, timeout=cluster.spec.timings.not_ready_bound + 30)
+
+        def tainted():
+            taints = cluster.core.read_node(victim).spec.taints or []
+            return any(t.key == labels.TAINT_UNREACHABLE for t in taints), [t.key for t in taints]
+        env.wait_for(tainted, what=f"node {victim} to be tainted unreachable", timeout=60)
+        still = env.cloud.disks_held(instance)
+        assert still == held, (f"disks of cut-off node {victim} detached before it was declared out of service: "
+                               f"held {held}, now {still}")
+        assert attachments_to(cluster, victim), f"the VolumeAttachments to cut-off node {victim} went before it " \
+                                                "was declared out of service"
+        cluster.set_out_of_service(victim)
+        after = wait_running(env, replicas, not_uids=on_victim, timeout=180)
+        wait_placed(env, replicas)
+        assert after == before, f"zones changed after node {victim} was declared out of service: {before} -> {after}"
+        env.check_data(replicas)
+    finally:
+        cluster.set_out_of_service(victim, on=False)
+        cluster.heal_node(victim)
+        cluster.wait_nodes_ready([victim], timeout=180)
