@@ -21,6 +21,7 @@ from zoneproof.csi.deploy import DriverDeployment, DriverError
 from zoneproof.csi.proto import load
 from zoneproof.csi.server import build_server
 from zoneproof.ecs.backend import EcsConfig
+from zoneproof.ecs.catalog import INSTANCE_TYPE
 from zoneproof.ecs.server import DEFAULT_CREDENTIALS, EcsServer
 from zoneproof.mutants import BugRun, CaseResult, kill_table, report, results_of
 from zoneproof.profile import load_profile
@@ -221,6 +222,13 @@ def test_node_info_empty_zone_reports_no_zone_under_the_drivers_key(driver):
     reported = dict(driver("node-info-empty-zone").node.NodeGetInfo(csi.NodeGetInfoRequest()).accessible_topology
                     .segments)
     assert (reported[labels.DISK_ZONE], reported[labels.ZONE]) == ("", ZONES[1])
+
+
+def test_attach_limit_over_reported_reports_more_than_the_instance_holds(driver):
+    def limit(drv: Driver) -> int:
+        return drv.node.NodeGetInfo(csi.NodeGetInfoRequest()).max_volumes_per_node
+    assert limit(driver()) == INSTANCE_TYPE.disk_quantity  # read from the cloud for the instance's type
+    assert limit(driver("attach-limit-over-reported")) > INSTANCE_TYPE.disk_quantity
 
 
 # ------------------------------------------------------------------ cloud
