@@ -70,20 +70,26 @@ def node_gone(env, node: str):
             env.driver.register_node(node)
 
 
-def test_a_deleted_node_lets_its_disks_go_and_its_pods_return_to_their_zones(placement, cluster, profile, seed):
-    require_recreatable_nodes(cluster)
-    require_scheme(profile, "wait-for-first-consumer")
-    zones = sorted(cluster.spec.zones)
-    env = placement("topology")
+def spread_with_a_victim(env, rng: random.Random) -> tuple[int, dict[str, str], str, dict[str, str]]:
+    """Two WaitForFirstConsumer replicas per zone, running in place with their data; then
+    the node of web-0 chosen to go. Returns the replica count, pod -> zone, that node, and
+    uid -> name of the pods on it."""
+    zones = sorted(env.cluster.spec.zones)
     replicas = 2 * len(zones)  # pods beside the node that goes, in its zone and the others
-    deploy(env, "wait-for-first-consumer", zones, replicas, random.Random(f"{seed}-node-deleted"))
+    deploy(env, "wait-for-first-consumer", zones, replicas, rng)
     before = wait_running(env, replicas)
     wait_placed(env, replicas)
     env.check_data(replicas)
-
-    pods = {p.metadata.name: p for p in cluster.core.list_namespaced_pod(env.namespace).items}
+    pods = {p.metadata.name: p for p in env.cluster.core.list_namespaced_pod(env.namespace).items}
     victim = pods[sorted(pods)[0]].spec.node_name
-    on_victim = {p.metadata.uid: name for name, p in pods.items() if p.spec.node_name == victim}
+    return replicas, before, victim, {p.metadata.uid: name for name, p in pods.items() if p.spec.node_name == victim}
+
+
+def test_a_deleted_node_lets_its_disks_go_and_its_pods_return_to_their_zones(placement, cluster, profile, seed):
+    require_recreatable_nodes(cluster)
+    require_scheme(profile, "wait-for-first-consumer")
+    env = placement("topology")
+    replicas, before, victim, on_victim = spread_with_a_victim(env, random.Random(f"{seed}-node-deleted"))
     log.info("releasing %s with %s on it, then deleting its Node", victim, ", ".join(sorted(on_victim.values())))
     with node_gone(env, victim):
         # PodGC deletes the pods of a node that is gone (after 40 s); the StatefulSet makes
@@ -162,20 +168,11 @@ def test_a_cut_off_node_keeps_its_disks_until_it_is_declared_out_of_service(plac
         pytest.skip(f"needs 2 nodes per zone (a zone keeps a node when one is cut off); the cluster has "
                     f"{cluster.spec.nodes_per_zone}")
     require_scheme(profile, "wait-for-first-consumer")
-    zones = sorted(cluster.spec.zones)
     env = placement("topology")
-    replicas = 2 * len(zones)
-    deploy(env, "wait-for-first-consumer", zones, replicas, random.Random(f"{seed}-node-cut-off"))
-    before = wait_running(env, replicas)
-    wait_placed(env, replicas)
-    env.check_data(replicas)
-
-    pods = {p.metadata.name: p for p in cluster.core.list_namespaced_pod(env.namespace).items}
-    victim = pods[sorted(pods)[0]].spec.node_name
-    on_victim = {p.metadata.uid for p in pods.values() if p.spec.node_name == victim}
+    replicas, before, victim, on_victim = spread_with_a_victim(env, random.Random(f"{seed}-node-cut-off"))
     instance = cluster.core.read_node(victim).metadata.labels[labels.INSTANCE_ID]
     held = env.cloud.disks_held(instance)
-    assert held, f"node {victim} runs {sorted(pods)[0]} but its instance {instance} holds no disk"
+    assert held, f"node {victim} runs {', '.join(on_victim.values())} but its instance {instance} holds no disk"
     log.info("cutting %s off, its instance %s running with %s", victim, instance, ", ".join(held))
     try:
         cluster.partition_node(victim)
@@ -191,7 +188,7 @@ def test_a_cut_off_node_keeps_its_disks_until_it_is_declared_out_of_service(plac
         assert attachments_to(cluster, victim), f"the VolumeAttachments to cut-off node {victim} went before it " \
                                                 "was declared out of service"
         cluster.set_out_of_service(victim)
-        after = wait_running(env, replicas, not_uids=on_victim, timeout=180)
+        after = wait_running(env, replicas, not_uids=set(on_victim), timeout=180)
         wait_placed(env, replicas)
         assert after == before, f"zones changed after node {victim} was declared out of service: {before} -> {after}"
         env.check_data(replicas)
