@@ -84,7 +84,7 @@ def test_a_full_zone_sends_new_disks_elsewhere_and_keeps_its_followers_waiting(p
                  what=f"the disk of claim kept ({kept_volume}) to detach once its pod is gone", timeout=120)
 
     # Fill every node of the zone to its limit, one pod per node.
-    fillers = 0
+    fillers, claims = [], 0
     for n, node in enumerate(nodes):
         free = limits[node] - len(attachments(env, node))
         assert free >= 0, f"node {node} holds {limits[node] - free} volumes, above its limit of {limits[node]}"
@@ -95,10 +95,12 @@ def test_a_full_zone_sends_new_disks_elsewhere_and_keeps_its_followers_waiting(p
         if names:
             cluster.core.create_namespaced_pod(env.namespace, data.for_cluster(cluster, pod_with_claims(
                 f"filler-{n}", names, {labels.HOSTNAME: node})))
-            fillers += 1
-    log.info("filling zone %s: %d pods, %d claims", zone, fillers, sum(limits.values()))
-    wait_running(env, fillers, timeout=240)
-    wait_placed(env, fillers)
+            fillers.append(f"filler-{n}")
+            claims += len(names)
+    assert fillers, f"every node of zone {zone} was full before the case filled it: {limits}"
+    log.info("filling zone %s: %d pods, %d claims", zone, len(fillers), claims)
+    wait_running(env, len(fillers), timeout=240)
+    wait_placed(env, len(fillers))
     for node in nodes:
         held = env.cloud.disks_held(instance_of(env, node))
         assert len(held) == limits[node], (f"node {node} was filled to its limit of {limits[node]}, but its "
@@ -112,8 +114,8 @@ def test_a_full_zone_sends_new_disks_elsewhere_and_keeps_its_followers_waiting(p
     cluster.core.create_namespaced_persistent_volume_claim(env.namespace, claim("newcomer-data", storage_class,
                                                                                 profile.size))
     cluster.core.create_namespaced_pod(env.namespace, data.for_cluster(cluster, newcomer))
-    running = wait_running(env, fillers + 1)
-    verdict = wait_placed(env, fillers + 1)
+    running = wait_running(env, len(fillers) + 1)
+    verdict = wait_placed(env, len(fillers) + 1)
     assert running["newcomer"] != zone, f"pod newcomer was placed in full zone {zone}"
     newcomer_disks = [v.disk_zone for p in verdict.pods if p.pod == "newcomer" for v in p.volumes]
     assert newcomer_disks == [running["newcomer"]], f"newcomer runs in {running['newcomer']}, its disk in {newcomer_disks}"
@@ -130,11 +132,11 @@ def test_a_full_zone_sends_new_disks_elsewhere_and_keeps_its_followers_waiting(p
     assert not stray, f"the disk of waiting pod follower ({kept_volume}) is being attached to {stray}"
 
     # ... and runs in its disk's zone once a node there has room.
-    cluster.core.delete_namespaced_pod("filler-0", env.namespace)
-    running = wait_running(env, fillers + 1, timeout=240)
-    wait_placed(env, fillers + 1)
+    cluster.core.delete_namespaced_pod(fillers[0], env.namespace)
+    running = wait_running(env, len(fillers) + 1, timeout=240)
+    wait_placed(env, len(fillers) + 1)
     assert running["follower"] == zone, f"pod follower runs in {running['follower']}, its disk in {zone}"
     for node in nodes:
         held = env.cloud.disks_held(instance_of(env, node))
         assert len(held) <= limits[node], f"node {node} holds {len(held)} disks, above its limit of {limits[node]}"
-    env.check_data(fillers + 1)
+    env.check_data(len(fillers) + 1)
