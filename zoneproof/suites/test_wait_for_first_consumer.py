@@ -77,7 +77,10 @@ def test_claims_provision_in_their_consumers_zones(placement, cluster, zone_ids)
     for name in claims.values():
         cluster.core.create_namespaced_persistent_volume_claim(env.namespace, claim(name, sc, env.profile.size))
     wait_events(env, list(claims.values()), {"WaitForFirstConsumer"}, "every claim to report WaitForFirstConsumer")
-    waiting = {name: claim_states(env, name) for name in claims.values()}
+    # The events are read from the API, the claims' history from the watch, which may lag.
+    waiting = env.wait_for(lambda: (all((states := {name: claim_states(env, name) for name in claims.values()})
+                                        .values()), states),
+                           what="the watch to see every claim", timeout=30)
     assert all(states and all(p == "Pending" for p, _, _ in states) for states in waiting.values()), waiting
 
     for n, (zone, name) in enumerate(claims.items()):
