@@ -16,6 +16,7 @@ import pytest
 from kubernetes import client
 
 from zoneproof import data, labels
+from zoneproof.cluster.existing import instance_of
 from zoneproof.suites.test_placement import wait_placed, wait_running
 from zoneproof.suites.test_wait_for_first_consumer import wait_events, wffc_class
 from zoneproof.workloads import claim, pod_with_claims
@@ -44,10 +45,6 @@ def volume_of(env, claim_name: str) -> str:
     return env.cluster.core.read_namespaced_persistent_volume_claim(claim_name, env.namespace).spec.volume_name
 
 
-def instance_of(env, node: str) -> str:
-    return env.cluster.core.read_node(node).metadata.labels[labels.INSTANCE_ID]
-
-
 def test_a_full_zone_sends_new_disks_elsewhere_and_keeps_its_followers_waiting(placement, cluster, profile, seed):
     if profile.attach_limit == "none":
         pytest.skip(f"profile {profile.name!r} states its node plugin reports no attach limit (attach_limit: none)")
@@ -64,7 +61,7 @@ def test_a_full_zone_sends_new_disks_elsewhere_and_keeps_its_followers_waiting(p
     assert not unlimited, (f"profile {profile.name!r} states the node plugin reports an attach limit, but the "
                            f"CSINode of {', '.join(unlimited)} has none")
     for node, limit in limits.items():
-        instance = instance_of(env, node)
+        instance = instance_of(cluster.core.read_node(node))
         quantity = env.cloud.disk_quantity(instance)
         assert limit <= quantity, (f"node {node} reports an attach limit of {limit} volumes, but its instance "
                                    f"{instance} can hold {quantity} disks: the scheduler will send pods whose disks "
@@ -102,7 +99,7 @@ def test_a_full_zone_sends_new_disks_elsewhere_and_keeps_its_followers_waiting(p
     wait_running(env, len(fillers), timeout=240)
     wait_placed(env, len(fillers))
     for node in nodes:
-        held = env.cloud.disks_held(instance_of(env, node))
+        held = env.cloud.disks_held(instance_of(cluster.core.read_node(node)))
         assert len(held) == limits[node], (f"node {node} was filled to its limit of {limits[node]}, but its "
                                            f"instance holds {len(held)} disks: {held}")
 
@@ -137,6 +134,6 @@ def test_a_full_zone_sends_new_disks_elsewhere_and_keeps_its_followers_waiting(p
     wait_placed(env, len(fillers) + 1)
     assert running["follower"] == zone, f"pod follower runs in {running['follower']}, its disk in {zone}"
     for node in nodes:
-        held = env.cloud.disks_held(instance_of(env, node))
+        held = env.cloud.disks_held(instance_of(cluster.core.read_node(node)))
         assert len(held) <= limits[node], f"node {node} holds {len(held)} disks, above its limit of {limits[node]}"
     env.check_data(len(fillers) + 1)

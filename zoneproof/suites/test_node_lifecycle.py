@@ -21,6 +21,7 @@ import pytest
 from kubernetes import client
 
 from zoneproof import labels, manifests
+from zoneproof.cluster.existing import instance_of
 from zoneproof.oracle import SELECTED_NODE
 from zoneproof.suites.capabilities import require_scheme
 from zoneproof.suites.test_placement import deploy, wait_placed, wait_running
@@ -170,7 +171,7 @@ def test_a_cut_off_node_keeps_its_disks_until_it_is_declared_out_of_service(plac
     require_scheme(profile, "wait-for-first-consumer")
     env = placement("topology")
     replicas, before, victim, on_victim = spread_with_a_victim(env, random.Random(f"{seed}-node-cut-off"))
-    instance = cluster.core.read_node(victim).metadata.labels[labels.INSTANCE_ID]
+    instance = instance_of(cluster.core.read_node(victim))
     held = env.cloud.disks_held(instance)
     assert held, f"node {victim} runs {', '.join(on_victim.values())} but its instance {instance} holds no disk"
     log.info("cutting %s off, its instance %s running with %s", victim, instance, ", ".join(held))
