@@ -229,6 +229,29 @@ def test_failure_of_the_next_n_calls(sdk, server):
     assert server.faults.list() == []
 
 
+def test_a_lost_answer_leaves_the_call_carried_out(sdk, server):
+    server.faults.add({"kind": "lose_answer", "action": "CreateDisk", "count": 1})
+    with pytest.raises(Exception) as lost:  # what each SDK raises for a closed connection differs
+        create(sdk, ClientToken="lost-answer-1")
+    # The client's own error: no answer came, so no HTTP status.
+    assert getattr(lost.value, "status", None) is None, f"an error answer ({lost.value!r}), not a lost one"
+    assert server.faults.list() == []
+    made = [d["DiskId"] for d in sdk.call("DescribeDisks", RegionId=REGION)["Disks"]["Disk"]]
+    assert len(made) == 1, made
+    assert create(sdk, ClientToken="lost-answer-1") == made[0]  # the token answers the disk the lost call made
+
+
+@pytest.mark.parametrize("spec, named", [
+    ({"kind": "lose_answer", "action": "CreateDisk"}, "needs 'count'"),
+    ({"kind": "lose_answer", "action": "CreateDisk", "count": 0}, "count must be a positive integer"),
+    ({"kind": "lose_answer", "count": 1}, "needs 'action'"),
+    ({"kind": "lose_answer", "action": "CreateDisk", "count": 1, "code": "Throttling"}, "takes no code"),
+])
+def test_a_bad_lost_answer_fault_is_refused_by_name(server, spec, named):
+    with pytest.raises(ValueError, match=named):
+        server.faults.add(spec)
+
+
 # ------------------------------------------------------------------ status transitions
 def test_statuses_move_with_latency():
     server = make_server(Latencies(create=0.3, attach=0.3, detach=0.3))

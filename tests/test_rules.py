@@ -39,6 +39,7 @@ CAUGHT = {
     "unpublish-fails-for-gone-instance": "from released instance",
     "publish-ignores-attach-failure": "answered success, but every AttachDisk failed",
     "first-term-only-topology": "a driver that reads only the first term",
+    "create-not-idempotent": "MUST answer the same volume",
 }
 
 

@@ -43,6 +43,7 @@ RULE_FIRST_TERM = f"{RULES}::test_create_volume_stays_in_a_requisite_of_one_zone
 RULE_ONE_HOLDER = f"{RULES}::test_a_single_node_volume_published_elsewhere_is_failed_precondition_and_stays"
 RULE_FAILED_ATTACH = f"{RULES}::test_publish_fails_when_the_cloud_fails_the_attach"
 RULE_RELEASED = f"{RULES}::test_unpublish_from_a_released_instance_succeeds"
+RULE_ANSWER_LOST = f"{RULES}::test_a_create_whose_answer_was_lost_makes_one_disk"
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,11 @@ CATALOGUE: tuple[Bug, ...] = (
         "CreateVolume reads only the first requisite term and ignores the preferred ones, so a consumer's zone "
         "that is not listed first gets a disk elsewhere",
         "topology handling that takes requisite[0] (seen upstream in several drivers)", (RULE_FIRST_TERM,)),
+    Bug("create-not-idempotent", "controller",
+        "CreateVolume neither looks for the disk of the volume's name nor sends ECS a client token, so a call "
+        "retried after its answer was lost makes a second disk and the first one leaks",
+        "creates without an idempotency token (why EBS and ECS take one; leaked volumes in drivers' trackers)",
+        (RULE_ANSWER_LOST,)),
     Bug("well-known-key-ignored", "controller",
         "CreateVolume reads a requisite zone only under the driver's own key, so a StorageClass whose "
         "allowedTopologies name a zone under topology.kubernetes.io/zone gets its disks in the controller's zone",

@@ -76,7 +76,7 @@ class EcsCloud:
 
     def _call_once(self, action: str, params: dict) -> dict:
         from alibabacloud_ecs20140526 import models as ecs_models
-        from darabonba.exceptions import ResponseException
+        from darabonba.exceptions import ResponseException, UnretryableException
 
         kwargs = {}
         request_cls = getattr(ecs_models, f"{action}Request")
@@ -97,8 +97,10 @@ class EcsCloud:
             response = getattr(self.client, f"{snake(action)}_with_options")(request, self.runtime)
         except ResponseException as err:
             raise CloudError(err.code or "Unknown", err.status_code, getattr(err, "message", "") or str(err)) from None
-        except OSError as err:
-            raise CloudError("ConnectionFailure", None, str(err)) from None
+        except (OSError, UnretryableException) as err:
+            # No answer (refused, reset, or closed before the response): the call may or
+            # may not have happened.
+            raise CloudError("ConnectionFailure", None, str(getattr(err, "inner_exception", None) or err)) from None
         return response.body.to_map()
 
     # ------------------------------------------------------------- typed calls

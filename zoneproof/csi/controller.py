@@ -103,7 +103,8 @@ class ControllerService(csi_grpc.ControllerServicer):
             abort(context, grpc.StatusCode.INVALID_ARGUMENT,
                   f"regionId {p.region} is not the driver's region {self.cloud.region}")
 
-        existing = self._find_by_name(context, request.name)
+        # A retried call (its answer lost, or timed out) finds the volume the first one made.
+        existing = None if "create-not-idempotent" in self.bugs else self._find_by_name(context, request.name)
         if existing:
             if existing["Size"] < size:
                 abort(context, grpc.StatusCode.ALREADY_EXISTS,
@@ -177,7 +178,8 @@ class ControllerService(csi_grpc.ControllerServicer):
                     DiskCategory=category, Size=size, PerformanceLevel=level, DiskName=request.name,
                     Encrypted=p.encrypted or None, KMSKeyId=p.kms_key_id,
                     MultiAttach="Enabled" if p.multi_attach else None, Tag=tags,
-                    ClientToken=client_token(request.name))["DiskId"]
+                    ClientToken=None if "create-not-idempotent" in self.bugs else client_token(request.name)
+                )["DiskId"]
             try:
                 try:
                     # The bug handles throttling itself, and badly; the driver leaves it to the backoff.

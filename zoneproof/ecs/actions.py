@@ -17,7 +17,7 @@ from typing import Callable
 
 from zoneproof.ecs import upkeep
 from zoneproof.ecs.backend import PENDING_DEVICES, CreateDiskArgs, DiskFilter, EcsBackend
-from zoneproof.ecs.errors import EcsError
+from zoneproof.ecs.errors import AnswerLost, EcsError
 
 API_VERSION = "2014-05-26"
 
@@ -444,6 +444,8 @@ class Dispatcher:
         devices = result.pop(PENDING_DEVICES, None)
         if devices:
             self._switch_devices(devices, seq)
+        if self.backend.faults.answer_lost(action):
+            raise AnswerLost(f"{action} {request_id} carried out; its answer is lost")
         return {"RequestId": request_id, **result}
 
     def _switch_devices(self, changes, seq: int) -> None:

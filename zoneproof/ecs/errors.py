@@ -19,6 +19,11 @@ class EcsError(Exception):
         super().__init__(f"{self.code}: {self.message}")
 
 
+class AnswerLost(Exception):
+    """The call was carried out, and its answer is to be lost: the connection closes with
+    nothing sent (a ``lose_answer`` fault)."""
+
+
 CATALOG: dict[str, tuple[int, str]] = {
     # request and signature
     "MissingParameter": (400, "A mandatory parameter is not supplied."),

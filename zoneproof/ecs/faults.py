@@ -9,6 +9,9 @@ Kinds:
 - ``latency`` {action, seconds}: calls of the action are delayed.
 - ``fail_next`` {action, count, code?}: the next ``count`` calls of the action fail
   (``InternalError`` unless another code is given).
+- ``lose_answer`` {action, count}: the next ``count`` calls of the action are carried out,
+  and then their connection closes without an answer, as when a network drops the
+  response: the client cannot tell whether the call happened (what idempotency is for).
 
 Faults are kept in memory: a restarted service starts healthy.
 """
@@ -22,7 +25,7 @@ from dataclasses import asdict, dataclass
 
 from zoneproof.ecs.errors import CATALOG, EcsError
 
-KINDS = ("zone_outage", "no_stock", "throttle", "latency", "fail_next")
+KINDS = ("zone_outage", "no_stock", "throttle", "latency", "fail_next", "lose_answer")
 
 
 @dataclass
@@ -73,14 +76,18 @@ def parse_fault(spec: dict, fault_id: int) -> Fault:
         if not isinstance(seconds, (int, float)) or not 0 <= seconds <= 300:
             raise ValueError(f"fault 'latency': seconds must be a number in [0, 300], got {seconds!r}")
         fault.action, fault.seconds = str(_require(spec, "action", kind)), float(seconds)
-    elif kind == "fail_next":
+    elif kind in ("fail_next", "lose_answer"):
         count = _require(spec, "count", kind)
         if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-            raise ValueError(f"fault 'fail_next': count must be a positive integer, got {count!r}")
+            raise ValueError(f"fault {kind!r}: count must be a positive integer, got {count!r}")
+        fault.action, fault.count = str(_require(spec, "action", kind)), count
+    if kind == "fail_next":
         code = spec.get("code") or "InternalError"
         if code not in CATALOG:
             raise ValueError(f"fault 'fail_next': unknown error code {code!r}")
-        fault.action, fault.count, fault.code = str(_require(spec, "action", kind)), count, code
+        fault.code = code
+    elif kind == "lose_answer" and spec.get("code"):
+        raise ValueError("fault 'lose_answer' takes no code: the call succeeds and its answer is lost")
     return fault
 
 
@@ -126,6 +133,17 @@ class Faults:
                 if f.kind == "throttle" and f.action in (None, action) and self._rng.random() < f.rate:
                     raise EcsError("Throttling")
         return delay
+
+    def answer_lost(self, action: str) -> bool:
+        """Whether the answer to this call of the action, carried out, is to be lost."""
+        with self._lock:
+            for f in list(self._faults.values()):
+                if f.kind == "lose_answer" and f.action == action:
+                    f.count -= 1
+                    if f.count <= 0:
+                        del self._faults[f.id]
+                    return True
+        return False
 
     def check_zones(self, zones) -> None:
         with self._lock:

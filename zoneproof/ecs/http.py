@@ -29,7 +29,7 @@ from typing import Callable
 from urllib.parse import parse_qsl, urlsplit
 
 from zoneproof.ecs.auth import SignedRequest
-from zoneproof.ecs.errors import EcsError
+from zoneproof.ecs.errors import AnswerLost, EcsError
 
 log = logging.getLogger(__name__)
 
@@ -271,6 +271,9 @@ class _Handler(BaseHTTPRequestHandler):
                                 headers=headers, body=body)
             status, doc, request_id = self.server.routes.api(req)
             self._send(status, doc, request_id)
+        except AnswerLost as lost:
+            log.info("fake ECS: %s (lose_answer fault): closing the connection unanswered", lost)
+            self.close_connection = True
         except (ConnectionError, TimeoutError):
             raise  # the client went away: EcsHttpServer.handle_error says so in one line
         except Exception:  # noqa: BLE001 - a bug must answer, not hang the client

@@ -185,6 +185,60 @@ def test_a_create_retried_after_throttling_stays_in_the_requisite(target, volume
         f"{target.disk(volume.volume_id)['ZoneId']}")
 
 
+def disks_made_since(target, before: set[str]) -> list[str]:
+    """Disks ECS made since ``before`` (ids), each once: a CreateDisk its client token
+    answered again is the same disk."""
+    return list(dict.fromkeys(d["DiskId"] for d in target.created_disks() if d["DiskId"] not in before))
+
+
+def test_create_volume_again_with_the_same_name_returns_the_same_volume(target, volumes):
+    """CSI CreateVolume is idempotent: a second call with the name and parameters of a
+    volume that exists MUST answer that volume, and make no other."""
+    key = target.profile.zone_keys[0]
+    requisite = [{key: target.zones[0]}]
+    name = f"pvc-rules-{uuid.uuid4().hex[:12]}"
+    before = {d["DiskId"] for d in target.created_disks()}
+    first, _ = made_in(target, volumes, requisite=requisite, name=name)
+    again = create(target, requisite=requisite, name=name)
+    made = disks_made_since(target, before)
+    volumes.extend(d for d in made if d not in volumes)
+    assert again.volume_id == first.volume_id and made == [first.volume_id], (
+        f"CSI CreateVolume called twice with name {name}: MUST answer the same volume; it answered "
+        f"{first.volume_id} then {again.volume_id}, and ECS made {made}")
+
+
+def test_a_create_whose_answer_was_lost_makes_one_disk(target, volumes):
+    """CSI CreateVolume is idempotent, so the CO retries a call that got no answer with the
+    same name. ECS carries out the first CreateDisk and its answer is lost: the retries
+    MUST end with the disk that call made (ECS's client token, or a look-up by name), not
+    with a second one and the first leaked."""
+    key = target.profile.zone_keys[0]
+    requisite = [{key: target.zones[-1]}]
+    name = f"pvc-rules-{uuid.uuid4().hex[:12]}"
+    before = {d["DiskId"] for d in target.created_disks()}
+    fault = target.ecs.faults.add({"kind": "lose_answer", "action": "CreateDisk", "count": 1})
+    answers = []
+    try:
+        for _ in range(5):  # as the provisioner retries a failed call
+            try:
+                volume = create(target, requisite=requisite, name=name)
+                break
+            except grpc.RpcError as err:
+                answers.append(err.code().name)
+        else:
+            raise AssertionError(f"CreateVolume {name} failed five times ({', '.join(answers)}) after one lost answer")
+        lost = all(f["id"] != fault.id for f in target.ecs.faults.list())
+    finally:
+        target.ecs.faults.remove(fault.id)
+    made = disks_made_since(target, before)
+    volumes.extend(d for d in made if d not in volumes)
+    assert lost, "no CreateDisk was called, so no answer was lost and no retry was tested"
+    assert made == [volume.volume_id], (
+        f"CSI CreateVolume {name}, retried after ECS's answer to its CreateDisk was lost (answers: "
+        f"{', '.join(answers) or 'none, the driver retried itself'}): MUST end with the one disk; ECS made {made}, "
+        f"the volume is {volume.volume_id}")
+
+
 def test_no_capacity_in_the_requisite_is_resource_exhausted(target, volumes):
     """CSI CreateVolume: when the volume cannot be made in the requisite topology for want
     of capacity the plugin MUST answer RESOURCE_EXHAUSTED: on it csi-provisioner hands a
