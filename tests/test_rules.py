@@ -1,5 +1,5 @@
-"""`zoneproof rules`: the zonal CSI rules against the reference driver's controller hold,
-and each controller bug of the catalogue that the rules can see fails them by the rule's
+"""`zoneproof rules`: the zonal CSI rules against the reference driver's controller and node
+endpoints hold, and each driver bug of the catalogue that the rules can see fails them by the rule's
 name, in seconds and without a cluster."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def rules(*args: str, bugs: str = "") -> subprocess.CompletedProcess:
 def test_the_reference_driver_keeps_every_rule():
     run = rules("--profile", "reference")
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
-    assert "15 passed" in run.stdout.splitlines()[-1], run.stdout[-2000:]
+    assert "20 passed" in run.stdout.splitlines()[-1], run.stdout[-2000:]
 
 
 # The rule each bug breaks, as the failing test's message names it.
@@ -40,11 +40,14 @@ CAUGHT = {
     "publish-ignores-attach-failure": "answered success, but every AttachDisk failed",
     "first-term-only-topology": "a driver that reads only the first term",
     "create-not-idempotent": "MUST answer the same volume",
+    "node-info-one-zone": "CSI NodeGetInfo of the node on",
+    "node-info-empty-zone": "accessible_topology names {'topology.diskplugin.csi.alibabacloud.com/zone': ''}",
+    "attach-limit-over-reported": "max_volumes_per_node is 32",
 }
 
 
 @pytest.mark.parametrize("bug", sorted(CAUGHT))
-def test_a_controller_bug_fails_the_rule_it_breaks(bug):
+def test_a_driver_bug_fails_the_rule_it_breaks(bug):
     run = rules("--profile", "reference", bugs=bug)
     assert run.returncode == 1, run.stdout[-3000:]
     assert CAUGHT[bug] in run.stdout, run.stdout[-4000:]

@@ -36,6 +36,7 @@ CLOUD_ONE_HOLDER = "test_cloud_rules.py::test_a_disk_without_multiattach_attache
 NODE_DRAIN = "test_chaos.py::test_experiment[node-drain]"
 ATTACH_LIMITS = "test_attach_limits.py::test_a_full_zone_sends_new_disks_elsewhere_and_keeps_its_followers_waiting"
 # Cases of the zonal CSI rules (zoneproof/rules), named from the suites' folder: seconds each.
+# A bug a rule catches may name a cluster case too, to show the suites see it where it does harm.
 RULES = "../rules/test_controller_rules.py"
 RULE_WELL_KNOWN_KEY = (f"{RULES}::test_create_volume_takes_the_first_preferred_zone_of_the_requisite"
                        "[well-known-key]")
@@ -44,6 +45,9 @@ RULE_ONE_HOLDER = f"{RULES}::test_a_single_node_volume_published_elsewhere_is_fa
 RULE_FAILED_ATTACH = f"{RULES}::test_publish_fails_when_the_cloud_fails_the_attach"
 RULE_RELEASED = f"{RULES}::test_unpublish_from_a_released_instance_succeeds"
 RULE_ANSWER_LOST = f"{RULES}::test_a_create_whose_answer_was_lost_makes_one_disk"
+NODE_RULES = "../rules/test_node_rules.py"
+RULE_NODE_ZONE = f"{NODE_RULES}::test_node_get_info_names_its_instances_zone_under_every_zone_key"
+RULE_NODE_LIMIT = f"{NODE_RULES}::test_node_get_info_limits_the_node_to_what_its_instance_can_hold"
 
 
 @dataclass(frozen=True)
@@ -86,17 +90,18 @@ CATALOGUE: tuple[Bug, ...] = (
         "aws-ebs-csi-driver #2830 (a volume in the wrong zone after a rate-limited retry)", (WFFC_THROTTLED,)),
     Bug("node-info-one-zone", "node",
         "NodeGetInfo reports the first zone of the region under the driver's own zone key for every node",
-        "node plugins that read the zone from a default or from the controller's metadata", (WFFC_EACH_ZONE,)),
+        "node plugins that read the zone from a default or from the controller's metadata",
+        (RULE_NODE_ZONE, WFFC_EACH_ZONE)),
     Bug("node-info-empty-zone", "node",
         "NodeGetInfo reports an empty zone under the driver's own zone key, so the node is labelled with no "
         "zone and no PV of the driver matches it",
         "node plugins that report the zone of a metadata lookup that failed (an empty string, not an error)",
-        (DYNAMIC,)),
+        (RULE_NODE_ZONE, DYNAMIC)),
     Bug("attach-limit-over-reported", "node",
         "NodeGetInfo reports a fixed attach limit above what the node's instance type can hold, so the scheduler "
         "sends a full node another pod whose disk the cloud refuses to attach",
         "attach limits hard-coded per instance family instead of read for the instance (big disk drivers' "
-        "trackers)", (ATTACH_LIMITS,)),
+        "trackers)", (RULE_NODE_LIMIT, ATTACH_LIMITS)),
     Bug("cross-zone-attach", "cloud",
         "the cloud attaches a disk to an instance in another zone",
         "a cloud double whose zones are labels only (what zoneproof's premise rules out)", (CLOUD_ZONE,)),

@@ -1,6 +1,7 @@
 """The rules' fixtures: one controller of the driver under test (``--driver-profile``,
 ``--driver-binary``, and ``--kubeconfig`` where its controller reads a cluster) over a
-fake ECS of its own, for the whole session; bugs of the catalogue from ZONEPROOF_BUGS."""
+fake ECS of its own, for the whole session; bugs of the catalogue from ZONEPROOF_BUGS; the
+volumes each rule makes, removed after it."""
 
 from __future__ import annotations
 
@@ -25,3 +26,19 @@ def target(request, profile, tmp_path_factory):
             yield running
     except (RulesSetupError, DriverError, bug_catalogue.BugError) as err:
         raise pytest.UsageError(str(err)) from None
+
+
+@pytest.fixture
+def volumes(target):
+    """Volumes a test makes, detached and deleted after it (straight through ECS, so that
+    clean-up does not lean on the driver under test)."""
+    made: list[str] = []
+    yield made
+    for volume_id in made:
+        disk = target.cloud.describe_disk(volume_id)
+        if disk is None:
+            continue
+        for attachment in disk["Attachments"]["Attachment"]:
+            target.cloud.call("DetachDisk", DiskId=volume_id, InstanceId=attachment["InstanceId"])
+        target.cloud.wait_disk(volume_id, {"Available"})
+        target.cloud.call("DeleteDisk", DiskId=volume_id)

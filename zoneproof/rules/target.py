@@ -1,7 +1,9 @@
-"""What the zonal CSI rules talk to: the driver under test's controller, run as its profile
-says, over a fake ECS of its own (in this process, on loopback) with two instances in each
-zone. No cluster is needed, unless the profile's controller names ``{kubeconfig}`` (the
-Alibaba plugin's reads the cluster): then the caller gives one."""
+"""What the zonal CSI rules talk to: the driver under test's controller, and where its
+profile runs node endpoints outside a cluster (a node command, not a stand-in) a node
+endpoint for the first instance of each zone, all run as the profile says, over a fake ECS
+of its own (in this process, on loopback) with two instances in each zone. No cluster is
+needed, unless the profile's controller names ``{kubeconfig}`` (the Alibaba plugin's reads
+the cluster): then the caller gives one."""
 
 from __future__ import annotations
 
@@ -44,6 +46,7 @@ class RulesTarget:
     controller: object  # csi_grpc.ControllerStub
     zones: tuple[str, ...]
     instances: dict[str, list[str]] = field(default_factory=dict)  # zone -> instance ids
+    nodes: dict[str, object] = field(default_factory=dict)  # instance id -> csi_grpc.NodeStub
 
     @property
     def region(self) -> str:
@@ -100,22 +103,63 @@ def rules_target(profile: DriverProfile, workdir: Path, *, zones: tuple[str, ...
                   "workdir": str(workdir)}
         args, env = render(profile.run.controller, values)
         env[bug_catalogue.ENV] = ",".join(in_driver)
-        proc = start_process("csi-controller", args, workdir, dict(os.environ, **env))
+        running = {"csi-controller": start_process("csi-controller", args, workdir, dict(os.environ, **env))}
+        channels = []
         try:
-            channel = grpc.insecure_channel(f"unix://{socket}")
-            identity = csi_grpc.IdentityStub(channel)
-
-            def ready():
-                if proc.poll() is not None:
-                    raise RulesSetupError(f"the controller exited ({proc.returncode}); see "
-                                          f"{workdir}/csi-controller.log")
-                try:
-                    identity.GetPluginInfo(csi.GetPluginInfoRequest(), timeout=2)
-                except grpc.RpcError as err:
-                    return False, f"not answering yet ({err.code().name})"
-                return True, "answering"
-            wait_for(ready, what=f"the {profile.name} controller to answer on {socket}", timeout=60)
-            yield RulesTarget(profile, ecs, cloud, csi_grpc.ControllerStub(channel), tuple(zones), instances)
-            channel.close()
+            channels.append(grpc.insecure_channel(f"unix://{socket}"))
+            wait_answering(channels[-1], running["csi-controller"], f"the {profile.name} controller", workdir)
+            nodes = {}
+            if profile.run.node_command is not None:
+                sockets = _start_node_endpoints(profile.run.node_command, values, workdir, in_driver,
+                                                {ids[0]: zone for zone, ids in instances.items()}, running)
+                for instance_id, node_socket in sockets.items():
+                    channels.append(grpc.insecure_channel(f"unix://{node_socket}"))
+                    process = running.get(f"csi-node-{instance_id}", running.get("csi-nodes"))
+                    wait_answering(channels[-1], process, f"the {profile.name} node endpoint of {instance_id}",
+                                   workdir)
+                    nodes[instance_id] = csi_grpc.NodeStub(channels[-1])
+            yield RulesTarget(profile, ecs, cloud, csi_grpc.ControllerStub(channels[0]), tuple(zones), instances,
+                              nodes)
         finally:
-            stop_groups({"csi-controller": (proc.pid, start_time(proc.pid))})
+            for channel in channels:
+                channel.close()
+            stop_groups({name: (proc.pid, start_time(proc.pid)) for name, proc in running.items()})
+
+
+def _start_node_endpoints(command, values: dict[str, str], workdir: Path, bugs: tuple[str, ...],
+                          nodes: dict[str, str], running: dict) -> dict[str, Path]:
+    """Start the profile's node command for ``nodes`` (instance id -> zone): one process
+    for all when it says ``each_node``, else one each (added to ``running``); each node's
+    socket."""
+    sockets, per_node = {}, []
+    for instance_id, zone in nodes.items():
+        sockets[instance_id] = workdir / f"node-{instance_id}.sock"
+        node_values = {**values, "instance_id": instance_id, "zone": zone, "node_name": f"rules-{instance_id}",
+                       "endpoint": f"unix://{sockets[instance_id]}", "socket": str(sockets[instance_id])}
+        if command.each_node:
+            per_node += [arg.format_map(node_values) for arg in command.each_node]
+        else:
+            args, env = render(command, node_values)
+            running[f"csi-node-{instance_id}"] = start_process(
+                f"csi-node-{instance_id}", args, workdir, dict(os.environ, **env, **{bug_catalogue.ENV: ",".join(bugs)}))
+    if command.each_node:
+        args, env = render(command, {**values, "endpoint": "", "socket": ""})
+        running["csi-nodes"] = start_process("csi-nodes", [*args, *per_node], workdir,
+                                             dict(os.environ, **env, **{bug_catalogue.ENV: ",".join(bugs)}))
+    return sockets
+
+
+def wait_answering(channel, proc, what: str, workdir: Path) -> None:
+    """Until the endpoint on ``channel`` answers GetPluginInfo; RulesSetupError if its
+    process exits first."""
+    identity = csi_grpc.IdentityStub(channel)
+
+    def ready():
+        if proc.poll() is not None:
+            raise RulesSetupError(f"{what} exited ({proc.returncode}); see the logs in {workdir}")
+        try:
+            identity.GetPluginInfo(csi.GetPluginInfoRequest(), timeout=2)
+        except grpc.RpcError as err:
+            return False, f"not answering yet ({err.code().name})"
+        return True, "answering"
+    wait_for(ready, what=f"{what} to answer", timeout=60)

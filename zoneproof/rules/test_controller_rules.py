@@ -9,65 +9,10 @@ import grpc
 import pytest
 
 from zoneproof.csi.proto import load
+from zoneproof.rules.calls import create, delete, made_in, publish, unpublish
 
 csi, _ = load()
-GIB = 1 << 30
-SINGLE_WRITER = csi.VolumeCapability.AccessMode.SINGLE_NODE_WRITER
 NOWHERE = "nowhere-zone-1"  # a zone the cloud does not have
-
-
-def capability():
-    return csi.VolumeCapability(mount=csi.VolumeCapability.MountVolume(fs_type="ext4"),
-                                access_mode=csi.VolumeCapability.AccessMode(mode=SINGLE_WRITER))
-
-
-def create(target, *, requisite: list[dict], preferred: list[dict] = (), name: str = "",
-           parameters: dict[str, str] | None = None):
-    request = csi.CreateVolumeRequest(
-        name=name or f"pvc-rules-{uuid.uuid4().hex[:12]}", volume_capabilities=[capability()],
-        capacity_range=csi.CapacityRange(required_bytes=target.profile.min_size_gib * GIB),
-        parameters=parameters or {"type": target.profile.disk_categories[0]},
-        accessibility_requirements=csi.TopologyRequirement(
-            requisite=[csi.Topology(segments=s) for s in requisite],
-            preferred=[csi.Topology(segments=s) for s in preferred]))
-    return target.controller.CreateVolume(request, timeout=120).volume
-
-
-def delete(target, volume_id: str) -> None:
-    target.controller.DeleteVolume(csi.DeleteVolumeRequest(volume_id=volume_id), timeout=120)
-
-
-def publish(target, volume_id: str, node_id: str):
-    return target.controller.ControllerPublishVolume(csi.ControllerPublishVolumeRequest(
-        volume_id=volume_id, node_id=node_id, volume_capability=capability()), timeout=120)
-
-
-def unpublish(target, volume_id: str, node_id: str) -> None:
-    target.controller.ControllerUnpublishVolume(csi.ControllerUnpublishVolumeRequest(
-        volume_id=volume_id, node_id=node_id), timeout=120)
-
-
-@pytest.fixture
-def volumes(target):
-    """Volumes a test makes, detached and deleted after it (straight through ECS, so that
-    clean-up does not lean on the driver under test)."""
-    made: list[str] = []
-    yield made
-    for volume_id in made:
-        disk = target.cloud.describe_disk(volume_id)
-        if disk is None:
-            continue
-        for attachment in disk["Attachments"]["Attachment"]:
-            target.cloud.call("DetachDisk", DiskId=volume_id, InstanceId=attachment["InstanceId"])
-        target.cloud.wait_disk(volume_id, {"Available"})
-        target.cloud.call("DeleteDisk", DiskId=volume_id)
-
-
-def made_in(target, volumes: list[str], **kwargs) -> tuple[object, str]:
-    """CreateVolume; the volume and its disk's zone in ECS."""
-    volume = create(target, **kwargs)
-    volumes.append(volume.volume_id)
-    return volume, target.disk(volume.volume_id)["ZoneId"]
 
 
 def zones_named(volume, profile) -> set[str]:

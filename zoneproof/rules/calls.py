@@ -1,0 +1,49 @@
+"""The CSI calls the rules make, as the sidecars would make them."""
+
+from __future__ import annotations
+
+import uuid
+
+from zoneproof.csi.proto import load
+
+csi, _ = load()
+GIB = 1 << 30
+SINGLE_WRITER = csi.VolumeCapability.AccessMode.SINGLE_NODE_WRITER
+
+
+def capability():
+    return csi.VolumeCapability(mount=csi.VolumeCapability.MountVolume(fs_type="ext4"),
+                                access_mode=csi.VolumeCapability.AccessMode(mode=SINGLE_WRITER))
+
+
+def create(target, *, requisite: list[dict], preferred: list[dict] = (), name: str = "",
+           parameters: dict[str, str] | None = None):
+    request = csi.CreateVolumeRequest(
+        name=name or f"pvc-rules-{uuid.uuid4().hex[:12]}", volume_capabilities=[capability()],
+        capacity_range=csi.CapacityRange(required_bytes=target.profile.min_size_gib * GIB),
+        parameters=parameters or {"type": target.profile.disk_categories[0]},
+        accessibility_requirements=csi.TopologyRequirement(
+            requisite=[csi.Topology(segments=s) for s in requisite],
+            preferred=[csi.Topology(segments=s) for s in preferred]))
+    return target.controller.CreateVolume(request, timeout=120).volume
+
+
+def delete(target, volume_id: str) -> None:
+    target.controller.DeleteVolume(csi.DeleteVolumeRequest(volume_id=volume_id), timeout=120)
+
+
+def publish(target, volume_id: str, node_id: str):
+    return target.controller.ControllerPublishVolume(csi.ControllerPublishVolumeRequest(
+        volume_id=volume_id, node_id=node_id, volume_capability=capability()), timeout=120)
+
+
+def unpublish(target, volume_id: str, node_id: str) -> None:
+    target.controller.ControllerUnpublishVolume(csi.ControllerUnpublishVolumeRequest(
+        volume_id=volume_id, node_id=node_id), timeout=120)
+
+
+def made_in(target, volumes: list[str], **kwargs) -> tuple[object, str]:
+    """CreateVolume; the volume and its disk's zone in ECS."""
+    volume = create(target, **kwargs)
+    volumes.append(volume.volume_id)
+    return volume, target.disk(volume.volume_id)["ZoneId"]
