@@ -18,7 +18,7 @@ def nodes(target) -> dict:
     """Instance id -> the node endpoint serving it, one per zone."""
     if not target.nodes:
         pytest.skip(f"profile {target.profile.name!r} runs no node endpoint outside a cluster (its node side is a "
-                    "stand-in); its node rules are checked on a cluster with kubelets")
+                    "stand-in); on kind the cluster suites check its node side")
     assert len(target.nodes) == len(target.zones), (f"expected a node endpoint per zone ({len(target.zones)}), "
                                                     f"have {len(target.nodes)}")
     return target.nodes
