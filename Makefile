@@ -25,7 +25,7 @@ endef
 help:
 	@echo "make e2e          local cluster + suites + report (reports/); E2E_WORKERS=n workers,\n                 PROVIDER=kind for the kind cluster"
 	@echo "make test         the project's own tests (unit + real local clusters)"
-	@echo "make unit         fast unit tests only"
+	@echo "make unit         the tests that need no cluster, Go build, wheel, browser or driver process (< 1 min)"
 	@echo "make tools        build the Go tools into $(CACHE_DIR)/tools (no-op when cached)"
 	@echo "make cluster-up   start the default local cluster; cluster-down stops it"
 	@echo "make bench        bring-up and failure-detection benchmark"
@@ -50,8 +50,11 @@ setup: $(VENV)/.synced
 tools: setup
 	$(ZP) tools build
 
+# The tests that need no resource marker of conftest.py: no cluster, no Go build, no wheel.
+# Four workers on any machine: most of their time is spent waiting on child processes.
+UNIT_MARKS := not (cluster or kind or toolchain or packaging or browser or driver)
 unit: setup
-	@$(call run_pytest,tests -m "not cluster")
+	@$(call run_pytest,tests -m '$(UNIT_MARKS)' -n 4)
 
 # The kind provider's test needs Docker, mmdebstrap and Debian's static busybox: installed
 # here when missing (as root, from Debian's packages), else named.

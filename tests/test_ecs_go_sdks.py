@@ -15,6 +15,8 @@ from zoneproof import toolchain
 from zoneproof.ecs.backend import EcsConfig
 from zoneproof.ecs.server import DEFAULT_CREDENTIALS, EcsServer
 
+pytestmark = pytest.mark.toolchain
+
 KEY_ID, SECRET = next(iter(DEFAULT_CREDENTIALS.items()))
 REGION, ZONE_A, ZONE_B = "cn-beijing", "cn-beijing-a", "cn-beijing-b"
 CLIENTS = ("rpc", "v3")

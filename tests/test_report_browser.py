@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.browser]
 
 CHROMIUM = "/usr/bin/chromium"
 # As root on a machine with a closed network: no sandbox, and none of Chromium's own traffic.

@@ -12,6 +12,8 @@ import pytest
 
 from zoneproof import bugs as bug_catalogue
 
+pytestmark = pytest.mark.driver
+
 
 def rules(*args: str, bugs: str = "") -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "zoneproof.cli", "rules", *args], capture_output=True, text=True,

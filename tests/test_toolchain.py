@@ -9,6 +9,8 @@ import pytest
 
 from zoneproof import toolchain
 
+pytestmark = pytest.mark.toolchain
+
 HELLO_GO = 'package main\n\nimport "example.com/greet"\n\nfunc main() { println(greet.Word) }\n'
 # The pinned requirement (what names the build's version) is a local module, so no download.
 GO_MOD = """module example.com/hello

@@ -1,5 +1,5 @@
 """The zoneproof pytest plugin (entry point ``pytest11``): the cluster options and
-fixtures, a fresh namespace per test, and the markers the suites use. Installed with the
+fixtures, a fresh namespace per test, and the scheduling markers the suites use. Installed with the
 package, so a driver's own repository runs the suites with its own pytest:
 
     pytest --pyargs zoneproof.suites --driver-profile my-driver.yaml
@@ -14,8 +14,6 @@ import pytest
 pytest_plugins = ["zoneproof.fixtures.cluster", "zoneproof.fixtures.driver", "zoneproof.fixtures.namespaces"]
 
 MARKERS = {
-    "cluster": "needs a real cluster (started once per test session)",
-    "kind": "runs a kind cluster: node containers with real kubelets (Docker, built node image)",
     "serial": "redeploys the driver (another zone policy), so never runs beside other tests",
     "disruptive": "breaks nodes, zones or the cloud for the whole cluster, so runs alone, after the parallel suites",
     "zone_policy": "zone_policy(name): the driver zone policy the test needs when not the default (topology); "
