@@ -10,6 +10,7 @@ when it settled; the suites time recovery from the action before it to that mome
 from __future__ import annotations
 
 import time
+from typing import NamedTuple
 
 from chaoslib.exceptions import ActivityFailed
 from kubernetes import client
@@ -28,6 +29,16 @@ def _replicas(t, ns: str) -> int:
     return client.AppsV1Api(t.api).read_namespaced_stateful_set(manifests.STATEFULSET, ns).spec.replicas
 
 
+class Settling(NamedTuple):
+    """What a wait for the workload reports (the state line) and keeps (the verdict)."""
+
+    state: str
+    verdict: object  # zoneproof.oracle.Verdict
+
+    def __str__(self) -> str:  # progress lines and time-outs show the state, not the verdict's repr
+        return self.state
+
+
 def placement_settled(timeout: float = 60, lost_zone: str = "", hold: float = 0, avoid_node: str = "",
                       configuration: dict = None) -> dict:
     """Wait until the workload has settled (see the module), with no pod on ``avoid_node``
@@ -43,7 +54,7 @@ def placement_settled(timeout: float = 60, lost_zone: str = "", hold: float = 0,
         on_avoided = [p.pod for p in verdict.pods if avoid_node and p.node == avoid_node]
         if on_avoided:
             done, state = False, f"{', '.join(on_avoided)} still on {avoid_node}; {state}"
-        return done, (state, verdict)
+        return done, Settling(state, verdict)
 
     what = "every pod Running in its disk's zone" + (f", those of {lost_zone} waiting Pending" if lost_zone else "")
     try:
