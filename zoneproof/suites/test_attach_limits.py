@@ -17,8 +17,7 @@ from kubernetes import client
 
 from zoneproof import data, labels
 from zoneproof.cluster.existing import instance_of
-from zoneproof.suites.test_placement import wait_placed, wait_running
-from zoneproof.suites.test_wait_for_first_consumer import wait_events, wffc_class
+from zoneproof.suites.steps import attachments_to, wait_events, wait_placed, wait_running, wffc_class
 from zoneproof.workloads import claim, pod_with_claims
 
 log = logging.getLogger(__name__)
@@ -34,11 +33,6 @@ def attach_limit(env, node: str) -> int:
             return (entry.allocatable.count or 0) if entry.allocatable else 0
     raise AssertionError(f"node {node}'s CSINode has no entry for {env.profile.driver}: its node plugin is not "
                          "registered")
-
-
-def attachments(env, node: str) -> list[client.V1VolumeAttachment]:
-    return [va for va in client.StorageV1Api(env.cluster.api_client).list_volume_attachment().items
-            if va.spec.node_name == node and va.spec.attacher == env.profile.driver]
 
 
 def volume_of(env, claim_name: str) -> str:
@@ -76,14 +70,14 @@ def test_a_full_zone_sends_new_disks_elsewhere_and_keeps_its_followers_waiting(p
     wait_placed(env, 1)
     kept_volume = volume_of(env, "kept")
     cluster.core.delete_namespaced_pod("follower", env.namespace)
-    env.wait_for(lambda: (not (held := [va.metadata.name for n in nodes for va in attachments(env, n)
+    env.wait_for(lambda: (not (held := [va.metadata.name for n in nodes for va in attachments_to(env, n)
                                         if va.spec.source.persistent_volume_name == kept_volume]), held),
                  what=f"the disk of claim kept ({kept_volume}) to detach once its pod is gone", timeout=120)
 
     # Fill every node of the zone to its limit, one pod per node.
     fillers, claims = [], 0
     for n, node in enumerate(nodes):
-        free = limits[node] - len(attachments(env, node))
+        free = limits[node] - len(attachments_to(env, node))
         assert free >= 0, f"node {node} holds {limits[node] - free} volumes, above its limit of {limits[node]}"
         names = [f"fill-{n}-{k}" for k in range(free)]
         for name in names:

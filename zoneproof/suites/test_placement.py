@@ -9,7 +9,6 @@ WaitForFirstConsumer (disk follows pod on first start, then pod follows disk).
 from __future__ import annotations
 
 import itertools
-import logging
 import random
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -18,12 +17,10 @@ import allure
 import pytest
 from kubernetes import client
 
-from zoneproof import labels, manifests, tally, workloads
-from zoneproof.oracle import Verdict, picture, raise_lasting, settled
+from zoneproof import manifests
 from zoneproof.suites.capabilities import require_scheme
+from zoneproof.suites.steps import deploy, wait_placed, wait_running
 from zoneproof.workloads import claim, disks_created_for
-
-log = logging.getLogger(__name__)
 
 # scheme -> driver zone policy it needs
 SCHEMES = {
@@ -41,76 +38,6 @@ MATRIX = [pytest.param(scheme, zones, replicas, id=f"{scheme}-{zones}zones-{repl
 
 def pods_by_name(env) -> dict[str, client.V1Pod]:
     return {p.metadata.name: p for p in env.cluster.core.list_namespaced_pod(env.namespace).items}
-
-
-def zone_of(env, node_name: str) -> str:
-    return env.cluster.core.read_node(node_name).metadata.labels[labels.ZONE]
-
-
-def wait_running(env, replicas: int, *, not_uids: set[str] = frozenset(), timeout: float = 120) -> dict[str, str]:
-    """Wait for every replica Running (and, after a deletion, a new pod); pod -> zone. A
-    violation that cannot heal (a PV stating another zone than its disk's) ends the wait."""
-    pods = workloads.wait_running(env.cluster.core, env.namespace, replicas, not_uids=not_uids, timeout=timeout,
-                                  also=lambda: raise_lasting(env.verdict()), wake=env.watcher,
-                                  explain=env.watcher.obstacles)
-    return {p.metadata.name: zone_of(env, p.spec.node_name) for p in pods}
-
-
-def wait_placed(env, replicas: int) -> Verdict:
-    """The oracle's verdict once all ``replicas`` pods run with their disks attached (pods
-    run before their disks attach on kwok nodes), attached to the report as a table; fails
-    on any violation."""
-    def check():
-        verdict = env.verdict()
-        return settled(verdict, replicas)[0], verdict
-    try:
-        verdict = env.wait_for(check, what=f"{replicas} pods running, every disk attached where its pod runs",
-                               timeout=60)
-    finally:
-        verdict = env.verdict()
-        tally.record(verdict)
-        drawing = picture(verdict, sorted(env.cluster.spec.zones))
-        allure.attach(verdict.table(), name="placement verdict", attachment_type=allure.attachment_type.TEXT)
-        allure.attach(drawing, name="placement by zone", attachment_type=allure.attachment_type.TEXT)
-        log.info("placement verdict:\n%s\n\nby zone:\n%s", verdict.table(), drawing)
-    assert verdict.ok, "\n".join(verdict.violations)
-    return verdict
-
-
-def deploy(env, scheme: str, zones: list[str], replicas: int, rng: random.Random) -> dict[int, str]:
-    """Deploy the article's objects for a scheme; returns the zone each ordinal must land in
-    when the scheme decides it up front (static schemes), else {}."""
-    api = env.cluster.api_client
-    core, apps, storage = client.CoreV1Api(api), client.AppsV1Api(api), client.StorageV1Api(api)
-    core.create_namespaced_service(env.namespace, manifests.service())
-    expected: dict[int, str] = {}
-    if scheme.startswith("static-"):
-        style = scheme.removeprefix("static-")
-        order = list(zones)
-        rng.shuffle(order)  # which zone gets web-0 is a seeded choice, so every zone gets tested first
-        pairs = []
-        for n in range(replicas):
-            zone = manifests.static_zone(order, n)
-            disk_id = env.static_disk(zone, f"{env.namespace}-web-{n}")
-            pairs.append(manifests.static_pair(n, zone, env.cloud.region, disk_id, env.profile, style,
-                                               size=env.profile.size, pv_prefix=f"{env.suffix}-"))
-            expected[n] = zone
-        env.create_static_pvs([pair.pv for pair in pairs])
-        for pair in pairs:
-            core.create_namespaced_persistent_volume_claim(env.namespace, pair.pvc)
-        sts = manifests.statefulset(replicas, "", env.profile.size)
-    else:
-        kind = "wait-for-first-consumer" if scheme == "wait-for-first-consumer" else "dynamic-zoneid"
-        sc = manifests.storage_class(env.profile, kind, zones,
-                                     name=f"{manifests.STORAGE_CLASS_NAMES[kind]}-{env.namespace}")
-        storage.create_storage_class(sc)
-        env.storage_classes.append(sc["metadata"]["name"])
-        sts = manifests.statefulset(replicas, sc["metadata"]["name"], env.profile.size)
-    if len(zones) < len(env.cluster.spec.zones):  # keep every scheme to the zones under test
-        sts["spec"]["template"]["spec"]["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
-            "nodeSelectorTerms": [{"matchExpressions": [{"key": labels.ZONE, "operator": "In", "values": zones}]}]}}}
-    apps.create_namespaced_stateful_set(env.namespace, env.runnable(sts))
-    return expected
 
 
 @pytest.mark.parametrize(("scheme", "zone_count", "replicas"), MATRIX)

@@ -11,11 +11,10 @@ import random
 import re
 
 import pytest
-from kubernetes import client
 
-from zoneproof import data, labels, manifests, tally
+from zoneproof import data, labels, tally
 from zoneproof.oracle import SELECTED_NODE, raise_lasting, settled
-from zoneproof.suites.capabilities import require_scheme
+from zoneproof.suites.steps import wait_events, wffc_class
 from zoneproof.waiting import WaitTimeout
 from zoneproof.workloads import claim, disks_created_for, pod_with_claims, remove_workload
 
@@ -28,37 +27,10 @@ def scheduled_node(env, pod: str) -> str:
     return env.wait_for(check, what=f"pod {pod} to be bound to a node", timeout=60)
 
 
-def wffc_class(env, zone_ids: list[str] | None = None) -> str:
-    """A WaitForFirstConsumer StorageClass: the profile's, or with ``zone_ids`` its
-    dynamic ``zoneId`` class bound on first consumer."""
-    require_scheme(env.profile, "wait-for-first-consumer")
-    if zone_ids is None:
-        sc = manifests.storage_class(env.profile, "wait-for-first-consumer", env.cluster.spec.zones,
-                                     name=f"csi-disk-topology-{env.suffix}")
-    else:
-        require_scheme(env.profile, "dynamic-zoneid")
-        sc = env.profile.storage_class("dynamic-zoneid", f"csi-disk-zoneid-wffc-{env.suffix}", zone_ids,
-                                       binding="WaitForFirstConsumer")
-    client.StorageV1Api(env.cluster.api_client).create_storage_class(sc)
-    env.storage_classes.append(sc["metadata"]["name"])
-    return sc["metadata"]["name"]
-
-
 def claim_states(env, name: str) -> list[tuple[str, str, str]]:
     """(phase, selected node, volume) of each version of a claim the watch recorded."""
     return [((v.get("status") or {}).get("phase", ""), (v["metadata"].get("annotations") or {}).get(SELECTED_NODE, ""),
              (v.get("spec") or {}).get("volumeName") or "") for v in env.watcher.versions("PersistentVolumeClaim", name)]
-
-
-def wait_events(env, names: list[str], reasons: set[str], what: str, timeout: float = 60) -> dict[str, str]:
-    """The first event of one of ``reasons`` for each claim: claim -> "reason: message"."""
-    def check():
-        found = {}
-        for event in env.cluster.core.list_namespaced_event(env.namespace).items:
-            if event.involved_object.name in names and event.reason in reasons:
-                found.setdefault(event.involved_object.name, f"{event.reason}: {event.message}")
-        return len(found) == len(names), found
-    return env.wait_for(check, what=what, timeout=timeout)
 
 
 def node_zone(cluster, node: str) -> str:
