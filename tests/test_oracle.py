@@ -277,6 +277,18 @@ def test_a_claim_provisioned_for_a_node_of_another_zone_is_a_lasting_violation()
     assert settled(check(snap, driver=DRIVER), 1)[0]
 
 
+def test_a_selected_node_made_again_after_the_pv_says_nothing_of_where_the_claim_was_provisioned():
+    """The claim was provisioned for a-0 in a; a-0 has since been made again as a machine
+    in b. Its node now is not where the claim was provisioned for."""
+    snap = copy.deepcopy(good())
+    snap.pvcs[("ns", "disk-ssd-web-0")]["metadata"]["annotations"] = {SELECTED_NODE: "b-0"}
+    snap.pvs["pv-0"]["metadata"]["creationTimestamp"] = "2026-12-05T10:00:00Z"
+    snap.nodes["b-0"]["metadata"]["creationTimestamp"] = "2026-12-05T10:05:00Z"
+    assert check(snap, driver=DRIVER).ok
+    snap.nodes["b-0"]["metadata"]["creationTimestamp"] = "2026-12-05T09:55:00Z"  # there when the PV was made
+    assert not check(snap, driver=DRIVER).ok
+
+
 @pytest.mark.parametrize(("what", "change", "lasting"), [
     ("PV zone != disk zone", lambda s: s.disks["d-0"].update(ZoneId="b"), True),
     ("node zone keys disagree", lambda s: s.nodes["a-0"]["metadata"]["labels"].update({labels.DISK_ZONE: "b"}),

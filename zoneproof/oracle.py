@@ -261,6 +261,14 @@ def pv_zone(pv: dict) -> tuple[str, list[str]]:
     return zones.pop(), problems
 
 
+def _existed_before(node: dict, pv: dict) -> bool:
+    """Whether the Node is the one that stood under its name when the PV was made: a node
+    made again later (another machine, perhaps in another zone) says nothing of where the
+    claim was provisioned. Timestamps are RFC 3339 in UTC, so they compare as text."""
+    made = (node.get("metadata") or {}).get("creationTimestamp") or ""
+    return made <= ((pv.get("metadata") or {}).get("creationTimestamp") or made)
+
+
 def node_instance_id(node: dict) -> str:
     """A node's ECS instance ("" when it names none)."""
     return ecs_instance_id(node["metadata"].get("labels") or {}, (node.get("spec") or {}).get("providerID") or "")
@@ -351,7 +359,7 @@ def _check_pod(pod: dict, snap: Snapshot, driver: str, zones_with_room: set[str]
         if vol.pv_zone and vol.disk_zone != vol.pv_zone:
             v.lasting_problem(f"PV {vol.pv} says zone {vol.pv_zone} but disk {vol.disk} is in {vol.disk_zone}")
         selected = (((pvc or {}).get("metadata") or {}).get("annotations") or {}).get(SELECTED_NODE, "")
-        if selected in snap.nodes:
+        if selected in snap.nodes and _existed_before(snap.nodes[selected], pv):
             selected_zone = node_zone(snap.nodes[selected])[0]
             if selected_zone and vol.disk_zone != selected_zone:
                 v.lasting_problem(f"claim {claim_name} was provisioned for node {selected} in {selected_zone}, but "
