@@ -33,6 +33,19 @@ def test_a_pod_running_for_a_moment_in_the_wrong_zone_is_caught():
     assert found == ["pod web-0 Running on b-0 (b) while its claim disk-ssd-web-0 is bound to a volume in a"]
 
 
+def test_a_node_is_judged_by_its_zone_at_that_moment_when_nodes_were_watched():
+    """b-0 was made again as a machine in zone a during the test, and is back in b at its
+    end: web-0 ran there, in a, beside its volume in a."""
+    def node(zone, at):
+        return Change(at, "Node", "ADDED", {"metadata": {"name": "b-0", "labels": {labels.ZONE: zone}}})
+    watched = history(pod("b-0"))
+    watched.changes += [node("a", 2.5), node("b", 9)]
+    assert transient_violations(watched, NODES) == []
+    watched.changes.append(node("b", 2.7))  # in b when web-0 ran there
+    assert transient_violations(watched, NODES) == [
+        "pod web-0 Running on b-0 (b) while its claim disk-ssd-web-0 is bound to a volume in a"]
+
+
 def test_a_refused_cross_zone_attach_attempt_is_caught():
     attempt = {"action": "AttachDisk", "disk_id": "d-1", "disk_zone": "a", "instance_id": "i-b", "instance_zone": "b",
                "code": "ResourcesNotInSameZone"}

@@ -244,7 +244,10 @@ class Watcher:
 
 def transient_violations(history: History, node_zones: dict[str, str], disks: set[str] | None = None) -> list[str]:
     """Violations seen at any moment of the history (not only at its end); ``disks`` limits
-    the ECS audit to the disks of the test when other tests share the service."""
+    the ECS audit to the disks of the test when other tests share the service. A node's
+    zone is the one its Node had at that moment where the history watched Nodes (a node
+    made again under its name may be another machine in another zone), else ``node_zones``
+    (the zones at the end)."""
     problems = []
     for entry in history.audit:
         if disks is not None and entry["disk_id"] not in disks:
@@ -255,10 +258,13 @@ def transient_violations(history: History, node_zones: dict[str, str], disks: se
                             f"{entry['instance_id']} ({entry['instance_zone']}), answered {entry['code']}")
     pv_zones: dict[str, str] = {}
     claim_volumes: dict[str, str] = {}
+    zones_then = dict(node_zones)
     seen = set()
     for change in sorted(history.changes, key=lambda c: c.at):
         obj = change.obj
-        if change.kind == "PersistentVolume" and change.type != "DELETED":
+        if change.kind == "Node" and change.type != "DELETED":
+            zones_then[obj["metadata"]["name"]] = (obj["metadata"].get("labels") or {}).get(labels.ZONE, "")
+        elif change.kind == "PersistentVolume" and change.type != "DELETED":
             zone, _ = pv_zone(obj)
             if zone:
                 pv_zones[obj["metadata"]["name"]] = zone
@@ -273,11 +279,11 @@ def transient_violations(history: History, node_zones: dict[str, str], disks: se
             for volume in (obj.get("spec") or {}).get("volumes") or []:
                 claim = (volume.get("persistentVolumeClaim") or {}).get("claimName")
                 zone = pv_zones.get(claim_volumes.get(claim, ""))
-                if zone and node_zones.get(node) and zone != node_zones[node]:
+                if zone and zones_then.get(node) and zone != zones_then[node]:
                     key = (obj["metadata"]["name"], node, claim)
                     if key not in seen:
                         seen.add(key)
-                        problems.append(f"pod {obj['metadata']['name']} Running on {node} ({node_zones[node]}) "
+                        problems.append(f"pod {obj['metadata']['name']} Running on {node} ({zones_then[node]}) "
                                         f"while its claim {claim} is bound to a volume in {zone}")
     return problems
 
