@@ -84,6 +84,28 @@ def test_the_serial_phase_runs_the_chaos_experiments_and_the_tests_of_another_zo
     assert len(experiments) == len(running.experiments()) + 1, tests  # and the Ctrl-C test
 
 
+@pytest.mark.parametrize("args, rest, marks", [
+    (["-k", "zone", "-m", "not disruptive"], ["-k", "zone"], "not disruptive"),
+    (["-mnot serial", "-x"], ["-x"], "not serial"),
+    (["-m", "a", "-m", "b"], [], "b"),
+    (["--maxfail=2"], ["--maxfail=2"], ""),
+])
+def test_the_users_marker_expression_is_taken_apart_from_the_other_arguments(args, rest, marks):
+    from zoneproof.e2e import without_marks
+    assert without_marks(args) == (rest, marks)
+
+
+def test_a_users_marker_expression_narrows_each_phase_instead_of_being_replaced():
+    """`-m "not disruptive"` must leave the disruptive cases out of the serial phase."""
+    from zoneproof.e2e import phase_marks
+    serial = phase_marks("serial", "not disruptive")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--pyargs", "zoneproof.suites", "--collect-only", "-q",
+                           "-p", "no:cacheprovider", "-m", serial], capture_output=True, text=True, timeout=120)
+    tests = [line for line in proc.stdout.splitlines() if "::" in line]
+    assert tests and not [t for t in tests if "test_node_lifecycle.py" in t or "test_chaos.py" in t], tests
+    assert phase_marks("serial", "") == PHASE_MARKS["serial"]
+
+
 def test_the_summary_counts_outcomes_and_skip_reasons_from_the_junit_of_each_phase(tmp_path, capsys):
     from zoneproof.e2e import E2eOptions, summarise
     from zoneproof.profile import load_profile

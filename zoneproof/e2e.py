@@ -101,6 +101,27 @@ def check_static_disks(values: tuple[str, ...], zones: tuple[str, ...]) -> None:
             raise DriverError(f"--static-disk {value!r}: write ZONE=DISK_ID with ZONE one of {', '.join(zones)}")
 
 
+def without_marks(args: list[str]) -> tuple[list[str], str]:
+    """The pytest arguments without their ``-m`` expression, and that expression ("" if
+    none; the last one, as pytest keeps)."""
+    rest, marks, args = [], "", list(args)
+    while args:
+        arg = args.pop(0)
+        if arg == "-m" and args:
+            marks = args.pop(0)
+        elif arg.startswith("-m") and len(arg) > 2 and not arg.startswith("--"):
+            marks = arg[2:].removeprefix("=")
+        else:
+            rest.append(arg)
+    return rest, marks
+
+
+def phase_marks(phase: str, user_marks: str) -> str:
+    """A phase's marker expression, narrowed by the user's own ``-m`` where given (pytest
+    keeps only the last ``-m``, so the phase's would silently replace the user's)."""
+    return f"({user_marks}) and ({PHASE_MARKS[phase]})" if user_marks else PHASE_MARKS[phase]
+
+
 def _pytest_options(opts: E2eOptions, phase: str) -> list[str]:
     args = [f"--driver-profile={opts.profile.source}", f"--alluredir={opts.reports / 'allure-results'}",
             f"--seed={opts.seed}",
@@ -114,7 +135,7 @@ def _pytest_options(opts: E2eOptions, phase: str) -> list[str]:
     args += [f"--driver-binary={opts.driver_binary}"] if opts.driver_binary else []
     args += [f"--zone-categories={v}" for v in opts.zone_categories]
     args += [f"--static-disk={v}" for v in opts.static_disks]
-    return [*args, *opts.pytest_args]
+    return [*args, *without_marks(opts.pytest_args)[0]]
 
 
 PACKAGES = ("zoneproof", "pytest", "allure-pytest", "chaostoolkit-lib", "kubernetes")
@@ -174,9 +195,10 @@ def run_e2e(opts: E2eOptions) -> int:
         shutil.rmtree(reports / stale_dir, ignore_errors=True)
     env = dict(os.environ, ZONEPROOF_TALLY_FILE=str(tally_file.resolve()),
                ZONEPROOF_CHAOS_METRICS_FILE=str(metrics_file.resolve()))
-    phases = {"parallel": ["-m", PHASE_MARKS["parallel"],
+    user_marks = without_marks(opts.pytest_args)[1]
+    phases = {"parallel": ["-m", phase_marks("parallel", user_marks),
                            *(["-n", str(opts.workers), "--dist", "load"] if opts.workers > 1 else ["-p", "no:xdist"])],
-              "serial": ["-p", "no:xdist", "-m", PHASE_MARKS["serial"]]}
+              "serial": ["-p", "no:xdist", "-m", phase_marks("serial", user_marks)]}
     codes, timed = [], {}
 
     @contextmanager
