@@ -231,6 +231,23 @@ def test_attach_limit_over_reported_reports_more_than_the_instance_holds(driver)
     assert limit(driver("attach-limit-over-reported")) > INSTANCE_TYPE.disk_quantity
 
 
+@pytest.mark.parametrize("bugs_on, reported_after", [((), ZONES[2]), (("node-zone-cached",), ZONES[1])],
+                         ids=["clean", "node-zone-cached"])
+def test_node_zone_cached_reports_the_first_zone_served_at_a_socket(tmp_path, bugs_on, reported_after):
+    """A node endpoint served again at the same socket for a node made anew in another zone."""
+    with ecs_server() as ecs:
+        socket = tmp_path / "node.sock"
+        for zone, expected in ((ZONES[1], ZONES[1]), (ZONES[2], reported_after)):
+            server = build_server(f"unix://{socket}", cloud_of(ecs), instance_id="i-nodeb1", zone=zone, bugs=bugs_on)
+            server.start()
+            try:
+                with grpc.insecure_channel(f"unix://{socket}") as channel:
+                    info = csi_grpc.NodeStub(channel).NodeGetInfo(csi.NodeGetInfoRequest())
+            finally:
+                server.stop(0).wait()
+            assert dict(info.accessible_topology.segments)[labels.DISK_ZONE] == expected
+
+
 # ------------------------------------------------------------------ cloud
 def test_cross_zone_attach_lets_a_disk_attach_in_another_zone():
     for names in ((), ("cross-zone-attach",)):

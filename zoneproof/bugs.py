@@ -34,6 +34,7 @@ ROUND_ROBIN_AT_ONCE = "test_placement.py::test_claims_made_at_once_take_the_zone
 CLOUD_ZONE = "test_cloud_rules.py::test_a_disk_attaches_only_to_an_instance_of_its_zone"
 CLOUD_ONE_HOLDER = "test_cloud_rules.py::test_a_disk_without_multiattach_attaches_to_one_instance"
 NODE_DRAIN = "test_chaos.py::test_experiment[node-drain]"
+NODE_MADE_AGAIN = "test_node_lifecycle.py::test_a_node_made_again_in_another_zone_names_only_its_new_zone"
 ATTACH_LIMITS = "test_attach_limits.py::test_a_full_zone_sends_new_disks_elsewhere_and_keeps_its_followers_waiting"
 # Cases of the zonal CSI rules (zoneproof/rules), named from the suites' folder: seconds each.
 # A bug a rule catches may name a cluster case too, to show the suites see it where it does harm.
@@ -102,6 +103,11 @@ CATALOGUE: tuple[Bug, ...] = (
         "sends a full node another pod whose disk the cloud refuses to attach",
         "attach limits hard-coded per instance family instead of read for the instance (big disk drivers' "
         "trackers)", (RULE_NODE_LIMIT, ATTACH_LIMITS)),
+    Bug("node-zone-cached", "node",
+        "the node plugin keeps the zone it first reported for a node in a file on the host and reports it again "
+        "when the node is made anew as a machine in another zone, so the node names its old zone beside its new one",
+        "node plugins that cache instance metadata on the host (a stale zone once a node name is reused)",
+        (NODE_MADE_AGAIN,)),
     Bug("cross-zone-attach", "cloud",
         "the cloud attaches a disk to an instance in another zone",
         "a cloud double whose zones are labels only (what zoneproof's premise rules out)", (CLOUD_ZONE,)),

@@ -70,6 +70,9 @@ class ClusterProvider(abc.ABC):
     # Whether a node's kubelet can be cut off from the control plane while its machine keeps
     # power and its disks (a network partition, as the control plane sees one).
     partitions_nodes: bool = False
+    # Whether a deleted node can be made again under its name as another machine in another
+    # zone (node pools that reuse names); only where ``recreates_nodes``.
+    rezones_nodes: bool = False
 
     # --- lifecycle (provider-specific) ---
     @abc.abstractmethod
@@ -98,8 +101,9 @@ class ClusterProvider(abc.ABC):
     def start_node(self, name: str) -> None:
         """Restore a node's power: it heartbeats again and finishes pending work."""
 
-    def recreate_node(self, name: str) -> None:
-        """Make a deleted node again under its name, in its zone, powered on (only where
+    def recreate_node(self, name: str, *, zone: str = "", instance_id: str = "") -> None:
+        """Make a deleted node again under its name, powered on: in its zone, or (only where
+        ``rezones_nodes``) in ``zone`` as instance ``instance_id`` (only where
         ``recreates_nodes``)."""
         raise ClusterError(f"{type(self).__name__} cannot make a deleted node again")
 

@@ -409,9 +409,12 @@ class KindProvider(OwnClusterMixin, ClusterProvider):
 
     recreates_nodes = True
 
-    def recreate_node(self, name: str) -> None:
+    def recreate_node(self, name: str, *, zone: str = "", instance_id: str = "") -> None:
         """Its container started again: the kubelet registers the Node anew, with the labels
         of its configuration, and the node plugin's DaemonSet comes back on it."""
+        if zone or instance_id:
+            # The container's kubelet flags and its metadata service carry its zone and instance.
+            raise ClusterError("the kind provider makes a node again only as it was, not in another zone")
         docker = self._docker()
         docker.run("restart" if self.node_powered(name) else "start", self._container(name))
         self.wait_nodes_ready([name], timeout=180)

@@ -22,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from dataclasses import replace
 from datetime import datetime, timezone
 from functools import cached_property
 
@@ -293,11 +294,18 @@ class LocalProvider(OwnClusterMixin, ClusterProvider):
 
     recreates_nodes = True
 
-    def recreate_node(self, name: str) -> None:
+    rezones_nodes = True
+
+    def recreate_node(self, name: str, *, zone: str = "", instance_id: str = "") -> None:
         planned = {node.name: node for node in plan_nodes(self.spec)}
         if name not in planned:
             raise ClusterError(f"no node {name!r} is planned in cluster {self.spec.name!r}")
+        if zone and zone not in self.spec.zones:
+            raise ClusterError(f"zone {zone!r} is not one of cluster {self.spec.name!r}'s: {', '.join(self.spec.zones)}")
+        if bool(zone) != bool(instance_id):
+            raise ClusterError("a node made again in another zone is another machine: give its zone and instance id")
+        node = replace(planned[name], zone=zone, instance_id=instance_id) if zone else planned[name]
         self._release_lease(name)  # a Lease held by a power-off would keep the new node NotReady
-        self.core.create_node(node_manifest(planned[name]))
+        self.core.create_node(node_manifest(node))
         self.wait_nodes_ready([name], timeout=60)
-        log.info("node %s made again in %s", name, planned[name].zone)
+        log.info("node %s made again in %s as %s", name, node.zone, node.instance_id)

@@ -342,14 +342,27 @@ class DriverDeployment:
                  "node endpoints" if self.profile.run.node_command is not None else "stand-in nodes")
 
     def register_node(self, name: str) -> None:
-        """The driver registered again on a node deleted and made anew: by its kubelet where
-        nodes have kubelets (waited for), else as kubelet would."""
+        """The driver registered again on a node deleted and made anew (perhaps as another
+        machine, in another zone): by its kubelet where nodes have kubelets (waited for),
+        else as kubelet would, the node endpoints first serving the nodes as they are now."""
         if self.provider.runs_kubelets:
             from zoneproof.csi import incluster
 
             incluster.wait_registered(self.provider.api_client, self.profile, [name])
             return
+        if self.profile.run.node_command is not None:
+            self._serve_node_endpoints_again()
         self._register_node(self.ecs_endpoint, name, self.provider.core.read_node(name).metadata.labels)
+
+    def _serve_node_endpoints_again(self) -> None:
+        """The node endpoints stopped and started for the nodes as they are now: an endpoint
+        started for a node's former machine would still answer with its instance and zone,
+        as a node plugin pod does until its node's new machine starts it again."""
+        state = self.running()
+        stop_groups({name: process for name, process in (state.processes if state else {}).items()
+                     if name == "csi-nodes" or name.startswith("csi-node-")})
+        self._start_node_endpoints(self.ecs_endpoint,
+                                   {name: node.metadata.labels for name, node in self._nodes().items()})
 
     def _register_node(self, ecs_endpoint: str, name: str, node_labels: dict[str, str]) -> None:
         if self.profile.run.node_command is None:

@@ -43,6 +43,16 @@ DEVICE_WAIT = 10.0  # seconds a device may take to show after its attach (a node
 FILESYSTEM = "ext4"
 
 
+def zone_kept_beside(socket: Path, zone: str) -> str:
+    """The node-zone-cached bug: the zone first served at this socket, kept in a file beside
+    it on the host, answered ever after, though the node be made again in another zone."""
+    kept = socket.with_name(socket.name + ".zone")
+    if kept.is_file():
+        return kept.read_text()
+    kept.write_text(zone)
+    return zone
+
+
 def _mounted(path: Path) -> bool:
     """Whether ``path`` is a mount point (bind mounts on one filesystem included, which
     ``os.path.ismount`` misses)."""

@@ -14,7 +14,7 @@ from zoneproof.bugs import DRIVER_LAYERS, living_in
 from zoneproof.csi.cloud import EcsCloud
 from zoneproof.csi.controller import ControllerService
 from zoneproof.csi.identity import IdentityService
-from zoneproof.csi.node import NodeService
+from zoneproof.csi.node import NodeService, zone_kept_beside
 from zoneproof.csi.proto import load
 
 log = logging.getLogger(__name__)
@@ -41,12 +41,14 @@ def build_server(endpoint: str, cloud: EcsCloud, *, zone_policy: str | None = No
     if zone_policy is not None:
         csi_grpc.add_ControllerServicer_to_server(ControllerService(cloud, zone_policy, controller_zone or zone, bugs),
                                                      server)
+    path = socket_path(endpoint)
+    path.parent.mkdir(parents=True, exist_ok=True)
     if instance_id is not None:
         if not zone:
             raise ValueError("a node endpoint needs the node's zone")
+        if "node-zone-cached" in bugs:
+            zone = zone_kept_beside(path, zone)
         csi_grpc.add_NodeServicer_to_server(NodeService(cloud, instance_id, zone, block_devices, bugs), server)
-    path = socket_path(endpoint)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():
         os.unlink(path)  # a stale socket from a killed run
     server.add_insecure_port(endpoint)

@@ -6,6 +6,8 @@ then deleted (as a cloud's node controller deletes the Node of an instance that 
   their disks' zone, with their data.
 - While a WaitForFirstConsumer claim is being provisioned for it: the pod must run on a
   node that exists, in its disk's zone, with no disk left over.
+- Then made again under its name as another machine in another zone: the node must name
+  only its new zone, and a new claim of a pod on it get its disk there.
 
 Each case deletes a node of the shared cluster, so it is ``disruptive`` (run alone), and
 makes it again afterwards, whatever happened; a provider that cannot make a deleted node
@@ -20,12 +22,12 @@ from contextlib import contextmanager
 import pytest
 from kubernetes import client
 
-from zoneproof import labels, manifests
+from zoneproof import labels, manifests, workloads
 from zoneproof.cluster.existing import instance_of
+from zoneproof.cluster.nodes import instance_id
 from zoneproof.oracle import SELECTED_NODE
 from zoneproof.suites.capabilities import require_scheme
-from zoneproof.suites.test_placement import deploy, wait_placed, wait_running
-from zoneproof.suites.test_wait_for_first_consumer import wait_events, wffc_class
+from zoneproof.suites.steps import attachments_to, deploy, wait_events, wait_placed, wait_running, wffc_class
 from zoneproof.workloads import disks_created_for
 
 log = logging.getLogger(__name__)
@@ -36,11 +38,6 @@ pytestmark = pytest.mark.disruptive
 # reported mounted when it went (maxWaitForUnmountDuration, not a flag upstream): a node
 # with a kubelet reported its volumes in use; a kwok node reports none.
 FORCE_DETACH_AFTER = 360
-
-
-def attachments_to(cluster, node: str) -> list[str]:
-    return sorted(va.metadata.name for va in client.StorageV1Api(cluster.api_client).list_volume_attachment().items
-                  if va.spec.node_name == node)
 
 
 def require_recreatable_nodes(cluster) -> None:
@@ -71,6 +68,28 @@ def node_gone(env, node: str):
             env.driver.register_node(node)
 
 
+@contextmanager
+def made_again_elsewhere(env, node: str, zone: str, instance: str):
+    """The deleted node made again under its name as instance ``instance`` in ``zone``, and
+    the driver registered on it again; on the way out, whatever happened, that machine
+    gone again (its pods, its instance, its Node), for node_gone to bring the old one back."""
+    env.cloud.admin.register_instance(instance, zone)
+    try:
+        env.cluster.recreate_node(node, zone=zone, instance_id=instance)
+        env.driver.register_node(node)
+        yield
+    finally:
+        core = env.cluster.core
+        for pod in core.list_namespaced_pod(env.namespace).items:
+            if pod.spec.node_name == node:
+                core.delete_namespaced_pod(pod.metadata.name, env.namespace, grace_period_seconds=0)
+        env.wait_for(lambda: (not (left := [va.metadata.name for va in attachments_to(env, node)]), left),
+                     what=f"the VolumeAttachments to {node} as {instance} to go", timeout=60)
+        env.cloud.stop_instances([instance])
+        env.cloud.release_instance(instance)
+        env.cluster.core.delete_node(node)
+
+
 def spread_with_a_victim(env, rng: random.Random) -> tuple[int, dict[str, str], str, dict[str, str]]:
     """Two WaitForFirstConsumer replicas per zone, running in place with their data; then
     the node of web-0 chosen to go. Returns the replica count, pod -> zone, that node, and
@@ -99,7 +118,7 @@ def test_a_deleted_node_lets_its_disks_go_and_its_pods_return_to_their_zones(pla
         after = wait_running(env, replicas, not_uids=set(on_victim), timeout=timeout)
         wait_placed(env, replicas)
         assert after == before, f"zones changed after node {victim} was deleted: {before} -> {after}"
-        env.wait_for(lambda: (not (left := attachments_to(cluster, victim)), left),
+        env.wait_for(lambda: (not (left := [va.metadata.name for va in attachments_to(env, victim)]), left),
                      what=f"the VolumeAttachments of deleted node {victim} to go", timeout=60)
         env.check_data(replicas)
 
@@ -186,7 +205,7 @@ def test_a_cut_off_node_keeps_its_disks_until_it_is_declared_out_of_service(plac
         still = env.cloud.disks_held(instance)
         assert still == held, (f"disks of cut-off node {victim} detached before it was declared out of service: "
                                f"held {held}, now {still}")
-        assert attachments_to(cluster, victim), f"the VolumeAttachments to cut-off node {victim} went before it " \
+        assert attachments_to(env, victim), f"the VolumeAttachments to cut-off node {victim} went before it " \
                                                 "was declared out of service"
         cluster.set_out_of_service(victim)
         after = wait_running(env, replicas, not_uids=set(on_victim), timeout=180)
@@ -197,3 +216,45 @@ def test_a_cut_off_node_keeps_its_disks_until_it_is_declared_out_of_service(plac
         cluster.set_out_of_service(victim, on=False)
         cluster.heal_node(victim)
         cluster.wait_nodes_ready([victim], timeout=180)
+
+
+def test_a_node_made_again_in_another_zone_names_only_its_new_zone(placement, cluster, profile, seed):
+    """A node's machine goes and another, in another zone, joins under the same name (node
+    pools that reuse names). Registered again, the node must name its new machine's zone,
+    as ECS does, under every zone key it carries, never its old one; the pods of the old
+    machine stay in their disks' zone; a new claim of a pod on it gets its disk there."""
+    require_recreatable_nodes(cluster)
+    if not cluster.rezones_nodes:
+        pytest.skip(f"the {type(cluster).__name__} makes a deleted node again only as it was, not in another zone")
+    require_scheme(profile, "wait-for-first-consumer")
+    env = placement("topology", watch_nodes=True)  # the node's zone changes under its name
+    if env.cloud.admin is None:
+        pytest.skip("needs the fake ECS, to give the node's new machine an instance in another zone")
+    rng = random.Random(f"{seed}-node-made-again-elsewhere")
+    replicas, before, victim, on_victim = spread_with_a_victim(env, rng)
+    old_zone = cluster.core.read_node(victim).metadata.labels[labels.ZONE]
+    new_zone = rng.choice(sorted(z for z in cluster.spec.zones if z != old_zone))
+    new_instance = instance_id(cluster.spec.name, cluster.spec.region, f"{victim}@{new_zone}")
+    with node_gone(env, victim):
+        after = wait_running(env, replicas, not_uids=set(on_victim))
+        wait_placed(env, replicas)
+        assert after == before, f"zones changed after node {victim} was deleted: {before} -> {after}"
+        log.info("making %s again as %s in %s (it was in %s)", victim, new_instance, new_zone, old_zone)
+        with made_again_elsewhere(env, victim, new_zone, new_instance):
+            node_labels = cluster.core.read_node(victim).metadata.labels
+            named = {key: node_labels[key] for key in labels.NODE_ZONE_KEYS if key in node_labels}
+            assert named and set(named.values()) == {new_zone}, (
+                f"node {victim}, made again as {new_instance} in {new_zone} (in ECS), its old machine in {old_zone}, "
+                f"names {named}")
+            storage_class = wffc_class(env)
+            cluster.core.create_namespaced_persistent_volume_claim(
+                env.namespace, workloads.claim("made-again", storage_class, profile.size))
+            cluster.core.create_namespaced_pod(env.namespace, env.runnable(workloads.pod_with_claims(
+                "made-again", ["made-again"], {labels.HOSTNAME: victim})))
+            running = wait_running(env, replicas + 1)
+            wait_placed(env, replicas + 1)
+            assert running["made-again"] == new_zone, (f"a pod on {victim}, made again in {new_zone}, runs in "
+                                                       f"{running['made-again']}")
+            assert {pod: zone for pod, zone in running.items() if pod != "made-again"} == before, (
+                f"the pods of {victim}'s old machine left their zones when it was made again in {new_zone}: "
+                f"{before} -> {running}")
