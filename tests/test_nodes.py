@@ -2,6 +2,8 @@
 
 import re
 
+import pytest
+
 from zoneproof import labels
 from zoneproof.cluster.nodes import instance_id, node_manifest, plan_nodes
 from zoneproof.cluster.spec import ClusterSpec
@@ -33,3 +35,19 @@ def test_node_manifest_has_every_ack_label_and_the_provider_id():
     assert lab[labels.POWER] == labels.POWER_ON
     assert m["spec"]["providerID"] == f"alicloud://cn-hangzhou.{node.instance_id}"
     assert m["metadata"]["annotations"][labels.CONTROLLER_MANAGED_ATTACH_DETACH] == "true"
+
+
+def test_a_nodes_instance_is_its_label_else_its_provider_id_as_model_or_as_sent():
+    from kubernetes import client
+
+    from zoneproof.cluster.errors import ClusterError
+    from zoneproof.cluster.nodes import instance_of
+
+    sent = {"metadata": {"name": "n-1", "labels": {}}, "spec": {"providerID": "alicloud://cn-beijing.i-abc"}}
+    assert instance_of(sent) == "i-abc"
+    sent["metadata"]["labels"][labels.INSTANCE_ID] = "i-label"
+    assert instance_of(sent) == "i-label"
+    modelled = client.V1Node(metadata=client.V1ObjectMeta(name="n-2", labels={}), spec=client.V1NodeSpec())
+    assert instance_of(modelled, required=False) == ""
+    with pytest.raises(ClusterError, match="node n-2 names no ECS instance"):
+        instance_of(modelled)

@@ -11,7 +11,7 @@ from dataclasses import fields
 import click
 
 from zoneproof import bugs as bug_catalogue
-from zoneproof import labels, toolchain
+from zoneproof import toolchain
 from zoneproof.cluster.errors import ClusterError
 from zoneproof.cluster.spec import (
     DEFAULT_CLUSTER_NAME,
@@ -391,14 +391,14 @@ def _node_instance(node_name: str, cloud) -> dict:
     controller records it): its zone and type come from the cloud, never from a label."""
     from kubernetes import client, config
 
-    from zoneproof.cluster.nodes import ecs_instance_id
+    from zoneproof.cluster.nodes import instance_of
 
     config.load_incluster_config()
     node = client.CoreV1Api().read_node(node_name)
-    instance = ecs_instance_id(node.metadata.labels or {}, node.spec.provider_id or "")
-    if not instance:
-        _fail(RuntimeError(f"node {node_name} names no ECS instance (no {labels.INSTANCE_ID} label, no "
-                           "alicloud:// providerID)"))
+    try:
+        instance = instance_of(node)
+    except ClusterError as err:
+        _fail(err)
     described = cloud.describe_instance(instance)
     if described is None:
         _fail(RuntimeError(f"ECS has no instance {instance} (node {node_name})"))

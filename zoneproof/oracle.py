@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from zoneproof import labels
-from zoneproof.cluster.nodes import ecs_instance_id
+from zoneproof.cluster.nodes import instance_of
 
 PV_ZONE_LABELS = (labels.ZONE, labels.ZONE_DEPRECATED)
 # The node the scheduler chose for a WaitForFirstConsumer claim's first consumer: the
@@ -269,11 +269,6 @@ def _existed_before(node: dict, pv: dict) -> bool:
     return made <= ((pv.get("metadata") or {}).get("creationTimestamp") or made)
 
 
-def node_instance_id(node: dict) -> str:
-    """A node's ECS instance ("" when it names none)."""
-    return ecs_instance_id(node["metadata"].get("labels") or {}, (node.get("spec") or {}).get("providerID") or "")
-
-
 def _schedulable(node: dict) -> bool:
     status = node.get("status") or {}
     ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
@@ -293,7 +288,7 @@ def check(snapshot: Snapshot, *, driver: str) -> Verdict:
         seen[name] = NodeSeen(zone, _schedulable(node))
         if seen[name].schedulable and zone and not problems:
             zones_with_room.add(zone)
-    node_instance = {name: node_instance_id(n) for name, n in snapshot.nodes.items()}
+    node_instance = {name: instance_of(n, required=False) for name, n in snapshot.nodes.items()}
     verdicts = []
     for pod in sorted(snapshot.pods, key=lambda p: (p["metadata"]["namespace"], p["metadata"]["name"])):
         verdict = _check_pod(pod, snapshot, driver, zones_with_room, node_instance)
@@ -424,7 +419,7 @@ def take_snapshot(api, cloud, namespace: str | None = None, *, driver: str) -> S
     disk_ids = [pv["spec"]["csi"]["volumeHandle"] for pv in pvs.values()
                 if ((pv.get("spec") or {}).get("csi") or {}).get("driver") == driver]
     # A node that names no instance holds no disk; its zone is still judged.
-    state = cloud.state(disk_ids, [node_instance_id(n) for n in nodes.values()])
+    state = cloud.state(disk_ids, [i for n in nodes.values() if (i := instance_of(n, required=False))])
     return Snapshot(
         pods=pods,
         pvcs={(c["metadata"]["namespace"], c["metadata"]["name"]): c for c in pvcs},

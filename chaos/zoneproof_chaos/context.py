@@ -25,7 +25,8 @@ from kubernetes import client, config as kube_config
 
 from zoneproof.cloud import CloudAccess
 from zoneproof.cluster.base import ClusterError, ClusterProvider
-from zoneproof.cluster.existing import ExistingProvider, instance_of
+from zoneproof.cluster.existing import ExistingProvider
+from zoneproof.cluster.nodes import instance_of
 from zoneproof.cluster import OWN_PROVIDERS, attach, provider_name
 from zoneproof.cluster.spec import DEFAULT_CLUSTER_NAME
 from zoneproof.csi.deploy import cloud_of

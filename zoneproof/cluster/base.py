@@ -18,6 +18,7 @@ from tenacity import retry, retry_if_exception, stop_after_attempt, wait_fixed
 
 from zoneproof import labels
 from zoneproof.cluster.errors import ClusterError
+from zoneproof.cluster.nodes import instance_of
 from zoneproof.cluster.spec import ClusterSpec
 from zoneproof.waiting import wait_for
 
@@ -153,9 +154,9 @@ class ClusterProvider(abc.ABC):
         """ECS instance id -> zone of every node (what the fake ECS must hold)."""
         out = {}
         for node in self.core.list_node().items:
-            node_labels = node.metadata.labels or {}
-            if labels.INSTANCE_ID in node_labels:
-                out[node_labels[labels.INSTANCE_ID]] = node_labels.get(labels.ZONE, "")
+            instance = instance_of(node, required=False)
+            if instance:
+                out[instance] = (node.metadata.labels or {}).get(labels.ZONE, "")
         return out
 
     def wait_nodes_ready(self, names: list[str], *, ready: bool = True, timeout: float = 60.0) -> None:

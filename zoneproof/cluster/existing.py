@@ -19,7 +19,7 @@ from kubernetes import client, config
 from zoneproof import labels
 from zoneproof.cloud import CloudAccess, CloudConfigError
 from zoneproof.cluster.base import ClusterError, ClusterProvider
-from zoneproof.cluster.nodes import ecs_instance_id
+from zoneproof.cluster.nodes import instance_of
 from zoneproof.cluster.spec import ClusterSpec, Timings
 
 log = logging.getLogger(__name__)
@@ -28,16 +28,6 @@ log = logging.getLogger(__name__)
 UPSTREAM_TIMINGS = Timings(node_monitor_grace_period=50, node_monitor_period=5, node_lease_duration=40,
                            node_status_update_frequency=10, not_ready_toleration=300, unreachable_toleration=300,
                            node_eviction_rate=0.1)
-
-
-def instance_of(node: client.V1Node) -> str:
-    """A node's ECS instance id: its ``alibabacloud.com/ecs-instance-id`` label, else its
-    providerID ``alicloud://<region>.<instance-id>``."""
-    found = ecs_instance_id(node.metadata.labels or {}, (node.spec.provider_id or "") if node.spec else "")
-    if found:
-        return found
-    raise ClusterError(f"node {node.metadata.name} names no ECS instance (no {labels.INSTANCE_ID} label, no "
-                       "alicloud:// providerID), so it cannot be powered off through the cloud")
 
 
 class ExistingProvider(ClusterProvider):

@@ -7,19 +7,31 @@ import hashlib
 from dataclasses import dataclass
 
 from zoneproof import labels
+from zoneproof.cluster.errors import ClusterError
 from zoneproof.cluster.spec import ClusterSpec
 
 _INSTANCE_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 PROVIDER_ID_SCHEME = "alicloud://"
 
 
-def ecs_instance_id(node_labels: dict[str, str], provider_id: str) -> str:
-    """The ECS instance a node names: its instance-id label, else its providerID
-    ``alicloud://<region>.<instance-id>``; "" when it names none."""
+def instance_of(node, *, required: bool = True) -> str:
+    """The ECS instance a node names (a Node as the client models it, or as the API sends
+    it): its ``alibabacloud.com/ecs-instance-id`` label, else its providerID
+    ``alicloud://<region>.<instance-id>``. A node that names none is a ClusterError, or ""
+    when not ``required``."""
+    if isinstance(node, dict):
+        meta, spec = node.get("metadata") or {}, node.get("spec") or {}
+        name, node_labels, provider_id = meta.get("name"), meta.get("labels") or {}, spec.get("providerID") or ""
+    else:
+        name, node_labels = node.metadata.name, node.metadata.labels or {}
+        provider_id = (node.spec.provider_id or "") if node.spec else ""
     if node_labels.get(labels.INSTANCE_ID):
         return node_labels[labels.INSTANCE_ID]
     if provider_id.startswith(PROVIDER_ID_SCHEME) and "." in provider_id:
         return provider_id.removeprefix(PROVIDER_ID_SCHEME).split(".", 1)[1]
+    if required:
+        raise ClusterError(f"node {name} names no ECS instance (no {labels.INSTANCE_ID} label, no alicloud:// "
+                           "providerID)")
     return ""
 
 

@@ -11,7 +11,7 @@ from typing import Callable
 
 from zoneproof.cluster import attach
 from zoneproof.cluster.base import ClusterError
-from zoneproof.cluster.nodes import ecs_instance_id
+from zoneproof.cluster.nodes import instance_of
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ def power_switch_of(provider_name: str, cluster_name: str) -> Callable[[str, boo
 def node_of_instance(provider, instance_id: str) -> str:
     """The name of the one node of the cluster whose Node names the instance."""
     nodes = [n.metadata.name for n in provider.core.list_node().items
-             if ecs_instance_id(n.metadata.labels or {}, n.spec.provider_id or "") == instance_id]
+             if instance_of(n, required=False) == instance_id]
     if len(nodes) != 1:
         raise ClusterError(f"instance {instance_id} is held by {len(nodes)} nodes of cluster "
                            f"{provider.spec.name!r} ({', '.join(nodes) or 'none'}); expected one")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import drawsvg as dw
 
 from zoneproof import labels
-from zoneproof.cluster.nodes import ecs_instance_id
+from zoneproof.cluster.nodes import instance_of
 from zoneproof.journal import RECOVERY_PREFIX, epoch, settle_spans
 
 PHASE_COLOURS = {"Running": "#2e7d32", "Pending": "#ef8f00", "Terminating": "#8a8a8a", "Succeeded": "#5b7fa6",
@@ -59,7 +59,7 @@ def build(experiment: str, journal: dict, changes: list, audit: list[dict]) -> d
             if not node_labels.get(labels.ZONE):
                 continue  # a node of no zone (kind's control plane) holds no disk
             entry = nodes.setdefault(name, {"zone": node_labels[labels.ZONE], "states": []})
-            instances[ecs_instance_id(node_labels, (change.obj.get("spec") or {}).get("providerID") or "")] = name
+            instances[instance_of(change.obj, required=False)] = name
             ready, taints = _node_state(change.obj)
             if not entry["states"] or entry["states"][-1][1:] != [ready, taints]:
                 entry["states"].append([rel(change.at), ready, taints])

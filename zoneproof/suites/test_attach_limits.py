@@ -16,7 +16,7 @@ import pytest
 from kubernetes import client
 
 from zoneproof import data, labels
-from zoneproof.cluster.existing import instance_of
+from zoneproof.cluster.nodes import instance_of
 from zoneproof.suites.steps import attachments_to, wait_events, wait_placed, wait_running, wffc_class
 from zoneproof.workloads import claim, pod_with_claims
 

@@ -22,7 +22,7 @@ import allure
 import pytest
 
 from zoneproof import labels, workloads
-from zoneproof.cluster.existing import instance_of
+from zoneproof.cluster.nodes import instance_of
 from zoneproof.namespaces import TEST_LABEL
 from zoneproof.processes import python_module_as_in_a_terminal
 from zoneproof.report import timeline

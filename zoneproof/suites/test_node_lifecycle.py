@@ -23,7 +23,7 @@ import pytest
 from kubernetes import client
 
 from zoneproof import labels, manifests, workloads
-from zoneproof.cluster.existing import instance_of
+from zoneproof.cluster.nodes import instance_of
 from zoneproof.cluster.nodes import instance_id
 from zoneproof.oracle import SELECTED_NODE
 from zoneproof.suites.capabilities import require_scheme
@@ -53,8 +53,8 @@ def require_recreatable_nodes(cluster) -> None:
 def node_gone(env, node: str):
     """The node's instance stopped and released, then its Node deleted; on the way out,
     whatever happened, the instance and the node back, registered as before."""
-    node_labels = env.cluster.core.read_node(node).metadata.labels
-    instance, zone = node_labels[labels.INSTANCE_ID], node_labels[labels.ZONE]
+    gone = env.cluster.core.read_node(node)
+    instance, zone = instance_of(gone), gone.metadata.labels[labels.ZONE]
     try:
         env.cloud.stop_instances([instance])
         env.cloud.release_instance(instance)
