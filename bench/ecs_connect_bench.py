@@ -6,7 +6,7 @@ without a crowd of idle keep-alive connections already open.
     .venv/bin/python bench/ecs_connect_bench.py --clients 64 --bursts 50 --idle 100
 
 Then a well-behaved client beside a greedy one: for ``--seconds`` a client makes signed
-calls through the official Python SDK (``zoneproof.csi.cloud``, keep-alive) alone, then
+calls through the official Python SDK (``zoneproof.ecsapi``, keep-alive) alone, then
 while another holds ``--hold`` idle keep-alive connections (200, then 1000: more than the
 cap of 128, so the fake must close idle ones to admit anyone). Every call must succeed.
 
@@ -105,9 +105,9 @@ def phase(name: str, host: str, port: int, args) -> dict:
 def sdk_calls(endpoint: str, seconds: float) -> dict:
     """Signed DescribeRegions calls through the official SDK for ``seconds``: how many,
     how many failed (and with what), and their latency."""
-    from zoneproof.csi.cloud import CloudError, EcsCloud, EcsSettings
+    from zoneproof.ecsapi import CloudError, EcsApi, EcsSettings
 
-    cloud = EcsCloud(EcsSettings(endpoint, KEY_ID, SECRET, "cn-beijing"))
+    cloud = EcsApi(EcsSettings(endpoint, KEY_ID, SECRET, "cn-beijing"))
     latencies, errors = [], []
     end = time.monotonic() + seconds
     while time.monotonic() < end:

@@ -12,7 +12,7 @@ from aliyunsdkcore.acs_exception.exceptions import ServerException as V1ServerEx
 from aliyunsdkcore.client import AcsClient
 from aliyunsdkcore.request import CommonRequest
 
-from zoneproof.csi.cloud import CloudError, EcsCloud, EcsSettings
+from zoneproof.ecsapi import CloudError, EcsApi, EcsSettings
 
 
 @dataclass
@@ -64,7 +64,7 @@ class V3Sdk:
     name = "alibabacloud-ecs20140526"
 
     def __init__(self, endpoint: str, key_id: str, secret: str, region: str):
-        self.cloud = EcsCloud(EcsSettings(endpoint, key_id, secret, region), throttle_attempts=1)
+        self.cloud = EcsApi(EcsSettings(endpoint, key_id, secret, region), throttle_attempts=1)
 
     def call(self, action: str, **params) -> dict:
         try:

@@ -15,7 +15,7 @@ from zoneproof import bugs, labels
 from zoneproof.cloud import CloudError
 from zoneproof.cluster import ClusterSpec, LocalProvider, SpecError
 from zoneproof.cluster.local import kwokctl_config, scheduler_configuration
-from zoneproof.csi.cloud import EcsCloud, EcsSettings
+from zoneproof.ecsapi import EcsApi, EcsSettings
 from zoneproof.csi.controller import FOREIGN_ZONE_KEY
 from zoneproof.csi.deploy import DriverDeployment, DriverError
 from zoneproof.csi.proto import load
@@ -43,9 +43,9 @@ def ecs_server(cloud_bugs: tuple[str, ...] = ()) -> EcsServer:
     return server
 
 
-def cloud_of(ecs: EcsServer) -> EcsCloud:
+def cloud_of(ecs: EcsServer) -> EcsApi:
     key_id, secret = next(iter(DEFAULT_CREDENTIALS.items()))
-    return EcsCloud(EcsSettings(ecs.endpoint, key_id, secret, REGION))
+    return EcsApi(EcsSettings(ecs.endpoint, key_id, secret, REGION))
 
 
 class Driver:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from zoneproof.csi.cloud import EcsCloud, EcsSettings
+from zoneproof.ecsapi import EcsApi, EcsSettings
 from zoneproof.csi.sanity import run_sanity
 from zoneproof.csi.server import build_server
 from zoneproof.ecs.backend import EcsConfig
@@ -28,7 +28,7 @@ def driver_endpoint(tmp_path):
         with ecs.store.transaction() as db:
             ecs.backend.register_instance(db, "i-sanitynode", NODE_ZONE)
         key_id, secret = next(iter(DEFAULT_CREDENTIALS.items()))
-        cloud = EcsCloud(EcsSettings(ecs.endpoint, key_id, secret, REGION))
+        cloud = EcsApi(EcsSettings(ecs.endpoint, key_id, secret, REGION))
         endpoint = f"unix://{tmp_path}/csi.sock"
         server = build_server(endpoint, cloud, zone_policy="topology", instance_id="i-sanitynode", zone=NODE_ZONE)
         server.start()

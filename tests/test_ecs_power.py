@@ -13,7 +13,7 @@ from alibabacloud_ecs20140526 import models as ecs_models
 from darabonba.exceptions import ResponseException
 
 from tests.ecs_clients import SDKS, ApiError, RpcSdk, error_of, register_instances
-from zoneproof.csi.cloud import snake
+from zoneproof.ecsapi import snake
 from zoneproof.ecs.backend import EcsBackend, EcsConfig
 from zoneproof.ecs.catalog import DEFAULT_CATEGORIES
 from zoneproof.ecs.server import DEFAULT_CREDENTIALS, EcsServer

@@ -538,11 +538,11 @@ def _driver_cloud(ecs_endpoint: str, region: str):
     the fake ECS accepts by default)."""
     import os
 
-    from zoneproof.csi.cloud import EcsCloud, EcsSettings
+    from zoneproof.ecsapi import EcsApi, EcsSettings
     from zoneproof.ecs.server import DEFAULT_CREDENTIALS
 
     default_id, default_secret = next(iter(DEFAULT_CREDENTIALS.items()))
-    return EcsCloud(EcsSettings(endpoint=ecs_endpoint, region=region,
+    return EcsApi(EcsSettings(endpoint=ecs_endpoint, region=region,
                                 access_key_id=os.environ.get("ALIBABA_CLOUD_ACCESS_KEY_ID", default_id),
                                 access_key_secret=os.environ.get("ALIBABA_CLOUD_ACCESS_KEY_SECRET", default_secret)))
 

@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from functools import cached_property
 
-from zoneproof.csi.cloud import CloudError, EcsCloud, EcsSettings
+from zoneproof.ecsapi import CloudError, EcsApi, EcsSettings
 from zoneproof.ecs.admin import EcsAdmin, EcsAdminError
 from zoneproof.ecs.server import DEFAULT_CREDENTIALS
 
@@ -69,8 +69,8 @@ class CloudAccess:
                 "ALIBABA_CLOUD_ACCESS_KEY_SECRET": self.access_key_secret}
 
     @cached_property
-    def api(self) -> EcsCloud:
-        return EcsCloud(EcsSettings(self.endpoint, self.access_key_id, self.access_key_secret, self.region,
+    def api(self) -> EcsApi:
+        return EcsApi(EcsSettings(self.endpoint, self.access_key_id, self.access_key_secret, self.region,
                                     self.protocol))
 
     @cached_property

@@ -12,7 +12,7 @@ import grpc
 
 from zoneproof import labels
 from zoneproof.csi import params as sc_params
-from zoneproof.csi.cloud import CloudError, EcsCloud
+from zoneproof.ecsapi import CloudError, EcsApi
 from zoneproof.csi.errors import abort, abort_cloud
 from zoneproof.csi.proto import load
 from zoneproof.csi.zones import ConflictingZoneError, NoZoneError, ZoneChooser
@@ -71,7 +71,7 @@ def modes_supported(capabilities, multi_attach: bool) -> str | None:
 
 
 class ControllerService(csi_grpc.ControllerServicer):
-    def __init__(self, cloud: EcsCloud, zone_policy: str, controller_zone: str | None = None,
+    def __init__(self, cloud: EcsApi, zone_policy: str, controller_zone: str | None = None,
                  bugs: tuple[str, ...] = ()):
         self.cloud = cloud
         self.bugs = bugs

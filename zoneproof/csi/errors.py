@@ -6,7 +6,7 @@ from typing import NoReturn
 
 import grpc
 
-from zoneproof.csi.cloud import CloudError
+from zoneproof.ecsapi import CloudError
 
 _BY_PREFIX = (
     (("InvalidDiskId.NotFound", "InvalidInstanceId.NotFound"), grpc.StatusCode.NOT_FOUND),

@@ -27,7 +27,7 @@ from pathlib import Path
 import grpc
 
 from zoneproof import labels
-from zoneproof.csi.cloud import CloudError, EcsCloud
+from zoneproof.ecsapi import CloudError, EcsApi
 from zoneproof.csi.errors import abort, abort_cloud
 from zoneproof.csi.proto import load
 
@@ -90,7 +90,7 @@ def _filesystem(device: Path) -> str:
 
 
 class NodeService(csi_grpc.NodeServicer):
-    def __init__(self, cloud: EcsCloud, instance_id: str, zone: str, block_devices: bool = False,
+    def __init__(self, cloud: EcsApi, instance_id: str, zone: str, block_devices: bool = False,
                  bugs: tuple[str, ...] = (), by_id: Path = BY_ID):
         self.cloud = cloud
         self.instance_id = instance_id

@@ -11,7 +11,7 @@ from pathlib import Path
 import grpc
 
 from zoneproof.bugs import DRIVER_LAYERS, living_in
-from zoneproof.csi.cloud import EcsCloud
+from zoneproof.ecsapi import EcsApi
 from zoneproof.csi.controller import ControllerService
 from zoneproof.csi.identity import IdentityService
 from zoneproof.csi.node import NodeService, zone_kept_beside
@@ -27,7 +27,7 @@ def socket_path(endpoint: str) -> Path:
     return Path(endpoint[len("unix://"):])
 
 
-def build_server(endpoint: str, cloud: EcsCloud, *, zone_policy: str | None = None,
+def build_server(endpoint: str, cloud: EcsApi, *, zone_policy: str | None = None,
                  instance_id: str | None = None, zone: str | None = None,
                  controller_zone: str | None = None, block_devices: bool = False,
                  bugs: tuple[str, ...] = ()) -> grpc.Server:

@@ -18,7 +18,7 @@ from pathlib import Path
 import grpc
 
 from zoneproof import bugs as bug_catalogue
-from zoneproof.csi.cloud import EcsCloud, EcsSettings
+from zoneproof.ecsapi import EcsApi, EcsSettings
 from zoneproof.csi.deploy import check_run_inputs, render
 from zoneproof.csi.proto import load
 from zoneproof.ecs.backend import EcsConfig
@@ -42,7 +42,7 @@ class RulesSetupError(RuntimeError):
 class RulesTarget:
     profile: DriverProfile
     ecs: EcsServer
-    cloud: EcsCloud
+    cloud: EcsApi
     controller: object  # csi_grpc.ControllerStub
     zones: tuple[str, ...]
     instances: dict[str, list[str]] = field(default_factory=dict)  # zone -> instance ids
@@ -94,7 +94,7 @@ def rules_target(profile: DriverProfile, workdir: Path, *, zones: tuple[str, ...
                 for instance_id in ids:
                     ecs.backend.register_instance(db, instance_id, zone)
         key_id, secret = next(iter(DEFAULT_CREDENTIALS.items()))
-        cloud = EcsCloud(EcsSettings(ecs.endpoint, key_id, secret, region))
+        cloud = EcsApi(EcsSettings(ecs.endpoint, key_id, secret, region))
         socket = workdir / "controller.sock"
         values = {"python": sys.executable, "driver": profile.driver, "driver_binary": driver_binary or "",
                   "endpoint": f"unix://{socket}", "socket": str(socket), "ecs_endpoint": ecs.endpoint,
