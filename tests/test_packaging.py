@@ -1,7 +1,8 @@
-"""The project's wheels (zoneproof, and its Chaos Toolkit extension zoneproof_chaos),
-installed into a fresh virtual environment, work from any directory: the CLI, the shipped
-experiments and profiles, the suites (found by import name through the pytest plugin) and
-`chaos discover` of the extension. The core package does not import the extension."""
+"""The project's wheels (zoneproof, and its Chaos Toolkit extension zoneproof_chaos, the
+optional extra ``zoneproof[chaos]``), installed into a fresh virtual environment, work from
+any directory: the CLI, the shipped experiments and profiles, the suites (found by import
+name through the pytest plugin) and `chaos discover` of the extension. The core package
+does not import the extension, and installed without it, works and says what is missing."""
 
 from __future__ import annotations
 
@@ -27,20 +28,48 @@ def _uv() -> str:
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory) -> Path:
-    """bin/ of a fresh venv with the wheels and their locked dependencies (from uv's cache)."""
+def wheels(tmp_path_factory) -> Path:
+    """The two wheels built from the tree, and the locked dependencies as requirements
+    (with the chaos extra's: ``requirements.txt``; without: ``core.txt``)."""
     uv, work = _uv(), tmp_path_factory.mktemp("wheel")
-    subprocess.run([uv, "build", "--all-packages", "--wheel", "--out-dir", str(work / "dist")], cwd=REPO, check=True,
+    subprocess.run([uv, "build", "--all-packages", "--wheel", "--out-dir", str(work)], cwd=REPO, check=True,
                    capture_output=True)
-    wheels = sorted((work / "dist").glob("*.whl"))
-    assert [w.name.split("-")[0] for w in wheels] == ["zoneproof", "zoneproof_chaos"], wheels
-    subprocess.run([uv, "export", "--frozen", "--all-packages", "--no-dev", "--no-hashes", "--no-emit-workspace",
-                    "--output-file", str(work / "requirements.txt")], check=True, cwd=REPO, capture_output=True)
-    subprocess.run([uv, "venv", "--python", sys.executable, str(work / "venv")], check=True, capture_output=True)
-    env = dict(os.environ, VIRTUAL_ENV=str(work / "venv"))
-    subprocess.run([uv, "pip", "install", "--requirements", str(work / "requirements.txt"), *map(str, wheels)],
-                   check=True, capture_output=True, env=env)
-    return work / "venv" / "bin"
+    built = sorted(work.glob("*.whl"))
+    assert [w.name.split("-")[0] for w in built] == ["zoneproof", "zoneproof_chaos"], built
+    for name, extra in (("requirements.txt", ["--all-packages", "--all-extras"]), ("core.txt", ["--package", "zoneproof"])):
+        subprocess.run([uv, "export", "--frozen", *extra, "--no-dev", "--no-hashes", "--no-emit-workspace",
+                        "--output-file", str(work / name)], check=True, cwd=REPO, capture_output=True)
+    return work
+
+
+def _venv(wheels: Path, where: Path, requirements: str, *to_install: Path) -> Path:
+    """bin/ of a fresh venv with ``to_install`` and the locked requirements (from uv's cache)."""
+    uv = _uv()
+    subprocess.run([uv, "venv", "--python", sys.executable, str(where)], check=True, capture_output=True)
+    subprocess.run([uv, "pip", "install", "--requirements", str(wheels / requirements), *map(str, to_install)],
+                   check=True, capture_output=True, env=dict(os.environ, VIRTUAL_ENV=str(where)))
+    return where / "bin"
+
+
+@pytest.fixture(scope="module")
+def installed(wheels, tmp_path_factory) -> Path:
+    """bin/ of a venv with zoneproof and its chaos extra."""
+    return _venv(wheels, tmp_path_factory.mktemp("venv") / "venv", "requirements.txt", *sorted(wheels.glob("*.whl")))
+
+
+def test_the_core_alone_runs_and_names_the_extra_it_lacks(wheels, tmp_path):
+    core = _venv(wheels, tmp_path / "venv", "core.txt", next(wheels.glob("zoneproof-*.whl")))
+    assert not (core / "chaos").exists()
+    helped = run(core, "zoneproof", "e2e", "--help", cwd=tmp_path)
+    assert helped.returncode == 0 and "--driver-binary" in helped.stdout, helped.stderr
+    refused = run(core, "zoneproof", "chaos", "list", cwd=tmp_path)
+    assert refused.returncode == 2 and "pip install 'zoneproof[chaos]'" in refused.stderr, refused.stderr
+    collected = run(core, str(core / "python"), "-m", "pytest", "--pyargs", "zoneproof.suites", "--collect-only",
+                    "-q", "-p", "no:cacheprovider", "-rs", cwd=tmp_path)
+    assert collected.returncode == 0, collected.stdout[-3000:] + collected.stderr
+    assert "test_placement.py::test_pods_follow_their_disks" in collected.stdout
+    assert "test_chaos.py::" not in collected.stdout
+    assert "Chaos Toolkit extension is not installed" in collected.stdout, collected.stdout[-2000:]
 
 
 def run(installed: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:

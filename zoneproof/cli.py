@@ -700,7 +700,12 @@ def check_placement(provider: str, name: str, kubeconfig: str | None, context: s
 # ----------------------------------------------------------------- chaos
 @main.group("chaos")
 def chaos_group() -> None:
-    """Run the Chaos Toolkit experiments of chaos/ against a local cluster."""
+    """Run the Chaos Toolkit experiments of chaos/ against a local cluster (the chaos extra:
+    pip install 'zoneproof[chaos]')."""
+    from importlib.util import find_spec
+
+    if find_spec("zoneproof_chaos") is None:
+        _fail(RuntimeError("the chaos commands need the Chaos Toolkit extension: pip install 'zoneproof[chaos]'"), 2)
 
 
 def _experiment_paths(names: tuple[str, ...]) -> list[Path]:

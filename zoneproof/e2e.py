@@ -141,6 +141,13 @@ def _pytest_options(opts: E2eOptions, phase: str) -> list[str]:
 PACKAGES = ("zoneproof", "pytest", "allure-pytest", "chaostoolkit-lib", "kubernetes")
 
 
+def _version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:  # chaostoolkit-lib comes with the optional chaos extra
+        return "not installed"
+
+
 def environment(opts: E2eOptions, api: client.ApiClient, spec) -> dict:
     """What the run ran on, for the report (and allure's environment)."""
     tool_sets = dict(toolchain.TOOL_SETS)
@@ -154,7 +161,7 @@ def environment(opts: E2eOptions, api: client.ApiClient, spec) -> dict:
         "driver binary": opts.driver_binary or ("as deployed" if opts.provider == "existing" else "reference"),
         "seed": opts.seed, "workers": opts.workers,
         "tools": {name: ts.version for name, ts in tool_sets.items()} if opts.provider != "existing" else {},
-        "packages": {name: metadata.version(name) for name in PACKAGES},
+        "packages": {name: _version(name) for name in PACKAGES},
     }
     if opts.provider != "existing":
         found["nodes per zone"] = spec.nodes_per_zone

@@ -27,8 +27,12 @@ from zoneproof.namespaces import TEST_LABEL
 from zoneproof.processes import python_module_as_in_a_terminal
 from zoneproof.report import timeline
 from zoneproof.waiting import wait_for
-from zoneproof_chaos import running
-from zoneproof_chaos.context import configuration_env, configuration_for
+
+# The experiments come with the optional chaos extra; without it their cases are skipped, saying so.
+pytest.importorskip("zoneproof_chaos", reason="the Chaos Toolkit extension is not installed: "
+                                              "pip install 'zoneproof[chaos]'")
+from zoneproof_chaos import running  # noqa: E402
+from zoneproof_chaos.context import configuration_env, configuration_for  # noqa: E402
 
 log = logging.getLogger(__name__)
 
