@@ -307,19 +307,6 @@ def _parse_access_keys(values: tuple[str, ...]) -> dict[str, str]:
     return keys
 
 
-def _parse_zone_categories(zones: tuple[str, ...], values: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
-    from zoneproof.ecs.catalog import DEFAULT_CATEGORIES
-
-    offered = {z: DEFAULT_CATEGORIES for z in zones}
-    for value in values:
-        zone, sep, cats = value.partition("=")
-        if not sep or zone not in offered:
-            raise click.BadParameter(f"{value!r} must be ZONE=CATEGORY,... with ZONE one of {', '.join(zones)}",
-                                     param_hint="--categories")
-        offered[zone] = tuple(c for c in cats.split(",") if c)
-    return offered
-
-
 @ecs.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback).")
 @click.option("--port", type=int, default=0, show_default=True, help="Port; 0 picks a free one.")
@@ -350,13 +337,15 @@ def ecs_serve(host, port, port_file, db, region, zones, categories, access_key, 
     from pathlib import Path
 
     from zoneproof.ecs.backend import EcsConfig, Latencies
+    from zoneproof.ecs.catalog import DEFAULT_CATEGORIES, parse_zone_categories
     from zoneproof.ecs.server import EcsServer
 
     zone_list = parse_zones(zones)
     if not zone_list or "" in zone_list or len(set(zone_list)) != len(zone_list):
         _fail(click.BadParameter(f"{zones!r}: give distinct, non-empty zone names", param_hint="--zones"), 2)
     try:
-        config = EcsConfig(region=region, zones=_parse_zone_categories(zone_list, categories),
+        offered = {zone: DEFAULT_CATEGORIES for zone in zone_list} | parse_zone_categories(categories, zone_list)
+        config = EcsConfig(region=region, zones=offered,
                            latencies=Latencies(create_latency, attach_latency, detach_latency),
                            bugs=bug_catalogue.parse(bug_names)).validate()
         power_switch = devices_for = None
@@ -386,25 +375,6 @@ def ecs_serve(host, port, port_file, db, region, zones, categories, access_key, 
         server.close()
 
 
-def _node_instance(node_name: str, cloud) -> dict:
-    """ECS's description of a node's instance (named by its Node, as a cloud's node
-    controller records it): its zone and type come from the cloud, never from a label."""
-    from kubernetes import client, config
-
-    from zoneproof.cluster.nodes import instance_of
-
-    config.load_incluster_config()
-    node = client.CoreV1Api().read_node(node_name)
-    try:
-        instance = instance_of(node)
-    except ClusterError as err:
-        _fail(err)
-    described = cloud.describe_instance(instance)
-    if described is None:
-        _fail(RuntimeError(f"ECS has no instance {instance} (node {node_name})"))
-    return described
-
-
 @ecs.command("metadata")
 @click.option("--node-name", required=True, help="The Kubernetes node this runs on (in a cluster).")
 @click.option("--ecs-endpoint", required=True, help="host:port of the ECS API.")
@@ -418,30 +388,15 @@ def ecs_metadata(node_name, ecs_endpoint, region, address, port) -> None:
     beside a node plugin, in the node's network namespace, after a blackhole route for the
     address is in place there (the DaemonSet's first init container), so that nothing
     asked of it ever leaves the node."""
-    import subprocess
+    from zoneproof.csi.node_identity import NodeIdentityError, described_instance, driver_cloud
+    from zoneproof.ecs.metadata import Identity, serve_on_node
 
-    from zoneproof.ecs.metadata import Identity, MetadataServer
-
-    described = _node_instance(node_name, _driver_cloud(ecs_endpoint, region))
-    identity = Identity(described["InstanceId"], described["ZoneId"], region, described["InstanceType"])
-    local = ["ip", "address", "replace", f"{address}/32", "dev", "lo"]
-    proc = subprocess.run(local, capture_output=True, text=True)
-    if proc.returncode != 0:
-        _fail(RuntimeError(f"`{' '.join(local)}` failed: {proc.stderr.strip()}"))
     try:
-        server = MetadataServer((address, port), identity)
-        logging.getLogger(__name__).info("instance metadata of %s (%s) at http://%s:%d", identity.instance_id,
-                                         identity.zone, address, port)
-        try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            server.server_close()
-    finally:
-        gone = subprocess.run(["ip", "address", "del", f"{address}/32", "dev", "lo"], capture_output=True, text=True)
-        if gone.returncode != 0:
-            logging.getLogger(__name__).error("could not take %s off the loopback: %s", address, gone.stderr.strip())
+        described = described_instance(node_name, driver_cloud(ecs_endpoint, region))
+        serve_on_node(Identity(described["InstanceId"], described["ZoneId"], region, described["InstanceType"]),
+                      address, port)
+    except (NodeIdentityError, OSError) as err:
+        _fail(err)
 
 
 @main.group("csi")
@@ -472,13 +427,17 @@ def csi_serve(endpoint, ecs_endpoint, region, zone_policy, node_id, node_zone, n
     Credentials come from ALIBABA_CLOUD_ACCESS_KEY_ID / ALIBABA_CLOUD_ACCESS_KEY_SECRET."""
     from pathlib import Path
 
+    from zoneproof.csi.node_identity import NodeIdentityError, described_instance, driver_cloud
     from zoneproof.csi.server import build_server
 
-    cloud = _driver_cloud(ecs_endpoint, region)
+    cloud = driver_cloud(ecs_endpoint, region)
     if node_name:
         if node_id or node_zone:
             _fail(click.BadParameter("--node-name finds the instance and zone itself; drop --node-id/--node-zone"), 2)
-        described = _node_instance(node_name, cloud)
+        try:
+            described = described_instance(node_name, cloud)
+        except NodeIdentityError as err:
+            _fail(err)
         node_id, node_zone = described["InstanceId"], described["ZoneId"]
     try:
         server = build_server(endpoint, cloud, zone_policy=zone_policy, instance_id=node_id, zone=node_zone,
@@ -509,9 +468,10 @@ def csi_serve_nodes(nodes, ecs_endpoint, region, bug_names) -> None:
     Credentials as for `serve`."""
     from collections import Counter
 
+    from zoneproof.csi.node_identity import driver_cloud
     from zoneproof.csi.server import build_server
 
-    cloud = _driver_cloud(ecs_endpoint, region)
+    cloud = driver_cloud(ecs_endpoint, region)
     twice = sorted(e for e, count in Counter(endpoint for _, _, endpoint in nodes).items() if count > 1)
     if twice:
         _fail(click.BadParameter(f"endpoint(s) given to more than one node: {', '.join(twice)}"), 2)
@@ -531,20 +491,6 @@ def csi_serve_nodes(nodes, ecs_endpoint, region, bug_names) -> None:
     except KeyboardInterrupt:
         for stopped in [server.stop(grace=2) for server in servers]:
             stopped.wait()
-
-
-def _driver_cloud(ecs_endpoint: str, region: str):
-    """The reference driver's ECS client, with the credentials of its environment (those
-    the fake ECS accepts by default)."""
-    import os
-
-    from zoneproof.ecsapi import EcsApi, EcsSettings
-    from zoneproof.ecs.server import DEFAULT_CREDENTIALS
-
-    default_id, default_secret = next(iter(DEFAULT_CREDENTIALS.items()))
-    return EcsApi(EcsSettings(endpoint=ecs_endpoint, region=region,
-                                access_key_id=os.environ.get("ALIBABA_CLOUD_ACCESS_KEY_ID", default_id),
-                                access_key_secret=os.environ.get("ALIBABA_CLOUD_ACCESS_KEY_SECRET", default_secret)))
 
 
 @csi_group.command("register")

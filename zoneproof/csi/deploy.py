@@ -43,6 +43,7 @@ from zoneproof.cluster.existing import ExistingProvider
 from zoneproof.cluster.local import LocalProvider
 from zoneproof.csi import registrar
 from zoneproof.ecs.admin import EcsAdmin, EcsProcess
+from zoneproof.ecs import catalog
 from zoneproof.ecs.catalog import DEFAULT_CATEGORIES
 from zoneproof.processes import start_process, start_time, stop_groups
 from zoneproof.profile import CATEGORY_VAR, Command, DriverProfile, ProfileError, load_profile
@@ -109,20 +110,12 @@ def running_deployment(provider: LocalProvider) -> RunningDeployment | None:
 
 
 def parse_zone_categories(values: tuple[str, ...] | list[str], zones: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
-    """``ZONE=CAT,CAT`` options: the disk categories a zone sells (default: all)."""
-    out: dict[str, tuple[str, ...]] = {}
-    for value in values:
-        zone, sep, cats = value.partition("=")
-        categories = tuple(c for c in cats.split(",") if c)
-        if not sep or zone not in zones or not categories:
-            raise DriverError(f"zone categories {value!r}: write ZONE=CATEGORY[,CATEGORY...] with ZONE one of "
-                              f"{', '.join(zones)}")
-        unknown = sorted(set(categories) - set(DEFAULT_CATEGORIES))
-        if unknown:
-            raise DriverError(f"zone categories {value!r}: unknown categories {', '.join(unknown)}; known: "
-                              f"{', '.join(DEFAULT_CATEGORIES)}")
-        out[zone] = categories
-    return out
+    """``--zone-categories`` of a deployment (zoneproof.ecs.catalog parses them); a wrong
+    value is a DriverError, refused before anything starts."""
+    try:
+        return catalog.parse_zone_categories(values, zones)
+    except ValueError as err:
+        raise DriverError(str(err)) from None
 
 
 def check_run_inputs(profile: DriverProfile, driver_binary: str | None) -> None:

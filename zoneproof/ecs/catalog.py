@@ -37,6 +37,24 @@ CATEGORIES: dict[str, Category] = {c.name: c for c in (
 DEFAULT_CATEGORIES = tuple(CATEGORIES)
 
 
+def parse_zone_categories(values, zones) -> dict[str, tuple[str, ...]]:
+    """``ZONE=CAT,CAT`` options: the disk categories each named zone sells (zones not
+    named sell all); ValueError names a value that is wrong."""
+    out: dict[str, tuple[str, ...]] = {}
+    for value in values:
+        zone, sep, cats = value.partition("=")
+        categories = tuple(c for c in cats.split(",") if c)
+        if not sep or zone not in zones or not categories:
+            raise ValueError(f"zone categories {value!r}: write ZONE=CATEGORY[,CATEGORY...] with ZONE one of "
+                             f"{', '.join(zones)}")
+        unknown = sorted(set(categories) - set(DEFAULT_CATEGORIES))
+        if unknown:
+            raise ValueError(f"zone categories {value!r}: unknown categories {', '.join(unknown)}; known: "
+                             f"{', '.join(DEFAULT_CATEGORIES)}")
+        out[zone] = categories
+    return out
+
+
 @dataclass(frozen=True)
 class InstanceType:
     name: str

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import subprocess
 import threading
 import time
 from dataclasses import dataclass
@@ -50,6 +51,28 @@ class Identity:
         return {"instance-id": self.instance_id, "zone-id": self.zone, "region-id": self.region,
                 "instance/instance-type": self.instance_type, "serial-number": self.instance_id.removeprefix("i-"),
                 "owner-account-id": self.owner_account_id}
+
+
+def serve_on_node(identity: Identity, address: str, port: int) -> None:
+    """Answer for ``identity`` at ``address`` until interrupted, the address put on this
+    network namespace's loopback meanwhile and taken off again (OSError if it cannot be)."""
+    local = ["ip", "address", "replace", f"{address}/32", "dev", "lo"]
+    proc = subprocess.run(local, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise OSError(f"`{' '.join(local)}` failed: {proc.stderr.strip()}")
+    try:
+        server = MetadataServer((address, port), identity)
+        log.info("instance metadata of %s (%s) at http://%s:%d", identity.instance_id, identity.zone, address, port)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.server_close()
+    finally:
+        gone = subprocess.run(["ip", "address", "del", f"{address}/32", "dev", "lo"], capture_output=True, text=True)
+        if gone.returncode != 0:
+            log.error("could not take %s off the loopback: %s", address, gone.stderr.strip())
 
 
 class MetadataServer(ThreadingHTTPServer):
