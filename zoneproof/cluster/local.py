@@ -20,11 +20,10 @@ import shutil
 import subprocess
 import tempfile
 import time
-from pathlib import Path
-
 from dataclasses import replace
 from datetime import datetime, timezone
 from functools import cached_property
+from pathlib import Path
 
 import yaml
 from kubernetes import client

@@ -23,8 +23,7 @@ import pytest
 from kubernetes import client
 
 from zoneproof import labels, manifests, workloads
-from zoneproof.cluster.nodes import instance_of
-from zoneproof.cluster.nodes import instance_id
+from zoneproof.cluster.nodes import instance_id, instance_of
 from zoneproof.oracle import SELECTED_NODE
 from zoneproof.suites.capabilities import require_scheme
 from zoneproof.suites.steps import attachments_to, deploy, wait_events, wait_placed, wait_running, wffc_class
@@ -73,21 +72,26 @@ def made_again_elsewhere(env, node: str, zone: str, instance: str):
     """The deleted node made again under its name as instance ``instance`` in ``zone``, and
     the driver registered on it again; on the way out, whatever happened, that machine
     gone again (its pods, its instance, its Node), for node_gone to bring the old one back."""
+    core = env.cluster.core
     env.cloud.admin.register_instance(instance, zone)
     try:
         env.cluster.recreate_node(node, zone=zone, instance_id=instance)
         env.driver.register_node(node)
         yield
     finally:
-        core = env.cluster.core
-        for pod in core.list_namespaced_pod(env.namespace).items:
-            if pod.spec.node_name == node:
-                core.delete_namespaced_pod(pod.metadata.name, env.namespace, grace_period_seconds=0)
-        env.wait_for(lambda: (not (left := [va.metadata.name for va in attachments_to(env, node)]), left),
-                     what=f"the VolumeAttachments to {node} as {instance} to go", timeout=60)
-        env.cloud.stop_instances([instance])
-        env.cloud.release_instance(instance)
-        env.cluster.core.delete_node(node)
+        try:  # its disks detached while the machine still exists, as a drained node lets them go
+            for pod in core.list_namespaced_pod(env.namespace).items:
+                if pod.spec.node_name == node:
+                    core.delete_namespaced_pod(pod.metadata.name, env.namespace, grace_period_seconds=0)
+            env.wait_for(lambda: (not (left := [va.metadata.name for va in attachments_to(env, node)]), left),
+                         what=f"the VolumeAttachments to {node} as {instance} to go", timeout=60)
+        finally:  # whatever happened: the machine gone, so that node_gone brings the old one back
+            if node in env.cluster.nodes():
+                env.cloud.stop_instances([instance])
+                core.delete_node(node)
+                env.cloud.release_instance(instance)
+            else:  # never got a Node of its own
+                env.cloud.admin.deregister_instance(instance)
 
 
 def spread_with_a_victim(env, rng: random.Random) -> tuple[int, dict[str, str], str, dict[str, str]]:
