@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from zoneproof import leftovers
+from zoneproof.results import Results
 from zoneproof.cluster.local import state_root
 from zoneproof.processes import processes_under
 from zoneproof.report import ReportError, run as report_run
@@ -67,7 +68,7 @@ def one_run(number: int, e2e_args: list[str]) -> dict:
         result["passed"] = ran.count("passed")
         result["failed"] = {c.id: c.message for c in ran.cases if c.outcome in ("failed", "error")}
         result["phases"] = ran.environment.get("phases", {})
-    left_path = reports / leftovers.FILE
+    left_path = Results(reports).leftovers_file
     left = json.loads(left_path.read_text()) if left_path.exists() else {"(not checked)": ["no leftovers.json"]}
     left["processes"] = leaked_processes(CLUSTER)
     result["left behind"] = {kind: items for kind, items in left.items() if items}

@@ -14,11 +14,9 @@ and every deployment's driver and sidecar logs are kept under ``reports/driver-l
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
-import shutil
 import subprocess
 import sys
 import time
@@ -34,10 +32,11 @@ from zoneproof import leftovers, report, tally, toolchain
 from zoneproof.cluster import OWN_PROVIDERS, ClusterSpec, ExistingProvider
 from zoneproof.csi.deploy import DriverDeployment, DriverError, check_run_inputs, parse_zone_categories
 from zoneproof.profile import DriverProfile
+from zoneproof.results import Results
 from zoneproof.rules.run import run_rules
 
 log = logging.getLogger(__name__)
-# The suites' tests of each cluster phase (report.run.PHASES but the rules, in the order
+# The suites' tests of each cluster phase (results.PHASES but the rules, in the order
 # they run), as a pytest marker expression. Everything that must run alone runs in one process: a session's start-up
 # costs seconds.
 PHASE_MARKS = {"parallel": "not serial and not disruptive", "serial": "serial or disruptive"}
@@ -71,13 +70,12 @@ def _pytest(args: list[str], env: dict[str, str]) -> int:
     return subprocess.run(cmd, env=env).returncode
 
 
-def chaos_summary(path: Path) -> str:
+def chaos_summary(entries: list[dict]) -> str:
     """One line per chaos experiment: its longest recovery and its wall time."""
-    if not path.exists():
+    if not entries:
         return "chaos: no experiment ran"
     lines = ["chaos experiments (recovery = fault or repair -> every pod Running in its disk's zone):"]
-    for line in path.read_text().splitlines():
-        entry = json.loads(line)
+    for entry in entries:
         seconds = entry["seconds"]
         lines.append(f"  {entry['experiment']:<20} recovery {entry['recovery']:6.1f}s   "
                      f"wall time {seconds.get('wall time', 0):6.1f}s")
@@ -123,10 +121,9 @@ def phase_marks(phase: str, user_marks: str) -> str:
 
 
 def _pytest_options(opts: E2eOptions, phase: str) -> list[str]:
-    args = [f"--driver-profile={opts.profile.source}", f"--alluredir={opts.reports / 'allure-results'}",
-            f"--seed={opts.seed}",
-            f"--junitxml={opts.reports / f'junit-{phase}.xml'}",
-            f"--driver-logs={opts.reports / 'driver-logs' / phase}"]
+    reports = Results(opts.reports)
+    args = [f"--driver-profile={opts.profile.source}", f"--alluredir={reports.allure_results}",
+            f"--seed={opts.seed}", f"--junitxml={reports.junit(phase)}", f"--driver-logs={reports.driver_logs / phase}"]
     if opts.provider == "existing":
         args += ["--provider=existing", f"--kubeconfig={opts.kubeconfig}"]
         args += [f"--context={opts.context}"] if opts.context else []
@@ -191,17 +188,9 @@ def run_e2e(opts: E2eOptions) -> int:
         categories = parse_zone_categories(opts.zone_categories, zones)
         check_static_disks(opts.static_disks, zones)
         where = f"{opts.provider} cluster {opts.name!r}"
-    reports = opts.reports
-    reports.mkdir(parents=True, exist_ok=True)
-    tally_file = reports / report.run.VERDICTS_FILE
-    metrics_file = reports / "chaos-metrics.jsonl"
-    for stale in (tally_file, metrics_file, reports / report.run.ENVIRONMENT_FILE,
-                  *(reports / f"junit-{p}.xml" for p in report.run.PHASES)):
-        stale.unlink(missing_ok=True)  # a phase that never ran must not be counted from an old run
-    for stale_dir in ("allure-results", "driver-logs"):
-        shutil.rmtree(reports / stale_dir, ignore_errors=True)
-    env = dict(os.environ, ZONEPROOF_TALLY_FILE=str(tally_file.resolve()),
-               ZONEPROOF_CHAOS_METRICS_FILE=str(metrics_file.resolve()))
+    reports = Results(opts.reports)
+    reports.clear()
+    env = dict(os.environ, **reports.env())
     user_marks = without_marks(opts.pytest_args)[1]
     phases = {"parallel": ["-m", phase_marks("parallel", user_marks),
                            *(["-n", str(opts.workers), "--dist", "load"] if opts.workers > 1 else ["-p", "no:xdist"])],
@@ -239,15 +228,15 @@ def run_e2e(opts: E2eOptions) -> int:
         # policy they need.
         policy = "topology" if "topology" in opts.profile.zone_policies else opts.profile.zone_policies[0]
         driver = DriverDeployment(provider, opts.profile, zone_policy=policy, driver_binary=opts.driver_binary,
-                                  zone_categories=categories, logs=reports / "driver-logs" / "shared")
+                                  zone_categories=categories, logs=reports.driver_logs / "shared")
         if driver.running() is not None:
             driver.down()
         # The zonal CSI rules first: seconds, at the controller, over a fake ECS of their own.
         with timing("rules"):
             codes.append(run_rules(opts.profile.source, driver_binary=opts.driver_binary,
                                    kubeconfig=str(provider.kubeconfig), zones=",".join(provider.spec.zones),
-                                   region=provider.spec.region, junit=reports / "junit-rules.xml",
-                                   extra=("--alluredir", str(reports / "allure-results"))))
+                                   region=provider.spec.region, junit=reports.junit("rules"),
+                                   extra=("--alluredir", str(reports.allure_results))))
         with timing("driver up"):
             driver.up()
         run_phase("parallel")
@@ -262,8 +251,8 @@ def run_e2e(opts: E2eOptions) -> int:
                 driver.down()
             if own_cluster:
                 provider.down()
-    left.update(leftovers.in_cloud(reports / "driver-logs"))
-    (reports / leftovers.FILE).write_text(json.dumps(left, indent=2))
+    left.update(leftovers.in_cloud(reports.driver_logs))
+    reports.write_leftovers(left)
     return finish(opts, where, codes, time.monotonic() - started, ran_on, timed, left)
 
 
@@ -278,7 +267,7 @@ def finish(opts: E2eOptions, where: str, codes: list[int], elapsed: float, ran_o
     elif left:
         print("left behind: nothing (namespaces, volumes, disks, stopped instances)")
     ran_on.update(seconds=round(elapsed, 1), phases=timed)
-    (opts.reports / report.run.ENVIRONMENT_FILE).write_text(json.dumps(ran_on, indent=2))
+    Results(opts.reports).write_environment(ran_on)
     try:
         built = report.build(opts.reports)
     except (report.ReportError, report.allure.AllureError) as err:
@@ -303,14 +292,14 @@ def time_breakdown(timed: dict[str, float], cases: list[report.run.Case]) -> lis
 
 
 def summarise(opts: E2eOptions, where: str, codes: list[int], elapsed: float, timed: dict[str, float]) -> int:
-    reports = opts.reports
+    reports = Results(opts.reports)
     try:
-        cases = report.run.read(reports).cases
+        cases = report.run.read(reports.dir).cases
     except report.ReportError:
         cases = []  # no phase left results: said below
     outcomes = [c.outcome for c in cases]
     failed = outcomes.count("failed") + outcomes.count("error")
-    placed = tally.read(reports / report.run.VERDICTS_FILE)
+    placed = tally.total(reports.verdicts())
     placement_ran = sum(1 for c in cases
                         if c.outcome != "skipped" and c.module.removesuffix(".py") in PLACEMENT_MODULES)
     print(f"\nzoneproof e2e on the {where}, driver profile {opts.profile.name!r} ({opts.profile.driver}): "
@@ -318,13 +307,13 @@ def summarise(opts: E2eOptions, where: str, codes: list[int], elapsed: float, ti
           f"{outcomes.count('skipped')} skipped), placement verdicts {placed['verdicts']}, "
           f"pods checked {placed['pods checked']}, violations {placed['violations']}, "
           f"time {elapsed:.0f}s ({opts.workers} worker{'s' if opts.workers > 1 else ''})"
-          + (f"; driver logs in {reports / 'driver-logs'}" if opts.provider != "existing" else ""))
+          + (f"; driver logs in {reports.driver_logs}" if opts.provider != "existing" else ""))
     for line in time_breakdown(timed, cases):
         print(f"  {line}")
     reasons = skip_reasons(cases)
     for reason, count in sorted(reasons.items(), key=lambda r: -r[1]):
         print(f"  skipped {count}: {reason}")
-    print(chaos_summary(reports / "chaos-metrics.jsonl"))
+    print(chaos_summary(reports.chaos()))
     if not cases:
         print("error: no scenario ran", file=sys.stderr)
         return 1

@@ -15,7 +15,6 @@ from zoneproof.csi.deploy import LEFTOVERS_FILE
 from zoneproof.namespaces import TEST_LABEL
 from zoneproof.waiting import WaitTimeout, wait_for
 
-FILE = "leftovers.json"
 
 
 def in_cluster(api: client.ApiClient, *, timeout: float = 60) -> dict[str, list[str]]:

@@ -15,8 +15,9 @@ from typing import NamedTuple
 from chaoslib.exceptions import ActivityFailed
 from kubernetes import client
 
-from zoneproof import manifests, tally, workloads
+from zoneproof import manifests, workloads
 from zoneproof.oracle import picture, settled
+from zoneproof.report.attachments import record_verdict
 from zoneproof.waiting import WaitTimeout, hold_for, wait_for
 from zoneproof.watcher import History, transient_violations
 from zoneproof_chaos.context import log, namespace, target
@@ -64,9 +65,9 @@ def placement_settled(timeout: float = 60, lost_zone: str = "", hold: float = 0,
             state, verdict = hold_for(check, what=what, duration=float(hold))
     except (WaitTimeout, AssertionError) as err:
         verdict = t.verdict(ns)
-        tally.record(verdict)
+        record_verdict(verdict)
         raise ActivityFailed(f"{err}\n{verdict.table()}\n\n{picture(verdict, list(t.provider.spec.zones))}") from None
-    tally.record(verdict)
+    record_verdict(verdict)
     log.info("%s after %.1fs: %s\n%s", what, waited, state, picture(verdict, list(t.provider.spec.zones)))
     return {"settled_after_s": round(waited, 2), "settled_at": settled_at, "pods": len(verdict.pods),
             "waiting": sorted(p.pod for p in verdict.pods if p.state == "waiting"),

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from zoneproof.report import allure, page, trends
 from zoneproof.report.run import ReportError, history_entry, read
+from zoneproof.results import ALLURE_REPORT, Results
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +36,10 @@ def build(reports: Path, *, with_allure: bool = True) -> Built:
         trends.append(reports, entry)
         history.append(entry)
     allure_index = None
-    results = reports / "allure-results"
+    results = Results(reports).allure_results
     if with_allure and results.is_dir():
-        allure_index = allure.generate(results, reports / "allure-report", run.environment)
+        allure_index = allure.generate(results, reports / ALLURE_REPORT, run.environment)
     index = reports / "index.html"
     index.write_text(page.render(run, history, entry,
-                                 allure_report="allure-report/index.html" if allure_index else ""))
+                                 allure_report=f"{ALLURE_REPORT}/index.html" if allure_index else ""))
     return Built(index, allure_index, trends.regressions(history, entry))

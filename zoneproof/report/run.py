@@ -1,22 +1,17 @@
 """One run as the report sees it, read back from what the run left in its reports
-directory: the JUnit XML of each phase (cases, outcomes, durations, failures), the
-placement verdicts the suites recorded (``zoneproof.tally``), the chaos experiments'
-metrics and timelines, and the run's environment."""
+directory (zoneproof.results): the JUnit XML of each phase (cases, outcomes, durations,
+failures), the placement verdicts the suites recorded, the chaos experiments' metrics and
+timelines, and the run's environment."""
 
 from __future__ import annotations
 
-import json
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from zoneproof import tally
+from zoneproof.results import PHASES, Results
 
-PHASES = ("rules", "parallel", "serial")  # in the order zoneproof e2e runs them
-VERDICTS_FILE = "placement-verdicts.jsonl"
-CHAOS_FILE = "chaos-metrics.jsonl"
-ENVIRONMENT_FILE = "environment.json"
 MATRIX_CASE = re.compile(r"^test_placement\.py::test_pods_follow_their_disks"
                          r"\[(?P<scheme>.+)-(?P<zones>\d+)zones-(?P<replicas>\d+)replicas\]$")
 
@@ -85,9 +80,10 @@ def _outcome(case: ET.Element) -> tuple[str, str, str]:
 
 
 def read(reports: Path) -> Run:
+    found = Results(reports)
     cases = []
     for phase in PHASES:
-        path = reports / f"junit-{phase}.xml"
+        path = found.junit(phase)
         if not path.exists():
             continue
         for element in ET.parse(path).getroot().iter("testcase"):
@@ -99,16 +95,12 @@ def read(reports: Path) -> Run:
         raise ReportError(f"no JUnit results (junit-{{{','.join(PHASES)}}}.xml) in {reports}: no run to report on")
     by_id = {c.id: c for c in cases}
     unattributed = 0
-    for entry in tally.entries(reports / VERDICTS_FILE):
+    for entry in found.verdicts():
         if entry["test"] in by_id:
             by_id[entry["test"]].verdicts.append(entry)
         else:
             unattributed += 1
-    chaos_path = reports / CHAOS_FILE
-    chaos = [json.loads(line) for line in chaos_path.read_text().splitlines()] if chaos_path.exists() else []
-    env_path = reports / ENVIRONMENT_FILE
-    environment = json.loads(env_path.read_text()) if env_path.exists() else {}
-    return Run(cases, chaos, environment, unattributed)
+    return Run(cases, found.chaos(), found.environment(), unattributed)
 
 
 def history_entry(run: Run) -> dict:

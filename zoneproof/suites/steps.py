@@ -10,8 +10,9 @@ import random
 import allure
 from kubernetes import client
 
-from zoneproof import labels, manifests, tally, workloads
+from zoneproof import labels, manifests, workloads
 from zoneproof.oracle import Verdict, picture, raise_lasting, settled
+from zoneproof.report.attachments import record_verdict
 from zoneproof.suites.capabilities import require_scheme
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ def wait_placed(env, replicas: int) -> Verdict:
                                timeout=60)
     finally:
         verdict = env.verdict()
-        tally.record(verdict)
+        record_verdict(verdict)
         drawing = picture(verdict, sorted(env.cluster.spec.zones))
         allure.attach(verdict.table(), name="placement verdict", attachment_type=allure.attachment_type.TEXT)
         allure.attach(drawing, name="placement by zone", attachment_type=allure.attachment_type.TEXT)

@@ -21,7 +21,7 @@ import subprocess
 import allure
 import pytest
 
-from zoneproof import labels, workloads
+from zoneproof import labels, results, workloads
 from zoneproof.cluster.nodes import instance_of
 from zoneproof.namespaces import TEST_LABEL
 from zoneproof.processes import python_module_as_in_a_terminal
@@ -61,11 +61,8 @@ def record_metrics(name: str, measured: dict[str, float], drawn: dict, record_te
     allure.attach(json.dumps(measured, indent=2), name="recovery times (s)",
                   attachment_type=allure.attachment_type.JSON)
     allure.attach(timeline.draw(drawn), name="timeline", attachment_type=allure.attachment_type.SVG)
-    path = os.environ.get("ZONEPROOF_CHAOS_METRICS_FILE")
-    if path:
-        with open(path, "a") as out:
-            out.write(json.dumps({"experiment": name, "recovery": running.recovery_seconds(measured),
-                                  "seconds": measured, "timeline": drawn}) + "\n")
+    results.add_chaos({"experiment": name, "recovery": running.recovery_seconds(measured), "seconds": measured,
+                       "timeline": drawn})
 
 
 @pytest.mark.parametrize("experiment", running.experiments(), ids=lambda p: p.stem)

@@ -9,8 +9,9 @@ import random
 import pytest
 from kubernetes import client
 
-from zoneproof import data, labels, manifests, tally
+from zoneproof import data, labels, manifests
 from zoneproof.oracle import is_volume_zone_conflict, settled
+from zoneproof.report.attachments import record_verdict
 from zoneproof.suites.capabilities import require_scheme
 from zoneproof.waiting import hold_for
 from zoneproof.workloads import claim, pod_with_claims
@@ -90,7 +91,7 @@ def test_allowed_topologies_keep_every_claim_of_a_pod_in_their_zone(placement, c
 
     verdict = env.wait_for(lambda: (settled(v := env.verdict(), 1)[0], v),
                            what=f"the pod running with its {len(names)} claims attached where it runs", timeout=90)
-    tally.record(verdict)
+    record_verdict(verdict)
     [pod] = verdict.pods
     placed = {vol.claim: vol.disk_zone for vol in pod.volumes}
     assert placed == dict.fromkeys(names, zone), (

@@ -12,8 +12,9 @@ import re
 
 import pytest
 
-from zoneproof import data, labels, tally
+from zoneproof import data, labels
 from zoneproof.oracle import SELECTED_NODE, raise_lasting, settled
+from zoneproof.report.attachments import record_verdict
 from zoneproof.suites.steps import wait_events, wffc_class
 from zoneproof.waiting import WaitTimeout
 from zoneproof.workloads import claim, disks_created_for, pod_with_claims, remove_workload
@@ -77,7 +78,7 @@ def test_claims_provision_in_their_consumers_zones(placement, cluster, zone_ids)
     # The oracle checks each disk against the zone of its claim's selected node.
     verdict = env.wait_for(lambda: (settled(v := env.verdict(), len(zones))[0], v),
                            what=f"{len(zones)} consumers running with their disks attached", timeout=60)
-    tally.record(verdict)
+    record_verdict(verdict)
     assert verdict.ok, "\n".join(verdict.violations)
     placed = {p.pod: [v.disk_zone for v in p.volumes] for p in verdict.pods}
     assert placed == {f"app-{n}": [zone] for n, zone in enumerate(zones)}, verdict.table()
@@ -105,7 +106,7 @@ def test_several_claims_of_one_pod_land_in_one_zone(placement, cluster, seed):
     zone = node_zone(cluster, scheduled_node(env, "app"))
     verdict = env.wait_for(lambda: (settled(v := env.verdict(), 1)[0], v),
                            what="the pod running with every claim attached where it runs", timeout=60)
-    tally.record(verdict)
+    record_verdict(verdict)
     assert [vol.disk_zone for p in verdict.pods for vol in p.volumes] == [zone] * len(names), verdict.table()
 
 
@@ -214,6 +215,6 @@ def test_a_claim_without_stock_in_its_zone_is_rescheduled(placement, cluster, se
     finally:
         set_unschedulable(cluster, nodes[stocked] + nodes[empty], False)
         env.cloud.admin.remove_fault(fault["id"])
-    tally.record(verdict)
+    record_verdict(verdict)
     assert verdict.ok, "\n".join(verdict.violations)
     assert [v.disk_zone for p in verdict.pods for v in p.volumes] == [stocked], verdict.table()
