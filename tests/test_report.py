@@ -173,6 +173,11 @@ def reports_dir(tmp_path, *, started="2026-01-01T00:00:00+00:00"):
              {"counts": {"verdicts": 1, "pods checked": 1, "violations": 1}, "at": T0, "verdict": bad,
               "test": "test_placement.py::test_pods_follow_their_disks[wait-for-first-consumer-3zones-6replicas]"}]
     (tmp_path / "placement-verdicts.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    tags = [{"test": "test_placement.py::test_pods_follow_their_disks[static-zone-labels-2zones-3replicas]",
+             "tags": {"matrix": {"scheme": "static-zone-labels", "zones": 2, "replicas": 3}}},
+            {"test": "test_placement.py::test_pods_follow_their_disks[wait-for-first-consumer-3zones-6replicas]",
+             "tags": {"matrix": {"scheme": "wait-for-first-consumer", "zones": 3, "replicas": 6}}}]
+    (tmp_path / "case-tags.jsonl").write_text("".join(json.dumps(x) + "\n" for x in tags))
     (tmp_path / "environment.json").write_text(json.dumps({"started": started, "provider": "local",
                                                            "profile": "reference", "seconds": 100.0}))
     return tmp_path

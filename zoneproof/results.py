@@ -15,6 +15,7 @@ from pathlib import Path
 PHASES = ("rules", "parallel", "serial")  # in the order zoneproof e2e runs them
 VERDICTS_FILE = "placement-verdicts.jsonl"
 CHAOS_FILE = "chaos-metrics.jsonl"
+CASE_TAGS_FILE = "case-tags.jsonl"
 ENVIRONMENT_FILE = "environment.json"
 LEFTOVERS_FILE = "leftovers.json"
 ALLURE_RESULTS = "allure-results"
@@ -23,6 +24,7 @@ DRIVER_LOGS = "driver-logs"
 # Where a process of the run appends its records (set by zoneproof e2e for its pytest runs).
 VERDICTS_ENV = "ZONEPROOF_TALLY_FILE"
 CHAOS_ENV = "ZONEPROOF_CHAOS_METRICS_FILE"
+CASE_TAGS_ENV = "ZONEPROOF_CASE_TAGS_FILE"
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,10 @@ class Results:
     @property
     def chaos_file(self) -> Path:
         return self.dir / CHAOS_FILE
+
+    @property
+    def case_tags_file(self) -> Path:
+        return self.dir / CASE_TAGS_FILE
 
     @property
     def environment_file(self) -> Path:
@@ -66,14 +72,16 @@ class Results:
         """Make the directory and remove what an earlier run left there: a phase that never
         runs must not be counted from an old run."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        for stale in (self.verdicts_file, self.chaos_file, self.environment_file, *map(self.junit, PHASES)):
+        for stale in (self.verdicts_file, self.chaos_file, self.case_tags_file, self.environment_file,
+                      *map(self.junit, PHASES)):
             stale.unlink(missing_ok=True)
         for stale_dir in (self.allure_results, self.driver_logs):
             shutil.rmtree(stale_dir, ignore_errors=True)
 
     def env(self) -> dict[str, str]:
         """The variables that make a child process of the run add its records here."""
-        return {VERDICTS_ENV: str(self.verdicts_file.resolve()), CHAOS_ENV: str(self.chaos_file.resolve())}
+        return {VERDICTS_ENV: str(self.verdicts_file.resolve()), CHAOS_ENV: str(self.chaos_file.resolve()),
+                CASE_TAGS_ENV: str(self.case_tags_file.resolve())}
 
     def verdicts(self) -> list[dict]:
         """Every placement verdict recorded, in order: {counts, test, at, verdict}."""
@@ -82,6 +90,14 @@ class Results:
     def chaos(self) -> list[dict]:
         """Every chaos experiment recorded: {experiment, recovery, seconds, timeline}."""
         return _lines(self.chaos_file)
+
+    def case_tags(self) -> dict[str, dict]:
+        """What the suites said of each case (``module.py::name[params]`` -> tags), such as
+        the cell of the placement matrix a case fills."""
+        tags: dict[str, dict] = {}
+        for record in _lines(self.case_tags_file):
+            tags.setdefault(record["test"], {}).update(record["tags"])
+        return tags
 
     def environment(self) -> dict:
         return json.loads(self.environment_file.read_text()) if self.environment_file.exists() else {}
@@ -116,3 +132,8 @@ def add_verdict(record: dict) -> None:
 
 def add_chaos(record: dict) -> None:
     _append(CHAOS_ENV, record)
+
+
+def tag_case(test: str, **tags) -> None:
+    """Say something of a case for the report (``test``: ``module.py::name[params]``)."""
+    _append(CASE_TAGS_ENV, {"test": test, "tags": tags})

@@ -12,9 +12,6 @@ from pathlib import Path
 
 from zoneproof.results import PHASES, Results
 
-MATRIX_CASE = re.compile(r"^test_placement\.py::test_pods_follow_their_disks"
-                         r"\[(?P<scheme>.+)-(?P<zones>\d+)zones-(?P<replicas>\d+)replicas\]$")
-
 
 class ReportError(RuntimeError):
     """The reports directory holds no run to report on."""
@@ -29,6 +26,7 @@ class Case:
     message: str = ""  # first line of the failure or skip
     details: str = ""  # the whole failure text
     verdicts: list[dict] = field(default_factory=list)  # tally entries made by this case, in order
+    tags: dict = field(default_factory=dict)  # what the suite said of the case (zoneproof.results.tag_case)
 
     @property
     def anchor(self) -> str:
@@ -40,8 +38,9 @@ class Case:
 
     @property
     def matrix_cell(self) -> tuple[str, int, int] | None:
-        found = MATRIX_CASE.match(self.id)
-        return (found["scheme"], int(found["zones"]), int(found["replicas"])) if found else None
+        """(scheme, zones, replicas) of the placement matrix, for a case its suite tagged so."""
+        cell = self.tags.get("matrix")
+        return (cell["scheme"], int(cell["zones"]), int(cell["replicas"])) if cell else None
 
 
 @dataclass
@@ -94,6 +93,9 @@ def read(reports: Path) -> Run:
     if not cases:
         raise ReportError(f"no JUnit results (junit-{{{','.join(PHASES)}}}.xml) in {reports}: no run to report on")
     by_id = {c.id: c for c in cases}
+    for test, tags in found.case_tags().items():
+        if test in by_id:
+            by_id[test].tags = tags
     unattributed = 0
     for entry in found.verdicts():
         if entry["test"] in by_id:

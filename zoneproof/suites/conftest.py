@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import pytest
 from kubernetes import client
 
-from zoneproof import data, workloads
+from zoneproof import data, results, workloads
 from zoneproof.cloud import CloudAccess, CloudError
 from zoneproof.data import DataLedger
 from zoneproof.oracle import Verdict, check, take_snapshot
@@ -32,6 +32,16 @@ CATEGORY_REFUSALS = ("InvalidDataDiskCategory", "InvalidDiskCategory")
 def pytest_configure(config):
     # Not pytest_sessionstart: found by import name (--pyargs), this conftest loads after it.
     config.stash[STARTED] = time.monotonic()
+    config.addinivalue_line("markers", "placement_matrix(scheme, zones, replicas): the cell of the placement "
+                                       "matrix a case fills, tagged for the report")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    # Before the fixtures: a case skipped in them still has its cell in the matrix.
+    cell = item.get_closest_marker("placement_matrix")
+    if cell is not None:
+        results.tag_case(f"{item.path.name}::{item.name}", matrix=cell.kwargs)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -31,8 +31,9 @@ SCHEMES = {
     "dynamic-zoneid-round-robin": "round-robin",  # marked zone_policy: a session runs it last
 }
 MATRIX = [pytest.param(scheme, zones, replicas, id=f"{scheme}-{zones}zones-{replicas}replicas",
-                       marks=[pytest.mark.serial, pytest.mark.zone_policy(SCHEMES[scheme])]
-                       if SCHEMES[scheme] != "topology" else [])
+                       marks=[pytest.mark.placement_matrix(scheme=scheme, zones=zones, replicas=replicas),
+                              *([pytest.mark.serial, pytest.mark.zone_policy(SCHEMES[scheme])]
+                                if SCHEMES[scheme] != "topology" else [])])
           for scheme, zones, replicas in itertools.product(SCHEMES, (2, 3), (3, 6))]
 
 
