@@ -84,22 +84,23 @@ def cluster_options(func):
     return func
 
 
+def _ref(provider: str, name: str, kubeconfig: str | None, context: str | None):
+    """The cluster the options name; exits 2 naming what is wrong with them."""
+    from zoneproof.cluster.ref import ClusterRef, ClusterRefError
+
+    try:
+        return ClusterRef(provider, name, kubeconfig or "", context or "")
+    except ClusterRefError as err:
+        _fail(click.BadParameter(str(err)), 2)
+
+
 def _selected(provider: str, name: str, kubeconfig: str | None, context: str | None):
     """The cluster the options name, checked to answer; exits with the reason otherwise."""
-    from zoneproof.cluster import ExistingProvider
-
-    if provider != "existing":
-        if kubeconfig or context:
-            _fail(click.BadParameter("--kubeconfig and --context go with --provider existing"), 2)
-        return _attached(name, provider)
-    if not kubeconfig:
-        _fail(click.BadParameter("--provider existing needs --kubeconfig PATH"), 2)
+    ref = _ref(provider, name, kubeconfig, context)
     try:
-        cluster = ExistingProvider(kubeconfig, context)
-        cluster.up()
+        return ref.attach()
     except ClusterError as err:
         _fail(err)
-    return cluster
 
 
 def _cloud_of(cluster):
@@ -189,19 +190,14 @@ def cluster_up(provider: str, name: str, zones: str, region: str, nodes_per_zone
                privileged: str, bug_names: tuple[str, ...], **timings) -> None:
     """Start a cluster with Ready nodes in every zone: local (real control plane, kwok
     nodes) or kind (node containers with real kubelets)."""
-    from zoneproof.cluster import KindProvider, LocalProvider
+    from zoneproof.cluster import new_cluster
 
     try:
         spec = ClusterSpec(name=name, region=region, zones=parse_zones(zones), nodes_per_zone=nodes_per_zone,
                            timings=Timings(**timings), bugs=tuple(bug_names)).validate()
-    except SpecError as err:
+        cluster = new_cluster(provider, spec, node_image=node_image, privileged=privileged)
+    except (SpecError, ClusterError) as err:
         _fail(err, code=2)
-    if provider == "kind":
-        cluster = KindProvider(spec, node_image=node_image, privileged=privileged)
-    else:
-        if (node_image, privileged) != ("auto", "auto"):
-            _fail(click.BadParameter("--node-image and --privileged go with --provider kind"), 2)
-        cluster = LocalProvider(spec)
     _start_or_fail(cluster.up)
     click.echo(f"export KUBECONFIG={cluster.kubeconfig}")
     click.echo(f"export ZONEPROOF_CLUSTER={cluster.spec.name}")  # read by the chaos experiments
@@ -350,14 +346,9 @@ def ecs_serve(host, port, port_file, db, region, zones, categories, access_key, 
                            bugs=bug_catalogue.parse(bug_names)).validate()
         power_switch = devices_for = None
         if power_cluster:
-            from zoneproof.cluster.power import power_switch_of
+            from zoneproof.cluster.power import cloud_hooks
 
-            power_switch = power_switch_of(power_provider, power_cluster)
-        if power_cluster and disk_root and power_provider == "kind":
-            from zoneproof.cluster.blockdev import NodeBlockDevices, kind_node_shell
-
-            node_shell = kind_node_shell(power_cluster)
-            devices_for = lambda storage: NodeBlockDevices(storage, node_shell)  # noqa: E731
+            power_switch, devices_for = cloud_hooks(power_provider, power_cluster, with_devices=bool(disk_root))
         server = EcsServer(config, db_path=db, host=host, port=port,
                            credentials=_parse_access_keys(access_key) or None, seed=seed, power_switch=power_switch,
                            disk_root=Path(disk_root) if disk_root else None, devices_for=devices_for)
@@ -738,12 +729,8 @@ def e2e(provider: str, name: str, kubeconfig: str | None, context: str | None, p
 
     if workers < 1:
         _fail(click.BadParameter("must be at least 1", param_hint="--workers"), 2)
-    if provider == "existing" and not kubeconfig:
-        _fail(click.BadParameter("--provider existing needs --kubeconfig PATH"), 2)
-    if provider != "existing" and (kubeconfig or context):
-        _fail(click.BadParameter("--kubeconfig and --context go with --provider existing"), 2)
-    opts = E2eOptions(profile=_profile(profile_name), provider=provider, name=name, kubeconfig=kubeconfig,
-                      context=context, driver_binary=driver_binary, zone_categories=zone_categories,
+    opts = E2eOptions(profile=_profile(profile_name), cluster=_ref(provider, name, kubeconfig, context),
+                      driver_binary=driver_binary, zone_categories=zone_categories,
                       static_disks=static_disk, workers=workers, reports=Path(reports), seed=seed,
                       pytest_args=list(pytest_args))
     try:

@@ -60,7 +60,7 @@ def runnable(obj: dict) -> dict:
 def for_cluster(cluster, obj: dict) -> dict:
     """A workload as ``cluster`` runs it: stamping containers on nodes with kubelets; as
     written elsewhere (no container runs on kwok nodes)."""
-    return runnable(obj) if cluster.runs_kubelets else obj
+    return runnable(obj) if cluster.capabilities.runs_kubelets else obj
 
 
 def read_token(core: client.CoreV1Api, namespace: str, pod: client.V1Pod) -> str:

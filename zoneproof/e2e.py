@@ -29,7 +29,8 @@ from pathlib import Path
 from kubernetes import client
 
 from zoneproof import leftovers, report, tally, toolchain
-from zoneproof.cluster import OWN_PROVIDERS, ClusterSpec, ExistingProvider
+from zoneproof.cluster import OWN_PROVIDERS, ClusterSpec
+from zoneproof.cluster.ref import ClusterRef
 from zoneproof.csi.deploy import DriverDeployment, DriverError, check_run_inputs, parse_zone_categories
 from zoneproof.profile import DriverProfile
 from zoneproof.results import Results
@@ -47,10 +48,7 @@ PLACEMENT_MODULES = ("test_placement", "test_placement_negative", "test_wait_for
 @dataclass
 class E2eOptions:
     profile: DriverProfile
-    provider: str = "local"  # "kind", or "existing"
-    name: str = "zoneproof"
-    kubeconfig: str | None = None
-    context: str | None = None
+    cluster: ClusterRef = ClusterRef()
     driver_binary: str | None = None
     zone_categories: tuple[str, ...] = ()
     static_disks: tuple[str, ...] = ()
@@ -124,11 +122,7 @@ def _pytest_options(opts: E2eOptions, phase: str) -> list[str]:
     reports = Results(opts.reports)
     args = [f"--driver-profile={opts.profile.source}", f"--alluredir={reports.allure_results}",
             f"--seed={opts.seed}", f"--junitxml={reports.junit(phase)}", f"--driver-logs={reports.driver_logs / phase}"]
-    if opts.provider == "existing":
-        args += ["--provider=existing", f"--kubeconfig={opts.kubeconfig}"]
-        args += [f"--context={opts.context}"] if opts.context else []
-    else:
-        args += [f"--provider={opts.provider}", f"--cluster-name={opts.name}"]
+    args += opts.cluster.pytest_args()
     args += [f"--driver-binary={opts.driver_binary}"] if opts.driver_binary else []
     args += [f"--zone-categories={v}" for v in opts.zone_categories]
     args += [f"--static-disk={v}" for v in opts.static_disks]
@@ -148,19 +142,19 @@ def _version(distribution: str) -> str:
 def environment(opts: E2eOptions, api: client.ApiClient, spec) -> dict:
     """What the run ran on, for the report (and allure's environment)."""
     tool_sets = dict(toolchain.TOOL_SETS)
-    if opts.provider != "kind":
+    if opts.cluster.provider != "kind":
         tool_sets.pop("kind")
     found = {
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "provider": opts.provider, "cluster": spec.name, "zones": ", ".join(spec.zones),
+        "provider": opts.cluster.provider, "cluster": spec.name, "zones": ", ".join(spec.zones),
         "kubernetes": client.VersionApi(api).get_code().git_version,
         "profile": opts.profile.name, "driver": opts.profile.driver,
-        "driver binary": opts.driver_binary or ("as deployed" if opts.provider == "existing" else "reference"),
+        "driver binary": opts.driver_binary or ("reference" if opts.cluster.owned else "as deployed"),
         "seed": opts.seed, "workers": opts.workers,
-        "tools": {name: ts.version for name, ts in tool_sets.items()} if opts.provider != "existing" else {},
+        "tools": {name: ts.version for name, ts in tool_sets.items()} if opts.cluster.owned else {},
         "packages": {name: _version(name) for name in PACKAGES},
     }
-    if opts.provider != "existing":
+    if opts.cluster.owned:
         found["nodes per zone"] = spec.nodes_per_zone
         found["timings"] = asdict(spec.timings.scaled())
     return found
@@ -171,23 +165,23 @@ def run_e2e(opts: E2eOptions) -> int:
     if opts.seed is None:
         opts.seed = random.SystemRandom().randrange(1 << 31)
     # Bad input is refused before a cluster starts and before an old run's reports are touched.
-    if opts.provider == "existing":
-        cluster = ExistingProvider(opts.kubeconfig, opts.context)
-        cluster.up()
+    ref = opts.cluster
+    if not ref.owned:
+        cluster = ref.attach()
         check_static_disks(opts.static_disks, cluster.spec.zones)
         where = f"existing cluster {cluster.spec.name!r}"
     else:
         check_run_inputs(opts.profile, opts.driver_binary)
-        cls = OWN_PROVIDERS[opts.provider]
-        provider = cls(ClusterSpec(name=opts.name))
-        if provider.runs_kubelets and opts.profile.run.node_plugin is None:
+        cls = OWN_PROVIDERS[ref.provider]
+        provider = cls(ClusterSpec(name=ref.name))
+        if provider.capabilities.runs_kubelets and opts.profile.run.node_plugin is None:
             raise DriverError(f"profile {opts.profile.name!r} has no node_plugin, so its driver cannot run on "
-                              f"{opts.provider} nodes, whose kubelets register node plugins")
+                              f"{ref.provider} nodes, whose kubelets register node plugins")
         own_cluster = not (provider.exists() and provider.is_up())
-        zones = provider.spec.zones if own_cluster else cls.attach(opts.name).spec.zones
+        zones = provider.spec.zones if own_cluster else ref.attach().spec.zones
         categories = parse_zone_categories(opts.zone_categories, zones)
         check_static_disks(opts.static_disks, zones)
-        where = f"{opts.provider} cluster {opts.name!r}"
+        where = str(ref)
     reports = Results(opts.reports)
     reports.clear()
     env = dict(os.environ, **reports.env())
@@ -209,7 +203,7 @@ def run_e2e(opts: E2eOptions) -> int:
         with timing(phase):
             codes.append(_pytest([*_pytest_options(opts, phase), *phases[phase]], env))
 
-    if opts.provider == "existing":
+    if not ref.owned:
         ran_on = environment(opts, cluster.api_client, cluster.spec)
         print("rules: not run (the driver of an existing cluster is yours: zoneproof runs no controller of it; "
               "`zoneproof rules --profile ...` checks one it runs)")
@@ -221,7 +215,7 @@ def run_e2e(opts: E2eOptions) -> int:
         if own_cluster:
             with timing("bring-up"):
                 provider.up()
-        provider = cls.attach(opts.name)
+        provider = ref.attach()
         ran_on = environment(opts, provider.api_client, provider.spec)
         # The deployment parallel workers share, so it is made here, once; the chaos
         # experiments and the serial phase's other first tests find it running with the
@@ -307,7 +301,7 @@ def summarise(opts: E2eOptions, where: str, codes: list[int], elapsed: float, ti
           f"{outcomes.count('skipped')} skipped), placement verdicts {placed['verdicts']}, "
           f"pods checked {placed['pods checked']}, violations {placed['violations']}, "
           f"time {elapsed:.0f}s ({opts.workers} worker{'s' if opts.workers > 1 else ''})"
-          + (f"; driver logs in {reports.driver_logs}" if opts.provider != "existing" else ""))
+          + (f"; driver logs in {reports.driver_logs}" if opts.cluster.owned else ""))
     for line in time_breakdown(timed, cases):
         print(f"  {line}")
     reasons = skip_reasons(cases)

@@ -25,10 +25,8 @@ from kubernetes import client, config as kube_config
 
 from zoneproof.cloud import CloudAccess
 from zoneproof.cluster.base import ClusterError, ClusterProvider
-from zoneproof.cluster.existing import ExistingProvider
 from zoneproof.cluster.nodes import instance_of
-from zoneproof.cluster import OWN_PROVIDERS, attach, provider_name
-from zoneproof.cluster.spec import DEFAULT_CLUSTER_NAME
+from zoneproof.cluster.ref import ClusterRef
 from zoneproof.csi.deploy import cloud_of
 from zoneproof.ecs.admin import EcsAdmin
 from zoneproof.oracle import Verdict, check, take_snapshot
@@ -78,17 +76,8 @@ def target(configuration: dict | None) -> Target:
     stale survives a cluster or driver that was restarted between experiments."""
     configuration = configuration or {}
     profile = configuration.get("zoneproof_driver_profile") or "reference"
-    kind = configuration.get("zoneproof_provider") or "local"
     try:
-        if kind == "existing":
-            kubeconfig = configuration.get("zoneproof_kubeconfig") or os.environ.get("KUBECONFIG")
-            if not kubeconfig:
-                raise ClusterError("zoneproof_provider is existing but no zoneproof_kubeconfig (or KUBECONFIG) is set")
-            provider = ExistingProvider(kubeconfig, configuration.get("zoneproof_context") or None)
-        elif kind in OWN_PROVIDERS:
-            provider = attach(kind, configuration.get("zoneproof_cluster") or DEFAULT_CLUSTER_NAME)
-        else:
-            raise ClusterError(f"zoneproof_provider {kind!r} is not one of {', '.join([*OWN_PROVIDERS, 'existing'])}")
+        provider = ClusterRef.from_chaos_configuration(configuration, dict(os.environ)).attach()
     except ClusterError as err:
         raise ActivityFailed(f"{err}; set zoneproof_cluster (env ZONEPROOF_CLUSTER) to a running "
                              "cluster, or start one with `zoneproof cluster up`") from None
@@ -97,11 +86,7 @@ def target(configuration: dict | None) -> Target:
 
 def configuration_for(cluster: ClusterProvider, profile: str) -> dict[str, str]:
     """The configuration keys that point an experiment at a cluster and a driver profile."""
-    if isinstance(cluster, ExistingProvider):
-        return {"zoneproof_provider": "existing", "zoneproof_kubeconfig": str(cluster.kubeconfig),
-                "zoneproof_context": cluster.context or "", "zoneproof_driver_profile": profile}
-    return {"zoneproof_provider": provider_name(cluster), "zoneproof_cluster": cluster.spec.name,
-            "zoneproof_driver_profile": profile}
+    return {**cluster.ref.chaos_configuration(), "zoneproof_driver_profile": profile}
 
 
 
@@ -110,13 +95,7 @@ def configuration_env(cluster: ClusterProvider, profile: str, environ: dict[str,
     and a profile (for `chaos run`). KUBERNETES_CONTEXT is set only to name a context: an
     empty one is an error to the kubernetes client."""
     env = {k: v for k, v in environ.items() if k != "KUBERNETES_CONTEXT"}
-    env.update(KUBECONFIG=str(cluster.kubeconfig), ZONEPROOF_DRIVER_PROFILE=profile)
-    if isinstance(cluster, ExistingProvider):
-        env["ZONEPROOF_PROVIDER"] = "existing"
-        if cluster.context:
-            env["KUBERNETES_CONTEXT"] = cluster.context
-    else:
-        env.update(ZONEPROOF_PROVIDER=provider_name(cluster), ZONEPROOF_CLUSTER=cluster.spec.name)
+    env.update(KUBECONFIG=str(cluster.kubeconfig), ZONEPROOF_DRIVER_PROFILE=profile, **cluster.ref.environment())
     return env
 
 

@@ -118,7 +118,7 @@ def _deploy(t: Target, configuration: dict, replicas: int, pdb: int, settle_time
     configuration.update(replicas=replicas, target_node=pod.spec.node_name, target_zone=zones[pod.spec.node_name],
                          other_zone=next(z for z in t.provider.spec.zones if z != zones[pod.spec.node_name])
                          if len(t.provider.spec.zones) > 1 else "")
-    if t.provider.runs_kubelets:  # what each volume holds before the fault, read back after it
+    if t.provider.capabilities.runs_kubelets:  # what each volume holds before the fault, read back after it
         _made["ledger"] = data.DataLedger()
         _made["ledger"].check(core, ns, expected=replicas, timeout=settle_timeout)
     audit = t.ecs.audit()

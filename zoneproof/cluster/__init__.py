@@ -35,6 +35,15 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def new_cluster(provider: str, spec: ClusterSpec, *, node_image: str = "auto", privileged: str = "auto"):
+    """A cluster for ``up``: local, or kind with its node image and privilege choices."""
+    if provider == "kind":
+        return _load("KindProvider")(spec, node_image=node_image, privileged=privileged)
+    if (node_image, privileged) != ("auto", "auto"):
+        raise ClusterError("--node-image and --privileged go with --provider kind")
+    return _own_providers()[provider](spec)
+
+
 def attach(provider: str, name: str):
     """The running cluster ``name`` made by ``provider`` (local or kind), with its spec."""
     own = _own_providers()
@@ -43,10 +52,5 @@ def attach(provider: str, name: str):
     return own[provider].attach(name)
 
 
-def provider_name(cluster) -> str:
-    """The name ``attach`` takes for a cluster zoneproof made."""
-    return next(name for name, cls in _own_providers().items() if isinstance(cluster, cls))
-
-
 __all__ = ["ClusterError", "ClusterProvider", "ClusterSpec", "ExistingProvider", "KindProvider", "LocalProvider",
-           "NodeState", "OWN_PROVIDERS", "PROVIDERS", "SpecError", "Timings", "attach", "provider_name"]
+           "NodeState", "OWN_PROVIDERS", "PROVIDERS", "SpecError", "Timings", "attach", "new_cluster"]

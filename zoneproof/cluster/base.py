@@ -19,6 +19,7 @@ from tenacity import retry, retry_if_exception, stop_after_attempt, wait_fixed
 from zoneproof import labels
 from zoneproof.cluster.errors import ClusterError
 from zoneproof.cluster.nodes import instance_of
+from zoneproof.cluster.ref import ClusterRef
 from zoneproof.cluster.spec import ClusterSpec
 from zoneproof.waiting import wait_for
 
@@ -58,22 +59,29 @@ def node_state(node: client.V1Node) -> NodeState:
     )
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a provider's clusters can do."""
+
+    # Nodes run kubelets that register node plugins and run containers (kind); else node
+    # plugins are stood in for and no container runs (kwok).
+    runs_kubelets: bool = False
+    # A node deleted from the cluster can be made again under its name, as it was
+    # (node-lifecycle cases need it to leave the cluster whole).
+    recreates_nodes: bool = False
+    # ... or as another machine in another zone (node pools that reuse names).
+    rezones_nodes: bool = False
+    # A node's kubelet can be cut off from the control plane while its machine keeps power
+    # and its disks (a network partition, as the control plane sees one).
+    partitions_nodes: bool = False
+
+
 class ClusterProvider(abc.ABC):
     """A multi-zone Kubernetes cluster the suites can break and mend."""
 
     spec: ClusterSpec
-    # Whether nodes run kubelets that register node plugins and run containers (kind); else
-    # node plugins are stood in for and no container runs (kwok).
-    runs_kubelets: bool = False
-    # Whether a node deleted from the cluster can be made again under its name, as it was
-    # (node-lifecycle cases need it to leave the cluster whole).
-    recreates_nodes: bool = False
-    # Whether a node's kubelet can be cut off from the control plane while its machine keeps
-    # power and its disks (a network partition, as the control plane sees one).
-    partitions_nodes: bool = False
-    # Whether a deleted node can be made again under its name as another machine in another
-    # zone (node pools that reuse names); only where ``recreates_nodes``.
-    rezones_nodes: bool = False
+    # What its clusters can do: suites and the deployer ask this, not which provider it is.
+    capabilities: Capabilities = Capabilities()
 
     # --- lifecycle (provider-specific) ---
     @abc.abstractmethod
@@ -83,6 +91,11 @@ class ClusterProvider(abc.ABC):
     @abc.abstractmethod
     def down(self) -> None:
         """Tear everything down: processes, ports and files. Safe to call twice."""
+
+    @property
+    @abc.abstractmethod
+    def ref(self) -> "ClusterRef":
+        """Which cluster this is, as one value (zoneproof.cluster.ref)."""
 
     @property
     @abc.abstractmethod
@@ -198,6 +211,12 @@ class OwnClusterMixin:
     cluster_dir: Path
     kubeconfig: Path
     core: client.CoreV1Api
+    spec: ClusterSpec
+    PROVIDER: str  # the name ``zoneproof cluster up --provider`` takes
+
+    @property
+    def ref(self) -> ClusterRef:
+        return ClusterRef(self.PROVIDER, self.spec.name)
 
     def exists(self) -> bool:
         return self.cluster_dir.exists()

@@ -20,6 +20,7 @@ from zoneproof import labels
 from zoneproof.cloud import CloudAccess, CloudConfigError
 from zoneproof.cluster.base import ClusterError, ClusterProvider
 from zoneproof.cluster.nodes import instance_of
+from zoneproof.cluster.ref import ClusterRef
 from zoneproof.cluster.spec import ClusterSpec, Timings
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,10 @@ class ExistingProvider(ClusterProvider):
         self._cloud = cloud
         if not self._kubeconfig.is_file():
             raise ClusterError(f"--kubeconfig {self._kubeconfig}: no such file")
+
+    @property
+    def ref(self) -> ClusterRef:
+        return ClusterRef("existing", kubeconfig=str(self._kubeconfig), context=self.context or "")
 
     @property
     def kubeconfig(self) -> Path:

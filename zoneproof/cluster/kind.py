@@ -31,7 +31,7 @@ import yaml
 from zoneproof import labels, toolchain
 from zoneproof.cluster import dockershim
 from zoneproof.cluster import docker as docker_daemon
-from zoneproof.cluster.base import ClusterError, ClusterProvider, NodeState, OwnClusterMixin
+from zoneproof.cluster.base import Capabilities, ClusterError, ClusterProvider, NodeState, OwnClusterMixin
 from zoneproof.cluster.blockdev import release_under
 from zoneproof.cluster.docker import Docker
 from zoneproof.cluster.local import state_root
@@ -130,7 +130,8 @@ def pod_network_manifest(cluster: str) -> list[dict]:
 
 
 class KindProvider(OwnClusterMixin, ClusterProvider):
-    runs_kubelets = True
+    PROVIDER = "kind"
+    capabilities = Capabilities(runs_kubelets=True, recreates_nodes=True, partitions_nodes=True)
 
     def __init__(self, spec: ClusterSpec, *, workdir: Path | None = None, node_image: str = "auto",
                  privileged: str = "auto"):
@@ -395,7 +396,6 @@ class KindProvider(OwnClusterMixin, ClusterProvider):
         self._docker().run("start", self._container(name))
         log.info("node %s powered on (container started)", name)
 
-    partitions_nodes = True
 
     def partition_node(self, name: str) -> None:
         """The node's kubelet stopped; its container, its pods' processes and its devices
@@ -407,7 +407,6 @@ class KindProvider(OwnClusterMixin, ClusterProvider):
         self.run_on_node(name, "systemctl", "start", "kubelet")
         log.info("node %s back (kubelet started)", name)
 
-    recreates_nodes = True
 
     def recreate_node(self, name: str, *, zone: str = "", instance_id: str = "") -> None:
         """Its container started again: the kubelet registers the Node anew, with the labels

@@ -31,7 +31,7 @@ from kubernetes.client.exceptions import ApiException
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_fixed
 
 from zoneproof import labels, toolchain
-from zoneproof.cluster.base import ClusterError, ClusterProvider, OwnClusterMixin, is_conflict
+from zoneproof.cluster.base import Capabilities, ClusterError, ClusterProvider, OwnClusterMixin, is_conflict
 from zoneproof.cluster.nodes import node_manifest, plan_nodes
 from zoneproof.cluster.spec import ClusterSpec
 from zoneproof.processes import kill_processes_under
@@ -127,6 +127,8 @@ def scheduler_configuration(bugs: tuple[str, ...]) -> dict | None:
 
 
 class LocalProvider(OwnClusterMixin, ClusterProvider):
+    PROVIDER = "local"
+    capabilities = Capabilities(recreates_nodes=True, rezones_nodes=True, partitions_nodes=True)
     def __init__(self, spec: ClusterSpec, *, workdir: Path | None = None):
         self.spec = spec
         self.workdir = workdir or state_root() / "kwok"
@@ -281,7 +283,6 @@ class LocalProvider(OwnClusterMixin, ClusterProvider):
         self._release_lease(name)
         self._set_power(name, labels.POWER_ON)
 
-    partitions_nodes = True
 
     def partition_node(self, name: str) -> None:
         """kwok stops heartbeating for the node, as a kubelet cut off does; the fake ECS is
@@ -291,9 +292,7 @@ class LocalProvider(OwnClusterMixin, ClusterProvider):
     def heal_node(self, name: str) -> None:
         self.start_node(name)
 
-    recreates_nodes = True
 
-    rezones_nodes = True
 
     def recreate_node(self, name: str, *, zone: str = "", instance_id: str = "") -> None:
         planned = {node.name: node for node in plan_nodes(self.spec)}

@@ -27,6 +27,19 @@ def power_switch_of(provider_name: str, cluster_name: str) -> Callable[[str, boo
     return switch
 
 
+def cloud_hooks(provider_name: str, cluster_name: str, *, with_devices: bool):
+    """The fake ECS's hooks into a cluster zoneproof made: the power switch of its nodes,
+    and (on kind, ``with_devices``: disks that hold data) how an attached disk becomes a
+    block device of its instance's node container; None for what the provider has not."""
+    devices_for = None
+    if with_devices and provider_name == "kind":
+        from zoneproof.cluster.blockdev import NodeBlockDevices, kind_node_shell
+
+        node_shell = kind_node_shell(cluster_name)
+        devices_for = lambda storage: NodeBlockDevices(storage, node_shell)  # noqa: E731
+    return power_switch_of(provider_name, cluster_name), devices_for
+
+
 def node_of_instance(provider, instance_id: str) -> str:
     """The name of the one node of the cluster whose Node names the instance."""
     nodes = [n.metadata.name for n in provider.core.list_node().items

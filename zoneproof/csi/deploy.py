@@ -37,10 +37,7 @@ from kubernetes.client.exceptions import ApiException
 from zoneproof import bugs as bug_catalogue
 from zoneproof import labels, toolchain
 from zoneproof.cloud import CloudAccess
-from zoneproof.cluster import provider_name
-from zoneproof.cluster.base import ClusterError
-from zoneproof.cluster.existing import ExistingProvider
-from zoneproof.cluster.local import LocalProvider
+from zoneproof.cluster.base import ClusterError, ClusterProvider
 from zoneproof.csi import registrar
 from zoneproof.ecs.admin import EcsAdmin, EcsProcess
 from zoneproof.ecs import catalog
@@ -99,7 +96,7 @@ class RunningDeployment:
         return bool(self.processes) and all(start_time(pid) == started for pid, started in self.processes.values())
 
 
-def running_deployment(provider: LocalProvider) -> RunningDeployment | None:
+def running_deployment(provider: ClusterProvider) -> RunningDeployment | None:
     """What ``deployment.json`` of a local cluster records, if a deployment was made there."""
     path = provider.cluster_dir / "driver" / STATE_FILE
     if not path.is_file():
@@ -132,7 +129,8 @@ def check_run_inputs(profile: DriverProfile, driver_binary: str | None) -> None:
 
 
 class DriverDeployment:
-    def __init__(self, provider: LocalProvider, profile: DriverProfile, *, zone_policy: str | None = None,
+    # ``provider``: a cluster zoneproof made (local or kind), its state beside the deployment's.
+    def __init__(self, provider: ClusterProvider, profile: DriverProfile, *, zone_policy: str | None = None,
                  zone_categories: dict[str, tuple[str, ...]] | None = None, driver_binary: str | None = None,
                  logs: Path | None = None, bugs: tuple[str, ...] | None = None):
         self.provider = provider
@@ -193,7 +191,7 @@ class DriverDeployment:
         if self.is_up():
             raise DriverError(f"a driver is already deployed in {name!r}; run `zoneproof driver down` first")
         check_run_inputs(self.profile, self.driver_binary)
-        if self.provider.runs_kubelets and self.profile.run.node_plugin is None:
+        if self.provider.capabilities.runs_kubelets and self.profile.run.node_plugin is None:
             raise DriverError(f"profile {self.profile.name!r} has no node_plugin to run on nodes with kubelets "
                               f"(cluster {name!r}); it runs on the local provider, whose nodes are stood in for")
         if self.zone_policy not in self.profile.zone_policies:
@@ -250,8 +248,8 @@ class DriverDeployment:
         try:
             spec = self.provider.spec
             categories = [f"--categories={zone}={','.join(cats)}" for zone, cats in self.zone_categories.items()]
-            provider_args, host = ("--power-provider", provider_name(self.provider)), "127.0.0.1"
-            if self.provider.runs_kubelets:
+            provider_args, host = ("--power-provider", self.provider.ref.provider), "127.0.0.1"
+            if self.provider.capabilities.runs_kubelets:
                 # Nodes reach the host on their network's gateway; disks hold data per zone.
                 provider_args += ("--disk-root", str(self.provider.disk_root))
                 host = self.provider.host_address()
@@ -281,7 +279,7 @@ class DriverDeployment:
             for name, path in sidecars.items():
                 flags = [flag.format_map(_Vars(values)) for flag in self._sidecar_flags(name)]
                 self._start(name, [path, *common, *flags], {})
-            if self.provider.runs_kubelets:
+            if self.provider.capabilities.runs_kubelets:
                 self._deploy_node_plugin(ecs.endpoint)
             else:
                 self._register_nodes(ecs.endpoint)
@@ -338,7 +336,7 @@ class DriverDeployment:
         """The driver registered again on a node deleted and made anew (perhaps as another
         machine, in another zone): by its kubelet where nodes have kubelets (waited for),
         else as kubelet would, the node endpoints first serving the nodes as they are now."""
-        if self.provider.runs_kubelets:
+        if self.provider.capabilities.runs_kubelets:
             from zoneproof.csi import incluster
 
             incluster.wait_registered(self.provider.api_client, self.profile, [name])
@@ -462,7 +460,7 @@ class DriverDeployment:
             if state is not None:
                 stop_groups(state.processes)
             shutil.rmtree(self.workdir, ignore_errors=True)
-            if self.provider.runs_kubelets:
+            if self.provider.capabilities.runs_kubelets:
                 self._release_devices(state)
 
     def _release_devices(self, state: RunningDeployment | None) -> None:
@@ -495,7 +493,7 @@ class DriverDeployment:
 
     def _unregister(self) -> None:
         driver = self.profile.driver
-        if self.provider.runs_kubelets:
+        if self.provider.capabilities.runs_kubelets:
             from zoneproof.csi import incluster
 
             # The kubelets own CSINode there: they drop the driver once its registrar is gone.
@@ -516,7 +514,7 @@ class DriverDeployment:
 def cloud_of(cluster) -> CloudAccess:
     """The cloud a cluster's driver works against: the environment's for an existing
     cluster, the fake ECS of the deployment running beside a local one."""
-    if isinstance(cluster, ExistingProvider):
+    if not cluster.ref.owned:
         return cluster.cloud
     state = running_deployment(cluster)
     if state is None or not state.alive:
@@ -525,7 +523,7 @@ def cloud_of(cluster) -> CloudAccess:
     return CloudAccess.fake(state.ecs_endpoint, cluster.spec.region)
 
 
-def attach(provider: LocalProvider, **options) -> DriverDeployment:
+def attach(provider: ClusterProvider, **options) -> DriverDeployment:
     """The deployment running in a local cluster, with the profile it was started with."""
     state = running_deployment(provider)
     if state is None:

@@ -123,7 +123,7 @@ class PlacementEnv:
 
     def check_data(self, expected: int) -> None:
         """On nodes with kubelets, every volume must still hold what its pod first wrote."""
-        if self.cluster.runs_kubelets:
+        if self.cluster.capabilities.runs_kubelets:
             self.ledger.check(self.cluster.core, self.namespace, expected=expected)
 
     @property

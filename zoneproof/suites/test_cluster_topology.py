@@ -38,7 +38,7 @@ def test_cluster_has_the_requested_zones(cluster, cluster_spec):
 def test_pods_run_in_every_zone(cluster, namespace, per_zone):
     zones = cluster.zones()
     pods = deploy_spread_statefulset(cluster.api_client, namespace, "web", per_zone * len(zones),
-                                     containers_run=cluster.runs_kubelets)
+                                     containers_run=cluster.capabilities.runs_kubelets)
     node_zone = {n.metadata.name: n.metadata.labels.get(labels.ZONE, "") for n in cluster.core.list_node().items}
     counts = {z: 0 for z in zones}
     for pod in pods:

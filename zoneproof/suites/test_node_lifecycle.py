@@ -40,7 +40,7 @@ FORCE_DETACH_AFTER = 360
 
 
 def require_recreatable_nodes(cluster) -> None:
-    if not cluster.recreates_nodes:
+    if not cluster.capabilities.recreates_nodes:
         pytest.skip(f"the {type(cluster).__name__} cannot make a deleted node again, so this case would leave "
                     "the cluster a node short")
     if cluster.spec.nodes_per_zone < 2:
@@ -118,7 +118,7 @@ def test_a_deleted_node_lets_its_disks_go_and_its_pods_return_to_their_zones(pla
     with node_gone(env, victim):
         # PodGC deletes the pods of a node that is gone (after 40 s); the StatefulSet makes
         # them again, and their disks attach once detached from the gone node.
-        timeout = 120 + (FORCE_DETACH_AFTER if cluster.runs_kubelets else 0)
+        timeout = 120 + (FORCE_DETACH_AFTER if cluster.capabilities.runs_kubelets else 0)
         after = wait_running(env, replicas, not_uids=set(on_victim), timeout=timeout)
         wait_placed(env, replicas)
         assert after == before, f"zones changed after node {victim} was deleted: {before} -> {after}"
@@ -186,7 +186,7 @@ def test_a_cut_off_node_keeps_its_disks_until_it_is_declared_out_of_service(plac
     """A node's kubelet is cut off while its instance keeps running: nothing may detach its
     disks while it is only unreachable (its pods may still be writing to them); once it is
     declared out of service, its pods move to the other node of their zone, with their data."""
-    if not cluster.partitions_nodes:
+    if not cluster.capabilities.partitions_nodes:
         pytest.skip(f"the {type(cluster).__name__} cannot cut a node's kubelet off while its machine runs")
     if cluster.spec.nodes_per_zone < 2:
         pytest.skip(f"needs 2 nodes per zone (a zone keeps a node when one is cut off); the cluster has "
@@ -228,7 +228,7 @@ def test_a_node_made_again_in_another_zone_names_only_its_new_zone(placement, cl
     as ECS does, under every zone key it carries, never its old one; the pods of the old
     machine stay in their disks' zone; a new claim of a pod on it gets its disk there."""
     require_recreatable_nodes(cluster)
-    if not cluster.rezones_nodes:
+    if not cluster.capabilities.rezones_nodes:
         pytest.skip(f"the {type(cluster).__name__} makes a deleted node again only as it was, not in another zone")
     require_scheme(profile, "wait-for-first-consumer")
     env = placement("topology", watch_nodes=True)  # the node's zone changes under its name
