@@ -199,9 +199,13 @@ def cluster_up(provider: str, name: str, zones: str, region: str, nodes_per_zone
     except (SpecError, ClusterError) as err:
         _fail(err, code=2)
     _start_or_fail(cluster.up)
+    _echo_environment(cluster)
+
+
+def _echo_environment(cluster) -> None:
     click.echo(f"export KUBECONFIG={cluster.kubeconfig}")
-    click.echo(f"export ZONEPROOF_CLUSTER={cluster.spec.name}")  # read by the chaos experiments
-    click.echo(f"export ZONEPROOF_PROVIDER={provider}")
+    for name, value in cluster.ref.environment().items():  # read by the chaos experiments
+        click.echo(f"export {name}={value}")
 
 
 @cluster.command("down")
@@ -247,9 +251,7 @@ def cluster_status(provider: str, name: str, kubeconfig: str | None, context: st
 def cluster_env(provider: str, name: str) -> None:
     """Print shell exports for a running cluster: eval "$(zoneproof cluster env)"."""
     cluster = _attached(name, provider)
-    click.echo(f"export KUBECONFIG={cluster.kubeconfig}")
-    click.echo(f"export ZONEPROOF_CLUSTER={cluster.spec.name}")  # read by the chaos experiments
-    click.echo(f"export ZONEPROOF_PROVIDER={provider}")
+    _echo_environment(cluster)
     click.echo(f"export PATH={toolchain.binary('kubectl').parent}:$PATH")
 
 
