@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from zoneproof.cluster import ClusterSpec, LocalProvider
-from zoneproof.csi.deploy import DriverDeployment
+from zoneproof.deploy.driver import DriverDeployment
 from zoneproof.profile import load_profile
 from zoneproof_chaos import running
 from zoneproof_chaos.context import configuration_for

@@ -83,8 +83,8 @@ def devices(spec: ClusterSpec, state: Path, rounds: int) -> dict:
     the instance's node, and a stage as the reference node plugin does it (mkfs.ext4 on the
     fresh device, then mount), in the node plugin's container."""
     from zoneproof import labels
-    from zoneproof.csi import incluster
-    from zoneproof.csi.deploy import DriverDeployment
+    from zoneproof.deploy import incluster
+    from zoneproof.deploy.driver import DriverDeployment
     from zoneproof.profile import load_profile
 
     provider = KindProvider(spec, workdir=state)

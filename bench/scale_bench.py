@@ -37,7 +37,7 @@ from kubernetes import client
 from zoneproof import manifests, workloads
 from zoneproof.cluster import ClusterSpec, LocalProvider, Timings
 from zoneproof.cluster.spec import DEFAULT_ZONES
-from zoneproof.csi.deploy import DriverDeployment
+from zoneproof.deploy.driver import DriverDeployment
 from zoneproof.oracle import check, settled, take_snapshot
 from zoneproof.profile import load_profile
 from zoneproof.waiting import wait_for

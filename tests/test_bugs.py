@@ -17,7 +17,7 @@ from zoneproof.cluster import ClusterSpec, LocalProvider, SpecError
 from zoneproof.cluster.local import kwokctl_config, scheduler_configuration
 from zoneproof.ecsapi import EcsApi, EcsSettings
 from zoneproof.csi.controller import FOREIGN_ZONE_KEY
-from zoneproof.csi.deploy import DriverDeployment, DriverError
+from zoneproof.deploy.driver import DriverDeployment, DriverError
 from zoneproof.csi.proto import load
 from zoneproof.csi.server import build_server
 from zoneproof.ecs.backend import EcsConfig

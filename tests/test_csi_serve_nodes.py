@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from tests.ecs_clients import register_instances
-from zoneproof.csi.registrar import node_info
+from zoneproof.deploy.registrar import node_info
 from zoneproof.ecs.backend import EcsConfig
 from zoneproof.ecs.catalog import INSTANCE_TYPE
 from zoneproof.ecs.server import EcsServer

@@ -13,7 +13,7 @@ import yaml
 from kubernetes import client
 
 from zoneproof import labels
-from zoneproof.csi.deploy import LEFTOVERS_FILE
+from zoneproof.deploy.driver import LEFTOVERS_FILE
 from zoneproof.fixtures.driver import provide_driver
 from zoneproof.profile import PROFILES, parse_profile
 from zoneproof.suites.conftest import PlacementEnv

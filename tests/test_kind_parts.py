@@ -24,7 +24,7 @@ from zoneproof.cluster.nodeimage import NODE_FILE_EDITS, module_dir
 from zoneproof.cluster.spec import ClusterSpec, Timings
 from zoneproof.csi import node as node_module
 from zoneproof.csi.identity import IdentityService
-from zoneproof.csi.plugin_registration import registration, registration_grpc, registration_socket, serve
+from zoneproof.deploy.plugin_registration import registration, registration_grpc, registration_socket, serve
 from zoneproof.csi.proto import load
 from zoneproof.ecs.storage import DiskStorage
 
@@ -282,7 +282,7 @@ def test_the_stamp_writes_a_token_once_and_keeps_it(tmp_path):
 
 
 def test_a_driver_binary_node_plugin_gets_its_mounts_and_a_metadata_service_that_answers_first():
-    from zoneproof.csi import incluster
+    from zoneproof.deploy import incluster
     from zoneproof.profile import load_profile
 
     plugin = load_profile("alibaba").run.node_plugin

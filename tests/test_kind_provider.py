@@ -21,8 +21,8 @@ from zoneproof.cluster import blockdev
 from zoneproof.cluster import docker as docker_daemon
 from zoneproof.cluster.kind import KIND_CLUSTER_LABEL, KindProvider
 from zoneproof.cluster.spec import ClusterSpec
-from zoneproof.csi import incluster
-from zoneproof.csi.deploy import DriverDeployment
+from zoneproof.deploy import incluster
+from zoneproof.deploy.driver import DriverDeployment
 from zoneproof.processes import processes_under
 from zoneproof.profile import PROFILES, load_profile, parse_profile
 from zoneproof.waiting import wait_for

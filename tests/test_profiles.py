@@ -3,7 +3,7 @@
 import pytest
 import yaml
 
-from zoneproof.csi.deploy import DriverError, check_run_inputs, render
+from zoneproof.deploy.driver import DriverError, check_run_inputs, render
 from zoneproof.profile import PROFILES, ProfileError, load_profile, parse_profile, shipped
 
 

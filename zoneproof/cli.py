@@ -105,7 +105,7 @@ def _selected(provider: str, name: str, kubeconfig: str | None, context: str | N
 
 def _cloud_of(cluster):
     """The ECS API of a cluster's driver, or exit saying why there is none."""
-    from zoneproof.csi.deploy import cloud_of
+    from zoneproof.deploy.driver import cloud_of
 
     try:
         return cloud_of(cluster)
@@ -496,7 +496,7 @@ def csi_register(csi_address: str, kubelet_registration_path: str, registry_dir:
     comes from the plugin's GetPluginInfo, once it answers."""
     from pathlib import Path
 
-    from zoneproof.csi.plugin_registration import serve
+    from zoneproof.deploy.plugin_registration import serve
 
     sys.exit(serve(csi_address, kubelet_registration_path, Path(registry_dir)))
 
@@ -523,7 +523,7 @@ def driver_up(provider: str, name: str, profile_name: str, driver_binary: str | 
               zone_categories: tuple[str, ...], zone_policy: str | None, logs: str | None,
               bug_names: tuple[str, ...]) -> None:
     """Start the fake ECS, the driver as its profile says and the sidecars; register every node."""
-    from zoneproof.csi.deploy import DriverDeployment, DriverError, parse_zone_categories
+    from zoneproof.deploy.driver import DriverDeployment, DriverError, parse_zone_categories
 
     provider = _attached(name, provider)
     try:
@@ -545,7 +545,7 @@ def driver_up(provider: str, name: str, profile_name: str, driver_binary: str | 
 @name_option
 def driver_down(provider: str, name: str) -> None:
     """Stop the driver, its sidecars and the fake ECS; unregister the driver. Logs stay."""
-    from zoneproof.csi.deploy import DriverError, attach
+    from zoneproof.deploy.driver import DriverError, attach
 
     try:
         deployment = attach(_attached(name, provider))
@@ -726,7 +726,7 @@ def e2e(provider: str, name: str, kubeconfig: str | None, context: str | None, p
     it runs). The suites that share one driver deployment run in parallel, then those that
     redeploy it, then the chaos experiments; JUnit and allure results, driver logs and one
     summary go to --reports. Extra arguments go to pytest."""
-    from zoneproof.csi.deploy import DriverError
+    from zoneproof.deploy.driver import DriverError
     from zoneproof.e2e import E2eOptions, run_e2e
 
     if workers < 1:

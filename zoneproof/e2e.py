@@ -31,7 +31,7 @@ from kubernetes import client
 from zoneproof import leftovers, report, tally, toolchain
 from zoneproof.cluster import OWN_PROVIDERS, ClusterSpec
 from zoneproof.cluster.ref import ClusterRef
-from zoneproof.csi.deploy import DriverDeployment, DriverError, check_run_inputs, parse_zone_categories
+from zoneproof.deploy.driver import DriverDeployment, DriverError, check_run_inputs, parse_zone_categories
 from zoneproof.profile import DriverProfile
 from zoneproof.results import Results
 from zoneproof.rules.run import run_rules

@@ -1,6 +1,6 @@
 """What a run left behind: namespaces of tests, PersistentVolumes and VolumeAttachments
 in the cluster, and what each driver deployment's fake ECS still held as it went (disks,
-stopped instances; ``zoneproof.csi.deploy`` records those in ``cloud-leftovers.jsonl``
+stopped instances; ``zoneproof.deploy.driver`` records those in ``cloud-leftovers.jsonl``
 beside its logs). ``zoneproof e2e`` takes them after its last phase, before it tears the
 cluster down, so a clean-up that failed shows even though the cluster goes after it."""
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from kubernetes import client
 
-from zoneproof.csi.deploy import LEFTOVERS_FILE
+from zoneproof.deploy.driver import LEFTOVERS_FILE
 from zoneproof.namespaces import TEST_LABEL
 from zoneproof.waiting import WaitTimeout, wait_for
 

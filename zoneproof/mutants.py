@@ -23,8 +23,8 @@ from pathlib import Path
 from zoneproof import bugs as bug_catalogue
 from zoneproof.cluster import ClusterSpec, LocalProvider
 from zoneproof.cluster.base import ClusterError
-from zoneproof.csi.deploy import attach as attach_driver
-from zoneproof.csi.deploy import running_deployment
+from zoneproof.deploy.driver import attach as attach_driver
+from zoneproof.deploy.driver import running_deployment
 from zoneproof.report import killmatrix
 
 log = logging.getLogger(__name__)

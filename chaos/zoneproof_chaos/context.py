@@ -27,7 +27,7 @@ from zoneproof.cloud import CloudAccess
 from zoneproof.cluster.base import ClusterError, ClusterProvider
 from zoneproof.cluster.nodes import instance_of
 from zoneproof.cluster.ref import ClusterRef
-from zoneproof.csi.deploy import cloud_of
+from zoneproof.deploy.driver import cloud_of
 from zoneproof.ecs.admin import EcsAdmin
 from zoneproof.oracle import Verdict, check, take_snapshot
 from zoneproof.profile import DriverProfile, load_profile

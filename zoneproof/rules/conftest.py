@@ -9,7 +9,7 @@ import pytest
 
 from zoneproof import bugs as bug_catalogue
 from zoneproof.cluster.spec import DEFAULT_REGION, DEFAULT_ZONES
-from zoneproof.csi.deploy import DriverError
+from zoneproof.deploy.driver import DriverError
 from zoneproof.rules.target import RulesSetupError, rules_target
 
 

@@ -19,7 +19,7 @@ import grpc
 
 from zoneproof import bugs as bug_catalogue
 from zoneproof.ecsapi import EcsApi, EcsSettings
-from zoneproof.csi.deploy import check_run_inputs, render
+from zoneproof.deploy.driver import check_run_inputs, render
 from zoneproof.csi.proto import load
 from zoneproof.ecs.backend import EcsConfig
 from zoneproof.ecs.catalog import DEFAULT_CATEGORIES

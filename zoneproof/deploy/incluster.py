@@ -16,7 +16,7 @@ from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from zoneproof import labels
-from zoneproof.csi.registrar import csinode_drivers
+from zoneproof.deploy.registrar import csinode_drivers
 from zoneproof.ecs.metadata import ADDRESS
 from zoneproof.profile import DriverProfile, NodePlugin
 from zoneproof.waiting import wait_for

@@ -38,7 +38,7 @@ from zoneproof import bugs as bug_catalogue
 from zoneproof import labels, toolchain
 from zoneproof.cloud import CloudAccess
 from zoneproof.cluster.base import ClusterError, ClusterProvider
-from zoneproof.csi import registrar
+from zoneproof.deploy import registrar
 from zoneproof.ecs.admin import EcsAdmin, EcsProcess
 from zoneproof.ecs import catalog
 from zoneproof.ecs.catalog import DEFAULT_CATEGORIES
@@ -297,8 +297,8 @@ class DriverDeployment:
     def _deploy_node_plugin(self, ecs_endpoint: str) -> None:
         """On nodes with kubelets: the node plugin as a DaemonSet, registered by the kubelets."""
         from zoneproof.cluster.docker import attached
-        from zoneproof.csi import incluster
-        from zoneproof.csi.image import BINARY_IN_IMAGE, ensure_binary_image, ensure_driver_image
+        from zoneproof.deploy import incluster
+        from zoneproof.deploy.image import BINARY_IN_IMAGE, ensure_binary_image, ensure_driver_image
 
         plugin = self.profile.run.node_plugin
         docker = attached()
@@ -337,7 +337,7 @@ class DriverDeployment:
         machine, in another zone): by its kubelet where nodes have kubelets (waited for),
         else as kubelet would, the node endpoints first serving the nodes as they are now."""
         if self.provider.capabilities.runs_kubelets:
-            from zoneproof.csi import incluster
+            from zoneproof.deploy import incluster
 
             incluster.wait_registered(self.provider.api_client, self.profile, [name])
             return
@@ -494,7 +494,7 @@ class DriverDeployment:
     def _unregister(self) -> None:
         driver = self.profile.driver
         if self.provider.capabilities.runs_kubelets:
-            from zoneproof.csi import incluster
+            from zoneproof.deploy import incluster
 
             # The kubelets own CSINode there: they drop the driver once its registrar is gone.
             incluster.remove(self.provider.api_client)
