@@ -162,6 +162,21 @@ def test_well_known_key_ignored_reads_the_drivers_key_only(driver):
     assert zone(driver("well-known-key-ignored")) == ZONES[0]  # the controller's
 
 
+def test_multi_zone_request_refused_refuses_a_requisite_of_two_zones(driver):
+    two_zones = csi.TopologyRequirement(requisite=[csi.Topology(segments={labels.DISK_ZONE: z}) for z in ZONES[1:]])
+
+    def create(drv: Driver) -> csi.Volume:
+        return drv.controller.CreateVolume(csi.CreateVolumeRequest(
+            name="pvc-1", volume_capabilities=[WRITER], parameters={"type": "cloud_ssd"},
+            accessibility_requirements=two_zones)).volume
+    assert zone_of(create(driver()))[labels.DISK_ZONE] in ZONES[1:]
+    buggy = driver("multi-zone-request-refused")
+    with pytest.raises(grpc.RpcError) as refused:
+        create(buggy)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert zone_of(buggy.create("pvc-2", ZONES[2]))[labels.DISK_ZONE] == ZONES[2]  # one zone is served
+
+
 def test_throttling_rezone_retries_in_another_zone(driver):
     for names, zone in (((), ZONES[1]), (("throttling-rezone",), ZONES[2])):
         drv = driver(*names)

@@ -2,7 +2,7 @@
 word on a pod, the provisioner's refusal of a claim with the driver's gRPC code, an attach
 error of the namespace's VolumeAttachment; nothing for what is fine or not the test's."""
 
-from zoneproof.obstacles import obstacles
+from zoneproof.obstacles import allowed_zones, final_refusals, lasting_refusals, obstacles
 from zoneproof.watcher import Change
 
 NS = "zp-test"
@@ -86,3 +86,85 @@ def test_an_attachment_being_detached_without_an_error_is_named_so():
     history = [change(1, "PersistentVolume", pv("pv-0", "data-web-0")), change(2, "VolumeAttachment", detaching)]
     assert obstacles(history, NS) == [
         "VolumeAttachment csi-a (claim data-web-0, node n1) being detached, no detach error yet (attached: True)"]
+
+
+# ------------------------------------------------- refusals that cannot heal
+DRIVER = "disk.example.com"
+ZONES = {"n-a": "zone-a", "n-b": "zone-b", "n-c": "zone-c"}
+REFUSED = "failed to provision volume with StorageClass: rpc error: code = InvalidArgument desc = one zone only"
+
+
+def claim(name, storage_class, phase="Pending", selected=None):
+    meta = {"name": name, "namespace": NS}
+    if selected:
+        meta["annotations"] = {"volume.kubernetes.io/selected-node": selected}
+    return {"metadata": meta, "spec": {"storageClassName": storage_class}, "status": {"phase": phase}}
+
+
+def storage_class(name, zone_ids=None, allowed=None, provisioner=DRIVER):
+    body = {"metadata": {"name": name}, "provisioner": provisioner, "parameters": {"type": "ssd"}}
+    if zone_ids:
+        body["parameters"]["zoneId"] = zone_ids
+    if allowed:
+        body["allowedTopologies"] = [{"matchLabelExpressions": [{"key": "topology.kubernetes.io/zone",
+                                                                 "values": allowed}]}]
+    return body
+
+
+def refusals(history, classes):
+    return lasting_refusals(final_refusals(history, NS), {c["metadata"]["name"]: c for c in classes}, ZONES,
+                            ("topology.kubernetes.io/zone",), ("zoneId",), DRIVER)
+
+
+def refused(at, claim_name, message=REFUSED):
+    return change(at, "Event", event(f"e-{claim_name}-{at}", "PersistentVolumeClaim", claim_name,
+                                     "ProvisioningFailed", message))
+
+
+def test_a_claim_refused_with_invalid_argument_for_a_zone_its_class_allows_cannot_heal():
+    history = [change(1, "PersistentVolumeClaim", claim("now", "every-zone")), refused(2, "now"),
+               change(3, "PersistentVolumeClaim", claim("later", "wffc", selected="n-b")), refused(4, "later")]
+    found = refusals(history, [storage_class("every-zone", zone_ids="zone-a,zone-c"), storage_class("wffc")])
+    assert found == [
+        "claim later of StorageClass wffc is refused for node n-b in zone-b, a zone its class allows, and "
+        f"csi-provisioner repeats the request unchanged: ProvisioningFailed: {REFUSED}",
+        "claim now of StorageClass every-zone is refused although its class allows zone-a, zone-c, and "
+        f"csi-provisioner repeats the request unchanged: ProvisioningFailed: {REFUSED}"]
+
+
+def test_a_refusal_that_is_due_or_may_heal_is_no_violation():
+    history = [
+        # The consumer's zone is one the class leaves out, by zoneId or by allowedTopologies.
+        change(1, "PersistentVolumeClaim", claim("outside-zoneid", "a-only", selected="n-b")),
+        refused(2, "outside-zoneid"),
+        change(3, "PersistentVolumeClaim", claim("outside-allowed", "c-allowed", selected="n-b")),
+        refused(4, "outside-allowed"),
+        # A selected node gone: the claim goes back to the scheduler.
+        change(5, "PersistentVolumeClaim", claim("node-gone", "wffc", selected="n-gone")), refused(6, "node-gone"),
+        # A refusal that may heal (no stock), and one that a later success replaced.
+        change(7, "PersistentVolumeClaim", claim("no-stock", "wffc", selected="n-a")),
+        refused(8, "no-stock", "rpc error: code = ResourceExhausted desc = no stock"),
+        change(9, "PersistentVolumeClaim", claim("bound", "wffc", selected="n-a")), refused(10, "bound"),
+        change(11, "PersistentVolumeClaim", claim("bound", "wffc", phase="Bound", selected="n-a")),
+        # Another driver's claim.
+        change(12, "PersistentVolumeClaim", claim("theirs", "other")), refused(13, "theirs"),
+    ]
+    classes = [storage_class("a-only", zone_ids="zone-a"), storage_class("c-allowed", allowed=["zone-c"]),
+               storage_class("wffc"), storage_class("other", provisioner="other.example.com")]
+    assert final_refusals(history, NS).keys() == {"outside-zoneid", "outside-allowed", "node-gone", "theirs"}
+    assert refusals(history, classes) == []
+
+
+def test_allowed_zones_reads_every_term_and_only_zone_keys():
+    sc = {"allowedTopologies": [
+        {"matchLabelExpressions": [{"key": "topology.kubernetes.io/zone", "values": ["zone-a", "zone-b"]},
+                                   {"key": "my.driver/zone", "values": ["zone-b"]}]},
+        {"matchLabelExpressions": [{"key": "my.driver/zone", "values": ["zone-c", "zone-d"]}]}],
+        "parameters": {"zoneId": "zone-a, zone-c,zone-d"}}
+    keys = ("topology.kubernetes.io/zone", "my.driver/zone")
+    assert allowed_zones(sc, ZONES.values(), keys, ()) == {"zone-b", "zone-c"}
+    assert allowed_zones(sc, ZONES.values(), keys, ("zoneId",)) == {"zone-c"}
+    sc["allowedTopologies"].append({"matchLabelExpressions": [{"key": "topology.kubernetes.io/region",
+                                                               "values": ["r1"]}]})  # any zone of r1
+    assert allowed_zones(sc, ZONES.values(), keys, ()) == set(ZONES.values())
+    assert allowed_zones({}, ZONES.values(), (), ("zoneId",)) == set(ZONES.values())

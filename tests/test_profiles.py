@@ -35,6 +35,11 @@ def test_storage_class_rendering_expands_zones():
         {"key": "topology.diskplugin.csi.alibabacloud.com/zone", "values": ["z1"]}]}]
 
 
+@pytest.mark.parametrize("name", ["reference", "alibaba"])
+def test_the_parameters_that_list_zones_are_those_templated_with_the_zones(name):
+    assert load_profile(name).zone_parameters == ("zoneId",)
+
+
 def test_alibaba_controller_command_renders_what_the_plugin_needs():
     run = load_profile("alibaba").run
     values = {"driver_binary": "/opt/plugin", "driver": "diskplugin.csi.alibabacloud.com",

@@ -41,6 +41,8 @@ ATTACH_LIMITS = "test_attach_limits.py::test_a_full_zone_sends_new_disks_elsewhe
 RULES = "../rules/test_controller_rules.py"
 RULE_WELL_KNOWN_KEY = (f"{RULES}::test_create_volume_takes_the_first_preferred_zone_of_the_requisite"
                        "[well-known-key]")
+RULE_EVERY_ZONE = (f"{RULES}::test_create_volume_takes_the_first_preferred_zone_of_the_requisite"
+                   "[driver-key]")
 RULE_FIRST_TERM = f"{RULES}::test_create_volume_stays_in_a_requisite_of_one_zone_whichever_term_it_is"
 RULE_ONE_HOLDER = f"{RULES}::test_a_single_node_volume_published_elsewhere_is_failed_precondition_and_stays"
 RULE_FAILED_ATTACH = f"{RULES}::test_publish_fails_when_the_cloud_fails_the_attach"
@@ -162,6 +164,11 @@ CATALOGUE: tuple[Bug, ...] = (
         "allowedTopologies name a zone under topology.kubernetes.io/zone gets its disks in the controller's zone",
         "drivers that know one topology key (allowedTopologies under the well-known key are common in "
         "user manifests)", (RULE_WELL_KNOWN_KEY,)),
+    Bug("multi-zone-request-refused", "controller",
+        "CreateVolume answers INVALID_ARGUMENT when the requisite topology names more than one zone, so a claim "
+        "bound at once (its requisite lists every zone of the cluster) is never provisioned",
+        "drivers tried only with WaitForFirstConsumer, whose requests name one zone (Immediate binding "
+        "with strict topology lists every zone)", (RULE_EVERY_ZONE, DYNAMIC)),
 )
 BY_NAME = {bug.name: bug for bug in CATALOGUE}
 NAMES = tuple(BY_NAME)

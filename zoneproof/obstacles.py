@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Iterable, Protocol
 
+from zoneproof.oracle import SELECTED_NODE
+
 MESSAGE_LENGTH = 300  # an event's message is cut here: a scheduler's lists every node
 
 
@@ -88,4 +90,70 @@ def obstacles(changes: Iterable[RecordedChange], namespace: str) -> list[str]:
         if not errors and va["metadata"].get("deletionTimestamp"):
             errors = [f"{which} being detached, no detach error yet (attached: {status.get('attached', False)})"]
         found += errors
+    return found
+
+
+# A refusal the provisioner repeats unchanged: the CSI spec's INVALID_ARGUMENT tells the
+# caller to fix its request before retrying, and csi-provisioner retries the same request
+# (it hands a claim back to the scheduler only on RESOURCE_EXHAUSTED).
+FINAL_REFUSAL = "code = InvalidArgument"
+
+
+def allowed_zones(storage_class: dict, zones: Iterable[str], zone_keys: Iterable[str],
+                  zone_parameters: Iterable[str]) -> set[str]:
+    """The zones of ``zones`` a StorageClass lets its claims be provisioned in: those its
+    allowedTopologies name under a zone key (any term) and its zone-list parameters list."""
+    allowed, keys = set(zones), set(zone_keys)
+    terms = [[set(e.get("values") or []) for e in term.get("matchLabelExpressions") or [] if e.get("key") in keys]
+             for term in storage_class.get("allowedTopologies") or []]
+    if terms:  # any term may be met; within one, every zone expression (a term naming none allows any zone)
+        allowed &= set.union(*(set.intersection(*named) if named else set(allowed) for named in terms))
+    parameters = storage_class.get("parameters") or {}
+    for name in zone_parameters:
+        if parameters.get(name):
+            allowed &= {z.strip() for z in parameters[name].split(",")}
+    return allowed
+
+
+def final_refusals(changes: Iterable[RecordedChange], namespace: str) -> dict[str, tuple[dict, dict]]:
+    """Claims of the namespace not bound whose provisioner's last word is a refusal it will
+    repeat unchanged: claim -> (its last version, that ProvisioningFailed event)."""
+    objects = _latest(changes)
+    warnings = _last_warnings(objects)
+    found = {}
+    for (kind, name), pvc in sorted(objects.items()):
+        if kind != "PersistentVolumeClaim" or (pvc.get("status") or {}).get("phase") == "Bound":
+            continue
+        if (pvc["metadata"].get("namespace") or namespace) != namespace:
+            continue
+        event = warnings.get(("PersistentVolumeClaim", name))
+        if event and event.get("reason") == "ProvisioningFailed" and FINAL_REFUSAL in event.get("message", ""):
+            found[name] = (pvc, event)
+    return found
+
+
+def lasting_refusals(refused: dict[str, tuple[dict, dict]], storage_classes: dict[str, dict],
+                     node_zones: dict[str, str], zone_keys: Iterable[str], zone_parameters: Iterable[str],
+                     provisioner: str) -> list[str]:
+    """Of the ``refused`` claims (:func:`final_refusals`), those of ``provisioner`` whose
+    StorageClass allows a zone of the cluster where the claim may go (its selected node's,
+    for a claim waiting for its first consumer): a violation that cannot heal.
+    ``node_zones``: node -> zone, as the cluster has them now."""
+    found = []
+    for name, (pvc, event) in sorted(refused.items()):
+        storage_class = storage_classes.get((pvc.get("spec") or {}).get("storageClassName") or "")
+        if storage_class is None or storage_class.get("provisioner") != provisioner:
+            continue
+        allowed = allowed_zones(storage_class, set(node_zones.values()) - {""}, zone_keys, zone_parameters)
+        selected = (pvc["metadata"].get("annotations") or {}).get(SELECTED_NODE) or ""
+        if selected:
+            if node_zones.get(selected) not in allowed:
+                continue  # a node gone, or in a zone its class leaves out: the refusal is due
+            asked = f"for node {selected} in {node_zones[selected]}, a zone its class allows"
+        elif allowed:
+            asked = f"although its class allows {', '.join(sorted(allowed))}"
+        else:
+            continue
+        found.append(f"claim {name} of StorageClass {storage_class['metadata']['name']} is refused {asked}, and "
+                     f"csi-provisioner repeats the request unchanged: {_said(event)}")
     return found

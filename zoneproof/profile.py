@@ -180,6 +180,13 @@ class DriverProfile:
         return tuple(k for k in dict.fromkeys((self.volume_zone_key, labels.ZONE)) if k in self.topology_keys)
 
     @property
+    def zone_parameters(self) -> tuple[str, ...]:
+        """The StorageClass parameters that list zones (their template holds ``{zones}``,
+        as the article's ``zoneId``): a claim's disk may go only to a zone they list."""
+        return tuple(dict.fromkeys(key for sc in self.storage_classes.values()
+                                   for key, value in sc.parameters.items() if "{zones}" in value))
+
+    @property
     def size(self) -> str:
         """The volume size suites request: the smallest the driver accepts."""
         return f"{self.min_size_gib}Gi"

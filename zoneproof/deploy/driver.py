@@ -345,6 +345,25 @@ class DriverDeployment:
             self._serve_node_endpoints_again()
         self._register_node(self.ecs_endpoint, name, self.provider.core.read_node(name).metadata.labels)
 
+    @property
+    def runs_node_plugin(self) -> bool:
+        """Whether nodes are served by the driver's node plugin (in pods, or as node endpoints
+        beside kwok nodes), not by the profile's stand-in answers."""
+        return self.provider.capabilities.runs_kubelets or self.profile.run.node_command is not None
+
+    def restart_node_plugin(self, name: str) -> None:
+        """The driver's node plugin on node ``name`` stopped and started again, as after a
+        crash or an upgrade, and registered again: on nodes with kubelets, its pod deleted
+        and made again by its DaemonSet; else the node endpoints' process."""
+        if not self.runs_node_plugin:
+            raise DriverError(f"profile {self.profile.name!r} runs no node plugin on these nodes (its answers are "
+                              "stood in for), so there is none to restart")
+        if self.provider.capabilities.runs_kubelets:
+            from zoneproof.deploy import incluster
+
+            incluster.restart_on(self.provider.api_client, name)
+        self.register_node(name)
+
     def _serve_node_endpoints_again(self) -> None:
         """The node endpoints stopped and started for the nodes as they are now: an endpoint
         started for a node's former machine would still answer with its instance and zone,

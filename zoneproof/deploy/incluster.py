@@ -178,6 +178,24 @@ def wait_registered(api: client.ApiClient, profile: DriverProfile, workers: list
     log.info("the kubelets of %d workers registered %s", len(workers), profile.driver)
 
 
+def restart_on(api: client.ApiClient, node: str, timeout: float = 180) -> None:
+    """Delete the node plugin's pod on ``node`` and wait until the DaemonSet's new one there
+    is ready (its registrar has served the kubelet the plugin's socket again)."""
+    core = client.CoreV1Api(api)
+    selector = f"app={NAME}"
+    old = [p for p in core.list_namespaced_pod(NAMESPACE, label_selector=selector).items if p.spec.node_name == node]
+    if len(old) != 1:
+        raise RuntimeError(f"expected one {NAME} pod on {node}, found {[p.metadata.name for p in old]}")
+    core.delete_namespaced_pod(old[0].metadata.name, NAMESPACE)
+
+    def ready():
+        pods = [p for p in core.list_namespaced_pod(NAMESPACE, label_selector=selector).items
+                if p.spec.node_name == node and p.metadata.uid != old[0].metadata.uid]
+        up = [p for p in pods if any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])]
+        return bool(up), [f"{p.metadata.name}: {p.status.phase}" for p in pods] or "no new pod yet"
+    wait_for(ready, what=f"a new {NAME} pod ready on {node}", timeout=timeout)
+
+
 def remove(api: client.ApiClient, timeout: float = 180) -> None:
     """Delete the DaemonSet and its RBAC (absent objects are fine), and return once the
     DaemonSet is gone: deleted in the foreground, it lingers until its pods are, and a new

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 
+import grpc
+
 from zoneproof.csi.proto import load
 
 csi, _ = load()
@@ -43,7 +45,12 @@ def unpublish(target, volume_id: str, node_id: str) -> None:
 
 
 def made_in(target, volumes: list[str], **kwargs) -> tuple[object, str]:
-    """CreateVolume; the volume and its disk's zone in ECS."""
-    volume = create(target, **kwargs)
+    """CreateVolume, which must succeed; the volume and its disk's zone in ECS."""
+    try:
+        volume = create(target, **kwargs)
+    except grpc.RpcError as err:
+        raise AssertionError(f"CSI CreateVolume refused a request it can serve (requisite {kwargs.get('requisite')}, "
+                             f"preferred {list(kwargs.get('preferred', []))}): {err.code().name}: {err.details()}"
+                             ) from err
     volumes.append(volume.volume_id)
     return volume, target.disk(volume.volume_id)["ZoneId"]

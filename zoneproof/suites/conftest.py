@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 import pytest
 from kubernetes import client
 
-from zoneproof import data, results, workloads
+from zoneproof import data, labels, results, workloads
 from zoneproof.cloud import CloudAccess, CloudError
 from zoneproof.data import DataLedger
-from zoneproof.oracle import Verdict, check, take_snapshot
+from zoneproof.obstacles import final_refusals, lasting_refusals
+from zoneproof.oracle import LastingViolation, Verdict, check, raise_lasting, take_snapshot
 from zoneproof.profile import DriverProfile
 from zoneproof.waiting import wait_for
 from zoneproof.watcher import Watcher, node_zones, transient_violations
@@ -182,6 +183,21 @@ class PlacementEnv:
     def verdict(self) -> Verdict:
         return check(take_snapshot(self.cluster.api_client, self.cloud, self.namespace, driver=self.profile.driver),
                      driver=self.profile.driver)
+
+    def raise_lasting(self) -> None:
+        """End a wait at once on what cannot heal: the oracle's lasting violations, and claims
+        refused for good although their StorageClass allows a zone they may go to."""
+        raise_lasting(self.verdict())
+        refused = final_refusals(self.watcher.changes_so_far(), self.namespace)
+        if not refused:
+            return
+        api = self.cluster.api_client
+        classes = {sc.metadata.name: api.sanitize_for_serialization(sc)
+                   for sc in client.StorageV1Api(api).list_storage_class().items}
+        found = lasting_refusals(refused, classes, node_zones(api), (*self.profile.zone_keys, *labels.NODE_ZONE_KEYS),
+                                 self.profile.zone_parameters, self.profile.driver)
+        if found:
+            raise LastingViolation("claims refused for good:\n" + "\n".join(found))
 
     def wait_for(self, check, **kwargs):
         """:func:`zoneproof.waiting.wait_for`, looking again whenever the test's watcher

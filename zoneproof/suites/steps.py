@@ -11,7 +11,7 @@ import allure
 from kubernetes import client
 
 from zoneproof import labels, manifests, workloads
-from zoneproof.oracle import Verdict, picture, raise_lasting, settled
+from zoneproof.oracle import Verdict, picture, settled
 from zoneproof.report.attachments import record_verdict
 from zoneproof.suites.capabilities import require_scheme
 
@@ -24,9 +24,10 @@ def zone_of(env, node_name: str) -> str:
 
 def wait_running(env, replicas: int, *, not_uids: set[str] = frozenset(), timeout: float = 120) -> dict[str, str]:
     """Wait for every replica Running (and, after a deletion, a new pod); pod -> zone. A
-    violation that cannot heal (a PV stating another zone than its disk's) ends the wait."""
+    violation that cannot heal (a PV stating another zone than its disk's, a claim refused
+    for good) ends the wait."""
     pods = workloads.wait_running(env.cluster.core, env.namespace, replicas, not_uids=not_uids, timeout=timeout,
-                                  also=lambda: raise_lasting(env.verdict()), wake=env.watcher,
+                                  also=env.raise_lasting, wake=env.watcher,
                                   explain=env.watcher.obstacles)
     return {p.metadata.name: zone_of(env, p.spec.node_name) for p in pods}
 

@@ -9,9 +9,14 @@ then deleted (as a cloud's node controller deletes the Node of an instance that 
 - Then made again under its name as another machine in another zone: the node must name
   only its new zone, and a new claim of a pod on it get its disk there.
 
-Each case deletes a node of the shared cluster, so it is ``disruptive`` (run alone), and
-makes it again afterwards, whatever happened; a provider that cannot make a deleted node
-again (an existing cluster: zoneproof never deletes a user's node) skips it, saying so."""
+And a node whose driver's node plugin restarts (a crash, an upgrade): registered again, the
+node must name the zone it named before, its pods keep running with their data, and a new
+claim of a pod on it gets its disk in its zone.
+
+Each case deletes a node of the shared cluster (or restarts its node plugin), so it is
+``disruptive`` (run alone), and makes it again afterwards, whatever happened; a provider
+that cannot make a deleted node again (an existing cluster: zoneproof never deletes a
+user's node, nor restarts a driver it did not deploy) skips it, saying so."""
 
 from __future__ import annotations
 
@@ -262,3 +267,43 @@ def test_a_node_made_again_in_another_zone_names_only_its_new_zone(placement, cl
             assert {pod: zone for pod, zone in running.items() if pod != "made-again"} == before, (
                 f"the pods of {victim}'s old machine left their zones when it was made again in {new_zone}: "
                 f"{before} -> {running}")
+
+
+def test_a_restarted_node_plugin_names_the_same_zone_and_its_pods_keep_their_disks(placement, cluster, profile, seed):
+    """The driver's node plugin on one node stops and starts again (a crash, an upgrade),
+    and the node registers it again: the node must name the zone it named before, under
+    every zone key, which is its instance's in ECS; its pods keep running where they ran,
+    their data in place; and a new claim of a pod on it gets its disk in that zone."""
+    require_scheme(profile, "wait-for-first-consumer")
+    env = placement("topology")
+    if not getattr(env.driver, "runs_node_plugin", False):
+        pytest.skip(f"the nodes are not served by a node plugin zoneproof runs (profile {profile.name!r} on the "
+                    f"{type(cluster).__name__}), so there is none to restart")
+    replicas, before, victim, on_victim = spread_with_a_victim(env, random.Random(f"{seed}-node-plugin-restart"))
+    node = cluster.core.read_node(victim)
+    instance = instance_of(node)
+    zone = env.cloud.describe_instances([instance])[0]["ZoneId"]
+    named_before = {key: node.metadata.labels[key] for key in labels.NODE_ZONE_KEYS if key in node.metadata.labels}
+    uids = {p.metadata.uid for p in cluster.core.list_namespaced_pod(env.namespace).items}
+    log.info("restarting the node plugin on %s (instance %s in %s), which runs %s", victim, instance, zone,
+             ", ".join(sorted(on_victim.values())))
+    env.driver.restart_node_plugin(victim)
+    node_labels = cluster.core.read_node(victim).metadata.labels
+    named = {key: node_labels[key] for key in labels.NODE_ZONE_KEYS if key in node_labels}
+    assert named == named_before and set(named.values()) == {zone}, (
+        f"node {victim}, its instance {instance} in {zone} (in ECS), named {named_before} before its node plugin "
+        f"restarted and {named} after")
+    storage_class = wffc_class(env)
+    cluster.core.create_namespaced_persistent_volume_claim(
+        env.namespace, workloads.claim("after-restart", storage_class, profile.size))
+    cluster.core.create_namespaced_pod(env.namespace, env.runnable(workloads.pod_with_claims(
+        "after-restart", ["after-restart"], {labels.HOSTNAME: victim})))
+    running = wait_running(env, replicas + 1)
+    wait_placed(env, replicas + 1)
+    assert running["after-restart"] == zone, f"a pod on {victim} in {zone} runs in {running['after-restart']}"
+    assert {pod: z for pod, z in running.items() if pod != "after-restart"} == before, (
+        f"pods left their zones when the node plugin on {victim} restarted: {before} -> {running}")
+    restarted = {p.metadata.name for p in cluster.core.list_namespaced_pod(env.namespace).items
+                 if p.metadata.name != "after-restart" and p.metadata.uid not in uids}
+    assert not restarted, f"pods were made again when the node plugin on {victim} restarted: {sorted(restarted)}"
+    env.check_data(replicas + 1)  # the old pods' data as it was, and the new pod's

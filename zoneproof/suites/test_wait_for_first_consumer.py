@@ -13,7 +13,7 @@ import re
 import pytest
 
 from zoneproof import data, labels
-from zoneproof.oracle import SELECTED_NODE, raise_lasting, settled
+from zoneproof.oracle import SELECTED_NODE, settled
 from zoneproof.report.attachments import record_verdict
 from zoneproof.suites.steps import wait_events, wffc_class
 from zoneproof.waiting import WaitTimeout
@@ -63,7 +63,7 @@ def test_claims_provision_in_their_consumers_zones(placement, cluster, zone_ids)
     def all_bound():
         states = {name: claim_states(env, name) for name in claims.values()}
         # Judged after the watch was read, so a claim it saw bound is bound in the verdict.
-        raise_lasting(env.verdict())  # e.g. a disk made outside its selected node's zone
+        env.raise_lasting()  # e.g. a disk made outside its selected node's zone
         return all(any(p == "Bound" for p, _, _ in s) for s in states.values()), states
     histories = env.wait_for(all_bound, what=f"the watch to see {len(claims)} claims bound", timeout=90)
     for n, (zone, name) in enumerate(claims.items()):
