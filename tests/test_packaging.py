@@ -98,6 +98,31 @@ def test_the_installed_files_are_the_packages_own(installed, tmp_path):
     assert profiles == "['alibaba', 'reference']"
 
 
+LINKED = ("suites", "fixtures", "manifests")  # at the repository's root, linked into the package
+
+
+def test_the_checkout_links_the_root_folders_into_the_package():
+    for name in LINKED:
+        link = REPO / "zoneproof" / name
+        assert link.is_symlink() and os.readlink(link) == f"../{name}", f"zoneproof/{name} is not a link to ../{name}"
+        assert (REPO / name / "__init__.py").is_file()
+
+
+def test_the_wheel_carries_the_root_folders_as_files_of_the_package(installed, tmp_path):
+    code = ("import os, zoneproof.suites.steps, zoneproof.fixtures.cluster, zoneproof.manifests as m; "
+            "[print(mod.__file__, os.path.islink(os.path.dirname(mod.__file__))) for mod in "
+            "(zoneproof.suites.steps, zoneproof.fixtures.cluster, m)]; "
+            "print(sorted(p.name for p in m.BASES.iterdir() if p.name.endswith('.yaml')))")
+    shown = run(installed, str(installed / "python"), "-c", code, cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    *modules, manifests = shown.stdout.splitlines()
+    venv = str(installed.parent)
+    for line, name in zip(modules, LINKED):
+        path, linked = line.split()
+        assert path.startswith(venv) and f"/zoneproof/{name}/" in path and linked == "False", shown.stdout
+    assert manifests == "['service.yaml', 'statefulset.yaml', 'static-pv.yaml', 'static-pvc.yaml']", shown.stdout
+
+
 def test_the_core_does_not_import_the_chaos_extension(installed, tmp_path):
     # The extension and Chaos Toolkit (zoneproof.commands.chaos, the command group, imports them only when run).
     code = ("import sys, zoneproof.cli, zoneproof.e2e; print(sorted(m for m in sys.modules "

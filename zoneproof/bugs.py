@@ -21,7 +21,7 @@ ENV = "ZONEPROOF_BUGS"
 LAYERS = ("controller", "node", "cloud", "sidecar", "cluster")
 DRIVER_LAYERS = ("controller", "node")  # only a driver that reads --bug (the reference one) can carry these
 
-# The suite cases that catch bugs, as pytest node ids under zoneproof/suites.
+# The suite cases that catch bugs, as pytest node ids under suites/ (zoneproof.suites).
 WFFC_EACH_ZONE = "test_wait_for_first_consumer.py::test_claims_provision_in_their_consumers_zones[no-zoneId]"
 WFFC_ZONEID = "test_wait_for_first_consumer.py::test_claims_provision_in_their_consumers_zones[zoneId-every-zone]"
 WFFC_CONFLICT = "test_wait_for_first_consumer.py::test_a_zoneid_without_the_consumers_zone_fails_provisioning"
