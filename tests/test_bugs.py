@@ -177,6 +177,20 @@ def test_multi_zone_request_refused_refuses_a_requisite_of_two_zones(driver):
     assert zone_of(buggy.create("pvc-2", ZONES[2]))[labels.DISK_ZONE] == ZONES[2]  # one zone is served
 
 
+def test_name_reuse_ignores_topology_hands_back_a_disk_of_another_zone(driver):
+    for names, expected in (((), grpc.StatusCode.ALREADY_EXISTS), (("name-reuse-ignores-topology",), None)):
+        drv = driver(*names)
+        first = drv.create("pvc-1", ZONES[1])
+        try:
+            again, code = drv.create("pvc-1", ZONES[2]), None
+        except grpc.RpcError as err:
+            again, code = None, err.code()
+        assert code == expected, names
+        if again is not None:
+            assert again.volume_id == first.volume_id and drv.disk(again.volume_id)["ZoneId"] == ZONES[1]
+        assert drv.create("pvc-1", ZONES[1]).volume_id == first.volume_id  # its own zone: the same volume
+
+
 def test_throttling_rezone_retries_in_another_zone(driver):
     for names, zone in (((), ZONES[1]), (("throttling-rezone",), ZONES[2])):
         drv = driver(*names)

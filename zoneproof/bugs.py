@@ -47,6 +47,7 @@ RULE_FIRST_TERM = f"{RULES}::test_create_volume_stays_in_a_requisite_of_one_zone
 RULE_ONE_HOLDER = f"{RULES}::test_a_single_node_volume_published_elsewhere_is_failed_precondition_and_stays"
 RULE_FAILED_ATTACH = f"{RULES}::test_publish_fails_when_the_cloud_fails_the_attach"
 RULE_RELEASED = f"{RULES}::test_unpublish_from_a_released_instance_succeeds"
+RULE_NAME_ELSEWHERE = f"{RULES}::test_create_volume_again_with_the_same_name_for_another_zone_is_already_exists"
 RULE_ANSWER_LOST = f"{RULES}::test_a_create_whose_answer_was_lost_makes_one_disk"
 NODE_RULES = "../rules/test_node_rules.py"
 RULE_NODE_ZONE = f"{NODE_RULES}::test_node_get_info_names_its_instances_zone_under_every_zone_key"
@@ -169,6 +170,11 @@ CATALOGUE: tuple[Bug, ...] = (
         "bound at once (its requisite lists every zone of the cluster) is never provisioned",
         "drivers tried only with WaitForFirstConsumer, whose requests name one zone (Immediate binding "
         "with strict topology lists every zone)", (RULE_EVERY_ZONE, DYNAMIC)),
+    Bug("name-reuse-ignores-topology", "controller",
+        "CreateVolume hands back the disk made for the volume's name even when the request's requisite excludes "
+        "its zone, so a claim retried for a node of another zone gets a disk its pod cannot use",
+        "idempotency by name that checks size but not accessibility (a retried claim rescheduled to another "
+        "zone after its first attempt made a disk)", (RULE_NAME_ELSEWHERE,)),
 )
 BY_NAME = {bug.name: bug for bug in CATALOGUE}
 NAMES = tuple(BY_NAME)

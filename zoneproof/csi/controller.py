@@ -15,7 +15,7 @@ from zoneproof.csi import params as sc_params
 from zoneproof.ecsapi import CloudError, EcsApi
 from zoneproof.csi.errors import abort, abort_cloud
 from zoneproof.csi.proto import load
-from zoneproof.csi.zones import ConflictingZoneError, NoZoneError, ZoneChooser
+from zoneproof.csi.zones import ConflictingZoneError, NoZoneError, ZoneChooser, topology_zones
 
 log = logging.getLogger(__name__)
 csi, csi_grpc = load()
@@ -109,6 +109,11 @@ class ControllerService(csi_grpc.ControllerServicer):
             if existing["Size"] < size:
                 abort(context, grpc.StatusCode.ALREADY_EXISTS,
                       f"volume {request.name} exists as {existing['DiskId']} with {existing['Size']} GiB < {size} GiB")
+            requisite = topology_zones([], [dict(t.segments) for t in request.accessibility_requirements.requisite])
+            if requisite and existing["ZoneId"] not in requisite and "name-reuse-ignores-topology" not in self.bugs:
+                abort(context, grpc.StatusCode.ALREADY_EXISTS,
+                      f"volume {request.name} exists as {existing['DiskId']} in {existing['ZoneId']}, outside the "
+                      f"requested {', '.join(requisite)}")
             return self._response(context, existing)
 
         zone = self._choose_zone(context, p, request.accessibility_requirements)

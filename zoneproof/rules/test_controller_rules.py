@@ -152,6 +152,28 @@ def test_create_volume_again_with_the_same_name_returns_the_same_volume(target, 
         f"{first.volume_id} then {again.volume_id}, and ECS made {made}")
 
 
+def test_create_volume_again_with_the_same_name_for_another_zone_is_already_exists(target, volumes):
+    """CSI CreateVolume: a volume of the name that exists but is not accessible from the
+    new accessibility requirements is incompatible: the plugin MUST answer ALREADY_EXISTS,
+    and neither hand back the volume of the other zone (its pod could never use it) nor
+    make a second one. A claim retried for a node of another zone asks this."""
+    key = target.profile.zone_keys[0]
+    name = f"pvc-rules-{uuid.uuid4().hex[:12]}"
+    before = {d["DiskId"] for d in target.created_disks()}
+    first, zone = made_in(target, volumes, requisite=[{key: target.zones[0]}], name=name)
+    other = target.zones[-1]
+    try:
+        again = create(target, requisite=[{key: other}], name=name)
+        answer = f"OK with {again.volume_id}"
+    except grpc.RpcError as err:
+        answer = err.code().name
+    made = disks_made_since(target, before)
+    volumes.extend(d for d in made if d not in volumes)
+    assert answer == "ALREADY_EXISTS" and made == [first.volume_id], (
+        f"CSI CreateVolume {name} again, for {key}={other} while its volume {first.volume_id} is in {zone}: MUST "
+        f"answer ALREADY_EXISTS and make nothing; it answered {answer}, and ECS made {made}")
+
+
 def test_a_create_whose_answer_was_lost_makes_one_disk(target, volumes):
     """CSI CreateVolume is idempotent, so the CO retries a call that got no answer with the
     same name. ECS carries out the first CreateDisk and its answer is lost: the retries
