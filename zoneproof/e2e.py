@@ -1,7 +1,7 @@
 """The end-to-end run behind ``make e2e``: first the zonal CSI rules at the driver's
 controller (``zoneproof rules``, seconds, over a fake ECS of their own); then one cluster
-and one deployment of the driver under test shared by parallel pytest workers; then, in one process and alone on the
-cluster, the chaos experiments (marked ``disruptive``) on that deployment and the suites
+and one deployment of the driver under test shared by parallel pytest workers; then, in
+one process and alone on the cluster, the chaos experiments (marked ``disruptive``) on that deployment and the suites
 that make the cloud misbehave for everyone or redeploy the driver (marked ``serial``);
 then one summary for people, with where the time went and the recovery time of each
 experiment, and what the run left behind, which fails it.
@@ -38,8 +38,8 @@ from zoneproof.rules.run import run_rules
 
 log = logging.getLogger(__name__)
 # The suites' tests of each cluster phase (results.PHASES but the rules, in the order
-# they run), as a pytest marker expression. Everything that must run alone runs in one process: a session's start-up
-# costs seconds.
+# they run), as a pytest marker expression. Everything that must run alone runs in one
+# process: a session's start-up costs seconds.
 PHASE_MARKS = {"parallel": "not serial and not disruptive", "serial": "serial or disruptive"}
 PLACEMENT_MODULES = ("test_placement", "test_placement_negative", "test_wait_for_first_consumer", "test_node_lifecycle",
                      "test_attach_limits")
@@ -56,6 +56,11 @@ class E2eOptions:
     reports: Path = Path("reports")
     seed: int | None = None  # one seed for every phase and worker; random when not given
     pytest_args: list[str] = field(default_factory=list)
+
+    @property
+    def results(self) -> Results:
+        """The run's result files, under ``reports``."""
+        return Results(self.reports)
 
 
 def _pytest(args: list[str], env: dict[str, str]) -> int:
@@ -119,7 +124,7 @@ def phase_marks(phase: str, user_marks: str) -> str:
 
 
 def _pytest_options(opts: E2eOptions, phase: str) -> list[str]:
-    reports = Results(opts.reports)
+    reports = opts.results
     args = [f"--driver-profile={opts.profile.source}", f"--alluredir={reports.allure_results}",
             f"--seed={opts.seed}", f"--junitxml={reports.junit(phase)}", f"--driver-logs={reports.driver_logs / phase}"]
     args += opts.cluster.pytest_args()
@@ -182,7 +187,7 @@ def run_e2e(opts: E2eOptions) -> int:
         categories = parse_zone_categories(opts.zone_categories, zones)
         check_static_disks(opts.static_disks, zones)
         where = str(ref)
-    reports = Results(opts.reports)
+    reports = opts.results
     reports.clear()
     env = dict(os.environ, **reports.env())
     user_marks = without_marks(opts.pytest_args)[1]
@@ -261,7 +266,7 @@ def finish(opts: E2eOptions, where: str, codes: list[int], elapsed: float, ran_o
     elif left:
         print("left behind: nothing (namespaces, volumes, disks, stopped instances)")
     ran_on.update(seconds=round(elapsed, 1), phases=timed)
-    Results(opts.reports).write_environment(ran_on)
+    opts.results.write_environment(ran_on)
     try:
         built = report.build(opts.reports)
     except (report.ReportError, report.allure.AllureError) as err:
@@ -286,7 +291,7 @@ def time_breakdown(timed: dict[str, float], cases: list[report.run.Case]) -> lis
 
 
 def summarise(opts: E2eOptions, where: str, codes: list[int], elapsed: float, timed: dict[str, float]) -> int:
-    reports = Results(opts.reports)
+    reports = opts.results
     try:
         cases = report.run.read(reports.dir).cases
     except report.ReportError:
