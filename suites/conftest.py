@@ -245,6 +245,8 @@ def placement(request, cluster, namespace, profile, deployments, user_disks):
                                           disks=env.disks_seen(history))
         log.info("watched %d changes and %d ECS calls%s", len(history.changes), len(history.audit),
                  "" if env.cloud.admin else " (no ECS audit: the cloud is not the fake)")
+        for gap in history.commentary_gaps:
+            log.warning("what explains this test may be incomplete: %s", gap)
     # Checked after the test's own verdicts: a violation that came and went still fails it,
     # and so does a history that cannot vouch for what happened.
     assert not transient, "transient placement violations:\n" + "\n".join(transient)

@@ -114,6 +114,25 @@ def spread_with_a_victim(env, rng: random.Random) -> tuple[int, dict[str, str], 
     return replicas, before, victim, {p.metadata.uid: name for name, p in pods.items() if p.spec.node_name == victim}
 
 
+def zones_named(env, node: str) -> dict[str, str]:
+    """The zone a node names under each zone key it carries."""
+    node_labels = env.cluster.core.read_node(node).metadata.labels
+    return {key: node_labels[key] for key in labels.NODE_ZONE_KEYS if key in node_labels}
+
+
+def run_a_new_claim_on(env, node: str, name: str, replicas: int) -> dict[str, str]:
+    """A pod pinned to ``node`` with a new WaitForFirstConsumer claim of its own (both
+    named ``name``), run and placed beside the ``replicas`` pods already running; pod -> zone."""
+    core = env.cluster.core
+    core.create_namespaced_persistent_volume_claim(env.namespace, workloads.claim(name, wffc_class(env),
+                                                                                  env.profile.size))
+    core.create_namespaced_pod(env.namespace, env.runnable(workloads.pod_with_claims(name, [name],
+                                                                                     {labels.HOSTNAME: node})))
+    running = wait_running(env, replicas + 1)
+    wait_placed(env, replicas + 1)
+    return running
+
+
 def test_a_deleted_node_lets_its_disks_go_and_its_pods_return_to_their_zones(placement, cluster, profile, seed):
     require_recreatable_nodes(cluster)
     require_scheme(profile, "wait-for-first-consumer")
@@ -149,7 +168,9 @@ def test_a_claim_provisioning_for_a_deleted_node_ends_with_one_disk_where_its_po
     if env.cloud.admin is None:
         pytest.skip("needs the fake ECS's fault injection, to hold the claim's provisioning while its node goes")
     storage_class = wffc_class(env)
-    victim = random.Random(f"{seed}-selected-node-deleted").choice(cluster.nodes())
+    # A node the pod can run on: one with a machine in ECS (kind's control plane has none, and a taint).
+    workers = sorted(n.metadata.name for n in cluster.core.list_node().items if instance_of(n, required=False))
+    victim = random.Random(f"{seed}-selected-node-deleted").choice(workers)
     # Every CreateDisk fails until the node is gone, as a cloud's transient error does.
     failing = env.cloud.admin.add_fault("fail_next", action="CreateDisk", count=1_000_000, code="InternalError")
     try:
@@ -250,18 +271,11 @@ def test_a_node_made_again_in_another_zone_names_only_its_new_zone(placement, cl
         assert after == before, f"zones changed after node {victim} was deleted: {before} -> {after}"
         log.info("making %s again as %s in %s (it was in %s)", victim, new_instance, new_zone, old_zone)
         with made_again_elsewhere(env, victim, new_zone, new_instance):
-            node_labels = cluster.core.read_node(victim).metadata.labels
-            named = {key: node_labels[key] for key in labels.NODE_ZONE_KEYS if key in node_labels}
+            named = zones_named(env, victim)
             assert named and set(named.values()) == {new_zone}, (
                 f"node {victim}, made again as {new_instance} in {new_zone} (in ECS), its old machine in {old_zone}, "
                 f"names {named}")
-            storage_class = wffc_class(env)
-            cluster.core.create_namespaced_persistent_volume_claim(
-                env.namespace, workloads.claim("made-again", storage_class, profile.size))
-            cluster.core.create_namespaced_pod(env.namespace, env.runnable(workloads.pod_with_claims(
-                "made-again", ["made-again"], {labels.HOSTNAME: victim})))
-            running = wait_running(env, replicas + 1)
-            wait_placed(env, replicas + 1)
+            running = run_a_new_claim_on(env, victim, "made-again", replicas)
             assert running["made-again"] == new_zone, (f"a pod on {victim}, made again in {new_zone}, runs in "
                                                        f"{running['made-again']}")
             assert {pod: zone for pod, zone in running.items() if pod != "made-again"} == before, (
@@ -283,23 +297,16 @@ def test_a_restarted_node_plugin_names_the_same_zone_and_its_pods_keep_their_dis
     node = cluster.core.read_node(victim)
     instance = instance_of(node)
     zone = env.cloud.describe_instances([instance])[0]["ZoneId"]
-    named_before = {key: node.metadata.labels[key] for key in labels.NODE_ZONE_KEYS if key in node.metadata.labels}
+    named_before = zones_named(env, victim)
     uids = {p.metadata.uid for p in cluster.core.list_namespaced_pod(env.namespace).items}
     log.info("restarting the node plugin on %s (instance %s in %s), which runs %s", victim, instance, zone,
              ", ".join(sorted(on_victim.values())))
     env.driver.restart_node_plugin(victim)
-    node_labels = cluster.core.read_node(victim).metadata.labels
-    named = {key: node_labels[key] for key in labels.NODE_ZONE_KEYS if key in node_labels}
+    named = zones_named(env, victim)
     assert named == named_before and set(named.values()) == {zone}, (
         f"node {victim}, its instance {instance} in {zone} (in ECS), named {named_before} before its node plugin "
         f"restarted and {named} after")
-    storage_class = wffc_class(env)
-    cluster.core.create_namespaced_persistent_volume_claim(
-        env.namespace, workloads.claim("after-restart", storage_class, profile.size))
-    cluster.core.create_namespaced_pod(env.namespace, env.runnable(workloads.pod_with_claims(
-        "after-restart", ["after-restart"], {labels.HOSTNAME: victim})))
-    running = wait_running(env, replicas + 1)
-    wait_placed(env, replicas + 1)
+    running = run_a_new_claim_on(env, victim, "after-restart", replicas)
     assert running["after-restart"] == zone, f"a pod on {victim} in {zone} runs in {running['after-restart']}"
     assert {pod: z for pod, z in running.items() if pod != "after-restart"} == before, (
         f"pods left their zones when the node plugin on {victim} restarted: {before} -> {running}")

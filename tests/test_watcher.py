@@ -60,3 +60,6 @@ def test_a_history_must_show_the_kinds_a_test_makes():
     assert claims_only.problems(("PersistentVolumeClaim",)) == []
     assert History(broken=["Pod broke: ProtocolError()"], gaps=["Pod after resourceVersion 7"]).problems(()) == [
         "watch of Pod broke: ProtocolError()", "changes may be lost: Pod after resourceVersion 7"]
+    # Events only explain: their loss is kept apart, and the history still vouches.
+    explained = History(changes=history(pod("a-0")).changes, commentary_gaps=["Event after resourceVersion 9"])
+    assert explained.problems() == []
