@@ -1,9 +1,9 @@
 """The end-to-end run behind ``make e2e``: first the zonal CSI rules at the driver's
 controller (``zoneproof rules``, seconds, over a fake ECS of their own); then one cluster
 and one deployment of the driver under test shared by parallel pytest workers; then, in
-one process and alone on the cluster, the chaos experiments (marked ``disruptive``) on that deployment and the suites
-that make the cloud misbehave for everyone or redeploy the driver (marked ``serial``);
-then one summary for people, with where the time went and the recovery time of each
+one process and alone on the cluster, the chaos experiments (marked ``disruptive``) on
+that deployment and the suites that make the cloud misbehave for everyone or redeploy the
+driver (marked ``serial``); then one summary for people, with where the time went and the recovery time of each
 experiment, and what the run left behind, which fails it.
 
 The cluster is a local one (started here if it is not running) or an existing one (its

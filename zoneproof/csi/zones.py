@@ -81,9 +81,9 @@ class ZoneChooser:
             return ZoneChoice(self.controller_zone)
         if "zoneid-overrides-topology" in self.bugs and zone_ids:
             return ZoneChoice(zone_ids[0])
-        if "multi-zone-request-refused" in self.bugs and len(topology_zones([], requisite)) > 1:
-            raise NoZoneError(f"the topology requirement names {len(topology_zones([], requisite))} zones; "
-                              "a volume can be made for one zone only")
+        if "multi-zone-request-refused" in self.bugs and len(asked := topology_zones([], requisite)) > 1:
+            raise NoZoneError(f"the topology requirement names {len(asked)} zones; a volume can be made for one "
+                              "zone only")
         found = topology_zones([] if "first-term-only-topology" in self.bugs else preferred,
                                requisite[:1] if "first-term-only-topology" in self.bugs else requisite,
                                ZONE_KEYS[:1] if "well-known-key-ignored" in self.bugs else ZONE_KEYS)
