@@ -290,7 +290,7 @@ def test_a_restarted_node_plugin_names_the_same_zone_and_its_pods_keep_their_dis
     their data in place; and a new claim of a pod on it gets its disk in that zone."""
     require_scheme(profile, "wait-for-first-consumer")
     env = placement("topology")
-    if not getattr(env.driver, "runs_node_plugin", False):
+    if not env.driver.runs_node_plugin:
         pytest.skip(f"the nodes are not served by a node plugin zoneproof runs (profile {profile.name!r} on the "
                     f"{type(cluster).__name__}), so there is none to restart")
     replicas, before, victim, on_victim = spread_with_a_victim(env, random.Random(f"{seed}-node-plugin-restart"))
