@@ -29,6 +29,7 @@ from kubernetes import client
 
 from zoneproof import labels, manifests, workloads
 from zoneproof.cluster.nodes import instance_id, instance_of
+from zoneproof.deploy.registrar import csinode_drivers
 from zoneproof.oracle import SELECTED_NODE
 from zoneproof.suites.capabilities import require_scheme
 from zoneproof.suites.steps import attachments_to, deploy, wait_events, wait_placed, wait_running, wffc_class
@@ -118,6 +119,12 @@ def zones_named(env, node: str) -> dict[str, str]:
     """The zone a node names under each zone key it carries."""
     node_labels = env.cluster.core.read_node(node).metadata.labels
     return {key: node_labels[key] for key in labels.NODE_ZONE_KEYS if key in node_labels}
+
+
+def node_id_named(env, node: str) -> str:
+    """The id the driver's node plugin gave the node, as registered in its CSINode ("" if none)."""
+    entries = [d for d in csinode_drivers(env.cluster.api_client, node) or [] if d["name"] == env.profile.driver]
+    return entries[0]["nodeID"] if entries else ""
 
 
 def run_a_new_claim_on(env, node: str, name: str, replicas: int) -> dict[str, str]:
@@ -297,7 +304,8 @@ def test_a_restarted_node_plugin_names_the_same_zone_and_its_pods_keep_their_dis
     node = cluster.core.read_node(victim)
     instance = instance_of(node)
     zone = env.cloud.describe_instances([instance])[0]["ZoneId"]
-    named_before = zones_named(env, victim)
+    named_before, id_before = zones_named(env, victim), node_id_named(env, victim)
+    assert id_before, f"node {victim} has no node id of {env.profile.driver} in its CSINode before the restart"
     uids = {p.metadata.uid for p in cluster.core.list_namespaced_pod(env.namespace).items}
     log.info("restarting the node plugin on %s (instance %s in %s), which runs %s", victim, instance, zone,
              ", ".join(sorted(on_victim.values())))
@@ -306,6 +314,10 @@ def test_a_restarted_node_plugin_names_the_same_zone_and_its_pods_keep_their_dis
     assert named == named_before and set(named.values()) == {zone}, (
         f"node {victim}, its instance {instance} in {zone} (in ECS), named {named_before} before its node plugin "
         f"restarted and {named} after")
+    # Disks are attached under the node's id: a new one strands them and misdirects new attaches.
+    assert node_id_named(env, victim) == id_before, (
+        f"node {victim}'s id for {env.profile.driver} was {id_before!r} before its node plugin restarted and "
+        f"{node_id_named(env, victim)!r} after")
     running = run_a_new_claim_on(env, victim, "after-restart", replicas)
     assert running["after-restart"] == zone, f"a pod on {victim} in {zone} runs in {running['after-restart']}"
     assert {pod: z for pod, z in running.items() if pod != "after-restart"} == before, (

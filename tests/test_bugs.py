@@ -277,6 +277,23 @@ def test_node_zone_cached_reports_the_first_zone_served_at_a_socket(tmp_path, bu
             assert dict(info.accessible_topology.segments)[labels.DISK_ZONE] == expected
 
 
+@pytest.mark.parametrize("bugs_on, id_after", [((), "i-nodeb1"), (("node-id-changed-on-restart",), f"{REGION}.i-nodeb1")],
+                         ids=["clean", "node-id-changed-on-restart"])
+def test_node_id_changed_on_restart_names_the_node_otherwise_once_restarted(tmp_path, bugs_on, id_after):
+    """A node endpoint of the same machine stopped and served again at its socket."""
+    with ecs_server() as ecs:
+        socket = tmp_path / "node.sock"
+        for expected in ("i-nodeb1", id_after):
+            server = build_server(f"unix://{socket}", cloud_of(ecs), instance_id="i-nodeb1", zone=ZONES[1],
+                                  bugs=bugs_on)
+            server.start()
+            try:
+                with grpc.insecure_channel(f"unix://{socket}") as channel:
+                    assert csi_grpc.NodeStub(channel).NodeGetInfo(csi.NodeGetInfoRequest()).node_id == expected
+            finally:
+                server.stop(0).wait()
+
+
 # ------------------------------------------------------------------ cloud
 def test_cross_zone_attach_lets_a_disk_attach_in_another_zone():
     for names in ((), ("cross-zone-attach",)):

@@ -10,6 +10,7 @@ import subprocess
 import tempfile
 import threading
 from concurrent import futures
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -19,7 +20,9 @@ import yaml
 
 from zoneproof import data, labels
 from zoneproof.cluster import blockdev
-from zoneproof.cluster.kind import KindProvider, kind_config, plan_workers, pod_network_manifest
+from zoneproof.cluster.base import ClusterError
+from zoneproof.cluster.kind import (KindProvider, kind_config, kubelet_flags_for, pack_one, plan_workers,
+                                    pod_network_manifest, unpack_one)
 from zoneproof.cluster.nodeimage import NODE_FILE_EDITS, module_dir
 from zoneproof.cluster.spec import ClusterSpec, Timings
 from zoneproof.csi import node as node_module
@@ -59,6 +62,37 @@ def test_kind_config_carries_labels_provider_ids_and_timings():
     assert args["default-unreachable-toleration-seconds"] == "30"
     kubelet = yaml.safe_load(config["kubeadmConfigPatches"][0])
     assert kubelet["nodeLeaseDurationSeconds"] == 10
+
+
+FLAGS = ('KUBELET_KUBEADM_ARGS="--container-runtime-endpoint=unix:///run/containerd/containerd.sock '
+         '--node-ip=172.18.0.3 --node-labels=topology.kubernetes.io/zone=za-1,x=y '
+         '--pod-infra-container-image=registry.k8s.io/pause:3.10 --provider-id=alicloud://r.i-old"\n')
+
+
+def test_a_node_made_again_elsewhere_gets_kubelet_flags_naming_only_its_new_machine():
+    worker = plan_workers(SPEC)[0]
+    moved = replace(worker, zone="zb-1", instance_id="i-new")
+    flags = kubelet_flags_for(FLAGS, moved)
+    args = dict(arg.split("=", 1) for arg in flags.split('"')[1].split())
+    labelled = dict(pair.split("=", 1) for pair in args["--node-labels"].split(","))
+    assert labelled == moved.labels and labelled[labels.ZONE] == "zb-1" and "x" not in labelled
+    assert args["--provider-id"] == moved.provider_id
+    # every other flag as kubeadm wrote it, and the file's shape kept
+    assert args["--node-ip"] == "172.18.0.3" and args["--pod-infra-container-image"].endswith("pause:3.10")
+    assert flags.startswith('KUBELET_KUBEADM_ARGS="') and flags.endswith('"\n')
+    assert kubelet_flags_for(flags, worker) == kubelet_flags_for(FLAGS, worker)  # and back, as planned
+
+
+@pytest.mark.parametrize("text, named", [("KUBELET_EXTRA=1\n", "KUBELET_KUBEADM_ARGS"),
+                                         ('KUBELET_KUBEADM_ARGS="--node-ip=1.2.3.4 --provider-id=x"\n',
+                                          "--node-labels")])
+def test_kubelet_flags_that_cannot_name_the_machine_are_refused(text, named):
+    with pytest.raises(ClusterError, match=named):
+        kubelet_flags_for(text, plan_workers(SPEC)[0])
+
+
+def test_one_file_goes_through_docker_cps_tar_both_ways():
+    assert unpack_one(pack_one("kubeadm-flags.env", FLAGS.encode())) == FLAGS.encode()
 
 
 def test_pod_network_manifest_fills_only_its_own_placeholders():
@@ -105,11 +139,13 @@ def short_dir():
 def test_registration_names_the_plugin_and_ends_when_the_kubelet_refuses(short_dir):
     plugin = short_dir / "csi.sock"
     registry = short_dir / "registry"
+    mark = short_dir / "registered"
+    mark.write_text("a previous container's")  # a stale mark is no registration
     outcome = {}
 
     def run():
         try:
-            outcome["code"] = serve(str(plugin), "/kubelet/csi.sock", registry)
+            outcome["code"] = serve(str(plugin), "/kubelet/csi.sock", registry, mark)
         except BaseException as err:  # reported by the test, not lost in the thread
             outcome["error"] = err
 
@@ -125,7 +161,9 @@ def test_registration_names_the_plugin_and_ends_when_the_kubelet_refuses(short_d
             assert (info.type, info.name, info.endpoint) == ("CSIPlugin", "diskplugin.csi.alibabacloud.com",
                                                              "/kubelet/csi.sock")
             assert list(info.supported_versions) == ["1.0.0"]
+            assert not mark.exists()  # not ready before the kubelet says it registered the plugin
             stub.NotifyRegistrationStatus(registration.RegistrationStatus(plugin_registered=True), timeout=10)
+            assert mark.read_text() == "diskplugin.csi.alibabacloud.com"
             assert worker.is_alive()
             stub.NotifyRegistrationStatus(registration.RegistrationStatus(plugin_registered=False,
                                                                           error="version mismatch"), timeout=10)

@@ -35,6 +35,8 @@ CLOUD_ZONE = "test_cloud_rules.py::test_a_disk_attaches_only_to_an_instance_of_i
 CLOUD_ONE_HOLDER = "test_cloud_rules.py::test_a_disk_without_multiattach_attaches_to_one_instance"
 NODE_DRAIN = "test_chaos.py::test_experiment[node-drain]"
 NODE_MADE_AGAIN = "test_node_lifecycle.py::test_a_node_made_again_in_another_zone_names_only_its_new_zone"
+NODE_PLUGIN_RESTART = ("test_node_lifecycle.py::"
+                       "test_a_restarted_node_plugin_names_the_same_zone_and_its_pods_keep_their_disks")
 ATTACH_LIMITS = "test_attach_limits.py::test_a_full_zone_sends_new_disks_elsewhere_and_keeps_its_followers_waiting"
 # Cases of the zonal CSI rules (zoneproof/rules), named from the suites' folder: seconds each.
 # A bug a rule catches may name a cluster case too, to show the suites see it where it does harm.
@@ -111,6 +113,13 @@ CATALOGUE: tuple[Bug, ...] = (
         "when the node is made anew as a machine in another zone, so the node names its old zone beside its new one",
         "node plugins that cache instance metadata on the host (a stale zone once a node name is reused)",
         (NODE_MADE_AGAIN,)),
+    Bug("node-id-changed-on-restart", "node",
+        "the node plugin names its node by the instance id when it first starts and, once restarted, by "
+        "<region>.<instance id>, so the disks attached under the old id and every new attach name an instance "
+        "ECS does not have",
+        "node plugins that read their node id from another source on a restart than on a first start "
+        "(the Node's providerID instead of the instance metadata)",
+        (NODE_PLUGIN_RESTART,)),
     Bug("cross-zone-attach", "cloud",
         "the cloud attaches a disk to an instance in another zone",
         "a cloud double whose zones are labels only (what zoneproof's premise rules out)", (CLOUD_ZONE,)),

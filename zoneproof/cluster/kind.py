@@ -5,7 +5,9 @@ Same cluster spec as the local provider: one control plane plus zones × nodes-p
 workers, each worker labelled as an ACK worker (zone and region keys, its ECS instance
 id, an ``alicloud://`` providerID), the node-lifecycle timings applied through kubeadm
 patches. Power is the container runtime's: ``docker kill`` is a power cut (the kubelet
-dies with its node and its lease expires), ``docker start`` brings the node back.
+dies with its node and its lease expires), ``docker start`` brings the node back. A node
+made again as another machine (another instance, in another zone) is its container started
+with its kubelet's flags rewritten: the kubelet registers it with the new labels.
 
 Two things a normal Docker host has may be missing; each is detected, logged and can be
 forced: kind's stock node image (no registry reachable: a node image is built here, see
@@ -15,11 +17,15 @@ from the host's bounding set: kind runs through :mod:`zoneproof.cluster.dockersh
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
+import re
+import shlex
 import shutil
 import subprocess
+import tarfile
 import tempfile
 import time
 from dataclasses import replace
@@ -119,6 +125,48 @@ def kind_config(spec: ClusterSpec, *, own_pod_network: bool) -> dict:
     }
 
 
+# Where kubeadm leaves the kubelet's per-node flags (kubeletExtraArgs), read at each start.
+KUBELET_FLAGS_FILE = "/var/lib/kubelet/kubeadm-flags.env"
+KUBELET_FLAGS = re.compile(r'^(KUBELET_KUBEADM_ARGS=")(.*)(")\s*$', re.MULTILINE)
+
+
+def kubelet_flags_for(text: str, worker: KindWorker) -> str:
+    """kubeadm's flags file with the node's labels and providerID those of ``worker``, every
+    other flag as it was. A file without both flags is a ClusterError: a node registered
+    from it would not name its machine."""
+    found = KUBELET_FLAGS.search(text)
+    if not found:
+        raise ClusterError(f"{KUBELET_FLAGS_FILE} holds no KUBELET_KUBEADM_ARGS line: {text!r}")
+    wanted = {"--node-labels": ",".join(f"{k}={v}" for k, v in sorted(worker.labels.items())),
+              "--provider-id": worker.provider_id}
+    args = shlex.split(found.group(2))
+    missing = [flag for flag in wanted if not any(arg.startswith(flag + "=") for arg in args)]
+    if missing:
+        raise ClusterError(f"{KUBELET_FLAGS_FILE} has no {', '.join(missing)}: {found.group(2)!r}")
+    args = [f"{arg.split('=', 1)[0]}={wanted[arg.split('=', 1)[0]]}" if arg.split("=", 1)[0] in wanted else arg
+            for arg in args]
+    return text[:found.start(2)] + shlex.join(args) + text[found.end(2):]
+
+
+def pack_one(name: str, content: bytes) -> bytes:
+    """A tar holding one file, as ``docker cp -`` takes it."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        info = tarfile.TarInfo(name)
+        info.size, info.mode = len(content), 0o644
+        tar.addfile(info, io.BytesIO(content))
+    return out.getvalue()
+
+
+def unpack_one(packed: bytes) -> bytes:
+    """The one file of a tar ``docker cp ... -`` gave."""
+    with tarfile.open(fileobj=io.BytesIO(packed)) as tar:
+        files = [m for m in tar.getmembers() if m.isfile()]
+        if len(files) != 1:
+            raise ClusterError(f"expected one file from docker cp, got {[m.name for m in tar.getmembers()]}")
+        return tar.extractfile(files[0]).read()
+
+
 def pod_network_manifest(cluster: str) -> list[dict]:
     text = (resources.files("zoneproof.cluster") / "kind_files" / "pod-network.yaml").read_text()
     # Only these three placeholders are ours; the agent's shell variables stay as written.
@@ -131,7 +179,7 @@ def pod_network_manifest(cluster: str) -> list[dict]:
 
 class KindProvider(OwnClusterMixin, ClusterProvider):
     PROVIDER = "kind"
-    capabilities = Capabilities(runs_kubelets=True, recreates_nodes=True, partitions_nodes=True)
+    capabilities = Capabilities(runs_kubelets=True, recreates_nodes=True, rezones_nodes=True, partitions_nodes=True)
 
     def __init__(self, spec: ClusterSpec, *, workdir: Path | None = None, node_image: str = "auto",
                  privileged: str = "auto"):
@@ -409,15 +457,28 @@ class KindProvider(OwnClusterMixin, ClusterProvider):
 
 
     def recreate_node(self, name: str, *, zone: str = "", instance_id: str = "") -> None:
-        """Its container started again: the kubelet registers the Node anew, with the labels
-        of its configuration, and the node plugin's DaemonSet comes back on it."""
-        if zone or instance_id:
-            # The container's kubelet flags and its metadata service carry its zone and instance.
-            raise ClusterError("the kind provider makes a node again only as it was, not in another zone")
-        docker = self._docker()
-        docker.run("restart" if self.node_powered(name) else "start", self._container(name))
+        """Its container started again, its kubelet's flags naming the machine it is now:
+        as planned, or, given ``zone`` and ``instance_id``, another machine in another zone.
+        The kubelet registers the Node anew with those labels and providerID, and the node
+        plugin's DaemonSet comes back on it."""
+        planned = {worker.name: worker for worker in plan_workers(self.spec)}
+        if name not in planned:
+            raise ClusterError(f"no worker {name!r} is planned in kind cluster {self.spec.name!r}")
+        if zone and zone not in self.spec.zones:
+            raise ClusterError(f"zone {zone!r} is not one of cluster {self.spec.name!r}'s: {', '.join(self.spec.zones)}")
+        if bool(zone) != bool(instance_id):
+            raise ClusterError("a node made again in another zone is another machine: give its zone and instance id")
+        worker = replace(planned[name], zone=zone, instance_id=instance_id) if zone else planned[name]
+        container, docker = self._container(name), self._docker()
+        # kubeadm wrote the kubelet's flags once, at join; docker cp reaches a stopped container
+        # too, so the kubelet reads the new ones at its first start.
+        packed = docker.run("cp", f"{container}:{KUBELET_FLAGS_FILE}", "-").stdout
+        flags = unpack_one(packed).decode()
+        docker.run("cp", "-", f"{container}:{Path(KUBELET_FLAGS_FILE).parent}",
+                   input=pack_one(Path(KUBELET_FLAGS_FILE).name, kubelet_flags_for(flags, worker).encode()))
+        docker.run("restart" if self.node_powered(name) else "start", container)
         self.wait_nodes_ready([name], timeout=180)
-        log.info("node %s registered again (container started)", name)
+        log.info("node %s registered again in %s as %s (container started)", name, worker.zone, worker.instance_id)
 
     def node_powered(self, name: str) -> bool:
         out = self._docker().run("inspect", "--format", "{{.State.Running}}", self._container(name)).stdout

@@ -112,11 +112,14 @@ def csi_serve_nodes(nodes, ecs_endpoint, region, bug_names) -> None:
 @click.option("--kubelet-registration-path", required=True, help="The node plugin's socket, as the kubelet sees it.")
 @click.option("--registry-dir", default="/registration", show_default=True, type=click.Path(file_okay=False),
               help="The kubelet's plugin watcher directory, as mounted in this container.")
-def csi_register(csi_address: str, kubelet_registration_path: str, registry_dir: str) -> None:
+@click.option("--registered-mark", type=click.Path(dir_okay=False),
+              help="A file written once the kubelet has registered the plugin (for a readiness probe).")
+def csi_register(csi_address: str, kubelet_registration_path: str, registry_dir: str, registered_mark: str | None) -> None:
     """Register a node plugin with the kubelet (the node-driver-registrar's job); its name
     comes from the plugin's GetPluginInfo, once it answers."""
     from pathlib import Path
 
     from zoneproof.deploy.plugin_registration import serve
 
-    sys.exit(serve(csi_address, kubelet_registration_path, Path(registry_dir)))
+    sys.exit(serve(csi_address, kubelet_registration_path, Path(registry_dir),
+                   Path(registered_mark) if registered_mark else None))

@@ -53,6 +53,17 @@ def zone_kept_beside(socket: Path, zone: str) -> str:
     return zone
 
 
+def node_id_after_first_start(socket: Path, instance_id: str, region: str) -> str:
+    """The node-id-changed-on-restart bug: the first start at this socket answers the
+    instance id (from the instance's metadata) and leaves a mark beside it; every later
+    start answers the id as the Node's providerID spells it, ``<region>.<instance id>``."""
+    mark = socket.with_name(socket.name + ".started")
+    if mark.is_file():
+        return f"{region}.{instance_id}"
+    mark.write_text(instance_id)
+    return instance_id
+
+
 def _mounted(path: Path) -> bool:
     """Whether ``path`` is a mount point (bind mounts on one filesystem included, which
     ``os.path.ismount`` misses)."""
@@ -91,9 +102,10 @@ def _filesystem(device: Path) -> str:
 
 class NodeService(csi_grpc.NodeServicer):
     def __init__(self, cloud: EcsApi, instance_id: str, zone: str, block_devices: bool = False,
-                 bugs: tuple[str, ...] = (), by_id: Path = BY_ID):
+                 bugs: tuple[str, ...] = (), by_id: Path = BY_ID, node_id: str = ""):
         self.cloud = cloud
         self.instance_id = instance_id
+        self.node_id = node_id or instance_id  # what NodeGetInfo names the node: its instance
         self.zone = zone
         self.block_devices = block_devices
         self.by_id = by_id  # where the devices' links by serial number are
@@ -116,7 +128,7 @@ class NodeService(csi_grpc.NodeServicer):
             except CloudError as err:
                 abort_cloud(context, err, f"reading the disk quantity of {self.instance_id}")
         return csi.NodeGetInfoResponse(
-            node_id=self.instance_id, max_volumes_per_node=max_volumes,
+            node_id=self.node_id, max_volumes_per_node=max_volumes,
             accessible_topology=csi.Topology(segments={
                 labels.DISK_ZONE: own_key_zone, labels.ZONE: self.zone, labels.REGION: self.cloud.region}))
 

@@ -14,7 +14,7 @@ from zoneproof.bugs import DRIVER_LAYERS, living_in
 from zoneproof.ecsapi import EcsApi
 from zoneproof.csi.controller import ControllerService
 from zoneproof.csi.identity import IdentityService
-from zoneproof.csi.node import NodeService, zone_kept_beside
+from zoneproof.csi.node import NodeService, node_id_after_first_start, zone_kept_beside
 from zoneproof.csi.proto import load
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,9 @@ def build_server(endpoint: str, cloud: EcsApi, *, zone_policy: str | None = None
             raise ValueError("a node endpoint needs the node's zone")
         if "node-zone-cached" in bugs:
             zone = zone_kept_beside(path, zone)
-        csi_grpc.add_NodeServicer_to_server(NodeService(cloud, instance_id, zone, block_devices, bugs), server)
+        node_id = node_id_after_first_start(path, instance_id, cloud.region) if "node-id-changed-on-restart" in bugs else ""
+        csi_grpc.add_NodeServicer_to_server(NodeService(cloud, instance_id, zone, block_devices, bugs, node_id=node_id),
+                                            server)
     if path.exists():
         os.unlink(path)  # a stale socket from a killed run
     server.add_insecure_port(endpoint)

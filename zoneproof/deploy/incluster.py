@@ -39,6 +39,9 @@ def pod_values(values: dict[str, str], driver: str) -> dict[str, str]:
     return {**values, "driver": driver, "endpoint": f"unix://{PLUGIN_SOCKET_IN_POD}", "node_name": "$(NODE_NAME)"}
 
 
+REGISTERED_MARK = "/tmp/registered"  # in the registrar container's own filesystem, new with it
+
+
 def metadata_address(image: str) -> dict:
     """Before anything in the pod may ask for it: the metadata address on the node's
     loopback, and a blackhole route for it that stays, so that a request for it never
@@ -122,7 +125,11 @@ def daemonset(driver: str, plugin: NodePlugin, plugin_image: str, own_image: str
                             "command": ["python3", "-m", "zoneproof.cli", "csi", "register",
                                         "--csi-address", PLUGIN_SOCKET_IN_POD,
                                         "--kubelet-registration-path", f"{plugin_dir(driver)}/csi.sock",
-                                        "--registry-dir", "/registration"],
+                                        "--registry-dir", "/registration",
+                                        "--registered-mark", REGISTERED_MARK],
+                            # Ready once the kubelet has registered the plugin, not when it starts.
+                            "readinessProbe": {"exec": {"command": ["test", "-e", REGISTERED_MARK]},
+                                               "periodSeconds": 1},
                             "volumeMounts": [{"name": "plugin-dir", "mountPath": "/csi"},
                                              {"name": "registration-dir", "mountPath": "/registration"}],
                         },
@@ -180,7 +187,7 @@ def wait_registered(api: client.ApiClient, profile: DriverProfile, workers: list
 
 def restart_on(api: client.ApiClient, node: str, timeout: float = 180) -> None:
     """Delete the node plugin's pod on ``node`` and wait until the DaemonSet's new one there
-    is ready (its registrar has served the kubelet the plugin's socket again)."""
+    is ready (the kubelet has registered the plugin again: NodeGetInfo asked, CSINode written)."""
     core = client.CoreV1Api(api)
     selector = f"app={NAME}"
     old = [p for p in core.list_namespaced_pod(NAMESPACE, label_selector=selector).items if p.spec.node_name == node]

@@ -31,9 +31,10 @@ SUPPORTED_VERSIONS = ("1.0.0",)
 
 
 class RegistrationService(registration_grpc.RegistrationServicer):
-    def __init__(self, driver: str, endpoint: str):
+    def __init__(self, driver: str, endpoint: str, registered_mark: Path | None = None):
         self.driver = driver
         self.endpoint = endpoint
+        self.registered_mark = registered_mark
         self.outcome = threading.Event()
         self.error = ""
 
@@ -45,6 +46,8 @@ class RegistrationService(registration_grpc.RegistrationServicer):
     def NotifyRegistrationStatus(self, request, context):
         if request.plugin_registered:
             log.info("kubelet registered %s", self.driver)
+            if self.registered_mark is not None:  # the kubelet has asked NodeGetInfo and written CSINode
+                self.registered_mark.write_text(self.driver)
         else:
             self.error = request.error or "no reason given"
             log.error("kubelet refused %s: %s", self.driver, self.error)
@@ -73,16 +76,19 @@ def plugin_name(csi_address: str, poll: float = 1.0) -> str:
                     announced = True
 
 
-def serve(csi_address: str, endpoint: str, registry_dir: Path) -> int:
+def serve(csi_address: str, endpoint: str, registry_dir: Path, registered_mark: Path | None = None) -> int:
     """Register the node plugin listening at ``csi_address`` (``endpoint`` as the kubelet
     sees it) and serve until the kubelet refuses it (exit 1, as the upstream registrar
-    does, so the pod restarts) or the process is stopped."""
+    does, so the pod restarts) or the process is stopped. ``registered_mark``, if given, is
+    written once the kubelet says it registered the plugin (for a readiness probe)."""
     driver = plugin_name(csi_address)
     path = registration_socket(registry_dir, driver)
     registry_dir.mkdir(parents=True, exist_ok=True)
     if path.exists() or path.is_symlink():
         os.unlink(path)  # the socket of a previous run of this container
-    service = RegistrationService(driver, endpoint)
+    if registered_mark is not None:
+        registered_mark.unlink(missing_ok=True)
+    service = RegistrationService(driver, endpoint, registered_mark)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     registration_grpc.add_RegistrationServicer_to_server(service, server)
     server.add_insecure_port(f"unix://{path}")
