@@ -17,6 +17,7 @@ from types import SimpleNamespace
 import grpc
 import pytest
 import yaml
+from kubernetes import client
 
 from zoneproof import data, labels
 from zoneproof.cluster import blockdev
@@ -27,6 +28,7 @@ from zoneproof.cluster.nodeimage import NODE_FILE_EDITS, module_dir
 from zoneproof.cluster.spec import ClusterSpec, Timings
 from zoneproof.csi import node as node_module
 from zoneproof.csi.identity import IdentityService
+from zoneproof.deploy.incluster import refusal_of
 from zoneproof.deploy.plugin_registration import registration, registration_grpc, registration_socket, serve
 from zoneproof.csi.proto import load
 from zoneproof.ecs.storage import DiskStorage
@@ -145,7 +147,7 @@ def test_registration_names_the_plugin_and_ends_when_the_kubelet_refuses(short_d
 
     def run():
         try:
-            outcome["code"] = serve(str(plugin), "/kubelet/csi.sock", registry, mark)
+            outcome["code"] = serve(str(plugin), "/kubelet/csi.sock", registry, mark, short_dir / "refusal")
         except BaseException as err:  # reported by the test, not lost in the thread
             outcome["error"] = err
 
@@ -170,6 +172,7 @@ def test_registration_names_the_plugin_and_ends_when_the_kubelet_refuses(short_d
         worker.join(timeout=30)
         assert outcome == {"code": 1}
         assert not socket.exists()
+        assert (short_dir / "refusal").read_text() == "the kubelet refused diskplugin.csi.alibabacloud.com: version mismatch"
     finally:
         server.stop(0)
 
@@ -342,3 +345,21 @@ def test_a_driver_binary_node_plugin_gets_its_mounts_and_a_metadata_service_that
     reference = load_profile("reference").run.node_plugin
     plain = incluster.daemonset("d", reference, "img", "img", ["p"], {}, values)["spec"]["template"]["spec"]
     assert plain["initContainers"] == []  # no metadata service unless the profile asks
+
+
+def _node_plugin_pod(registrar_state: dict, last_state: dict | None = None) -> client.V1Pod:
+    status = client.V1ContainerStatus(name="registrar", image="i", image_id="", ready=False, restart_count=1,
+                                      state=client.V1ContainerState(**registrar_state),
+                                      last_state=client.V1ContainerState(**(last_state or {})))
+    return client.V1Pod(spec=client.V1PodSpec(containers=[], node_name="n1"),
+                        status=client.V1PodStatus(container_statuses=[status]))
+
+
+def test_only_a_registrar_that_left_the_kubelets_refusal_is_a_refusal():
+    refused = client.V1ContainerStateTerminated(exit_code=1, message="the kubelet refused d: node id is immutable\n")
+    cut = client.V1ContainerStateTerminated(exit_code=255, reason="Unknown")  # a power cut: no message
+    running = {"running": client.V1ContainerStateRunning()}
+    assert refusal_of(_node_plugin_pod({"terminated": refused})) == "the kubelet refused d: node id is immutable"
+    assert refusal_of(_node_plugin_pod(running, {"terminated": refused})).startswith("the kubelet refused")
+    assert refusal_of(_node_plugin_pod(running, {"terminated": cut})) == ""
+    assert refusal_of(_node_plugin_pod(running)) == ""

@@ -114,7 +114,10 @@ def csi_serve_nodes(nodes, ecs_endpoint, region, bug_names) -> None:
               help="The kubelet's plugin watcher directory, as mounted in this container.")
 @click.option("--registered-mark", type=click.Path(dir_okay=False),
               help="A file written once the kubelet has registered the plugin (for a readiness probe).")
-def csi_register(csi_address: str, kubelet_registration_path: str, registry_dir: str, registered_mark: str | None) -> None:
+@click.option("--refusal-log", type=click.Path(dir_okay=False),
+              help="Where to write the kubelet's refusal, if it refuses (a pod's termination message path).")
+def csi_register(csi_address: str, kubelet_registration_path: str, registry_dir: str, registered_mark: str | None,
+                 refusal_log: str | None) -> None:
     """Register a node plugin with the kubelet (the node-driver-registrar's job); its name
     comes from the plugin's GetPluginInfo, once it answers."""
     from pathlib import Path
@@ -122,4 +125,4 @@ def csi_register(csi_address: str, kubelet_registration_path: str, registry_dir:
     from zoneproof.deploy.plugin_registration import serve
 
     sys.exit(serve(csi_address, kubelet_registration_path, Path(registry_dir),
-                   Path(registered_mark) if registered_mark else None))
+                   Path(registered_mark) if registered_mark else None, Path(refusal_log) if refusal_log else None))

@@ -16,7 +16,7 @@ from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from zoneproof import labels
-from zoneproof.deploy.registrar import csinode_drivers
+from zoneproof.deploy.registrar import RegistrationRefused, csinode_drivers
 from zoneproof.ecs.metadata import ADDRESS
 from zoneproof.profile import DriverProfile, NodePlugin
 from zoneproof.waiting import wait_for
@@ -40,6 +40,7 @@ def pod_values(values: dict[str, str], driver: str) -> dict[str, str]:
 
 
 REGISTERED_MARK = "/tmp/registered"  # in the registrar container's own filesystem, new with it
+TERMINATION_LOG = "/dev/termination-log"
 
 
 def metadata_address(image: str) -> dict:
@@ -126,12 +127,14 @@ def daemonset(driver: str, plugin: NodePlugin, plugin_image: str, own_image: str
                                         "--csi-address", PLUGIN_SOCKET_IN_POD,
                                         "--kubelet-registration-path", f"{plugin_dir(driver)}/csi.sock",
                                         "--registry-dir", "/registration",
-                                        "--registered-mark", REGISTERED_MARK],
+                                        "--registered-mark", REGISTERED_MARK, "--refusal-log", TERMINATION_LOG],
                             # Ready once the kubelet has registered the plugin, not when it starts.
                             "readinessProbe": {"exec": {"command": ["test", "-e", REGISTERED_MARK]},
                                                "periodSeconds": 1},
                             "volumeMounts": [{"name": "plugin-dir", "mountPath": "/csi"},
                                              {"name": "registration-dir", "mountPath": "/registration"}],
+                            # The kubelet's refusal stays on the pod as its termination message.
+                            "terminationMessagePath": TERMINATION_LOG,
                         },
                     ],
                     "volumes": volumes,
@@ -168,7 +171,10 @@ def wait_registered(api: client.ApiClient, profile: DriverProfile, workers: list
     profile's topology keys; a registration with other keys fails at once."""
     wanted = set(profile.topology_keys)
 
+    core = client.CoreV1Api(api)
+
     def check():
+        refuse_at_once(core, workers)
         done = []
         for name in workers:
             entry = next((d for d in csinode_drivers(api, name) or [] if d["name"] == profile.driver), None)
@@ -185,6 +191,26 @@ def wait_registered(api: client.ApiClient, profile: DriverProfile, workers: list
     log.info("the kubelets of %d workers registered %s", len(workers), profile.driver)
 
 
+def refuse_at_once(core: client.CoreV1Api, nodes: list[str]) -> None:
+    """A registrar on one of ``nodes`` that exited with the kubelet's refusal as its
+    termination message (a power cut leaves none): RegistrationRefused, with those words.
+    The kubelet answers every retry the same, so there is nothing to wait for."""
+    for pod in core.list_namespaced_pod(NAMESPACE, label_selector=f"app={NAME}").items:
+        if pod.spec.node_name in nodes and (refusal := refusal_of(pod)):
+            raise RegistrationRefused(f"node {pod.spec.node_name} ({pod.metadata.name}): {refusal}")
+
+
+def refusal_of(pod: client.V1Pod) -> str:
+    """The termination message its registrar left, now or on its last run ("" if none)."""
+    for status in (pod.status.container_statuses or []) if pod.status else []:
+        if status.name != "registrar":
+            continue
+        for state in (status.state, status.last_state):
+            if state is not None and state.terminated is not None and (state.terminated.message or "").strip():
+                return state.terminated.message.strip()
+    return ""
+
+
 def restart_on(api: client.ApiClient, node: str, timeout: float = 180) -> None:
     """Delete the node plugin's pod on ``node`` and wait until the DaemonSet's new one there
     is ready (the kubelet has registered the plugin again: NodeGetInfo asked, CSINode written)."""
@@ -196,6 +222,7 @@ def restart_on(api: client.ApiClient, node: str, timeout: float = 180) -> None:
     core.delete_namespaced_pod(old[0].metadata.name, NAMESPACE)
 
     def ready():
+        refuse_at_once(core, [node])
         pods = [p for p in core.list_namespaced_pod(NAMESPACE, label_selector=selector).items
                 if p.spec.node_name == node and p.metadata.uid != old[0].metadata.uid]
         up = [p for p in pods if any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])]

@@ -76,11 +76,13 @@ def plugin_name(csi_address: str, poll: float = 1.0) -> str:
                     announced = True
 
 
-def serve(csi_address: str, endpoint: str, registry_dir: Path, registered_mark: Path | None = None) -> int:
+def serve(csi_address: str, endpoint: str, registry_dir: Path, registered_mark: Path | None = None,
+          refusal_log: Path | None = None) -> int:
     """Register the node plugin listening at ``csi_address`` (``endpoint`` as the kubelet
     sees it) and serve until the kubelet refuses it (exit 1, as the upstream registrar
     does, so the pod restarts) or the process is stopped. ``registered_mark``, if given, is
-    written once the kubelet says it registered the plugin (for a readiness probe)."""
+    written once the kubelet says it registered the plugin (for a readiness probe);
+    ``refusal_log``, if given, gets the kubelet's refusal (a pod's termination message)."""
     driver = plugin_name(csi_address)
     path = registration_socket(registry_dir, driver)
     registry_dir.mkdir(parents=True, exist_ok=True)
@@ -99,4 +101,6 @@ def serve(csi_address: str, endpoint: str, registry_dir: Path, registered_mark: 
     finally:
         server.stop(grace=1).wait()
         path.unlink(missing_ok=True)
+    if refusal_log is not None:
+        refusal_log.write_text(f"the kubelet refused {driver}: {service.error}")
     return 1

@@ -24,6 +24,10 @@ csi, csi_grpc = load()
 NODE_ID_ANNOTATION = "csi.volume.kubernetes.io/nodeid"
 
 
+class RegistrationRefused(RuntimeError):
+    """What the kubelet refuses to register, as it would say it."""
+
+
 @dataclass(frozen=True)
 class NodeInfo:
     """What NodeGetInfo answers: node id, topology segments, volume limit (0: none)."""
@@ -50,6 +54,7 @@ def register(api: client.ApiClient, node_name: str, driver: str, info: NodeInfo,
                                    allocatable=client.V1VolumeNodeResources(count=info.max_volumes or None))
     csinode = _own_csinode(storage, node_name, node.metadata.uid)
     if csinode is not None:
+        refuse_changed_identity(node_name, csinode, entry)
         csinode.spec.drivers = [d for d in (csinode.spec.drivers or []) if d.name != driver] + [entry]
         storage.replace_csi_node(node_name, csinode)
     else:
@@ -62,6 +67,23 @@ def register(api: client.ApiClient, node_name: str, driver: str, info: NodeInfo,
     core.patch_node(node_name, {"metadata": {"labels": {**segments, **(extra_labels or {})},
                                              "annotations": {NODE_ID_ANNOTATION: json.dumps(ids)}}})
     log.debug("registered %s on %s as %s with %s", driver, node_name, info.node_id, segments)
+
+
+def refuse_changed_identity(node_name: str, csinode: client.V1CSINode, entry: client.V1CSINodeDriver) -> None:
+    """A driver registered again on the same Node must name it as before: the API keeps a
+    CSINode driver's node id and topology keys immutable, so the kubelet's update fails."""
+    for held in csinode.spec.drivers or []:
+        if held.name != entry.name:
+            continue
+        changed = {what: (before, now) for what, before, now in (
+            ("node id", held.node_id, entry.node_id),
+            ("topology keys", sorted(held.topology_keys or []), entry.topology_keys)) if before != now}
+        if changed:
+            raise RegistrationRefused(
+                f"node {node_name}: the kubelet refuses {entry.name} registered again with another "
+                + " and another ".join(f"{what} ({now!r}; its CSINode holds {before!r})"
+                                        for what, (before, now) in changed.items())
+                + ": both are immutable while the Node lives")
 
 
 def _own_csinode(storage: client.StorageV1Api, node_name: str, node_uid: str) -> client.V1CSINode | None:
