@@ -45,6 +45,13 @@ pytestmark = pytest.mark.disruptive
 FORCE_DETACH_AFTER = 360
 
 
+def after_node_gone(cluster) -> float:
+    """Seconds the pods of a deleted node may take to run elsewhere: PodGC deletes them
+    (after 40 s), and their disks attach once detached from the gone node, which a node
+    with a kubelet holds until the attach-detach controller force-detaches."""
+    return 120 + (FORCE_DETACH_AFTER if cluster.capabilities.runs_kubelets else 0)
+
+
 def require_recreatable_nodes(cluster) -> None:
     if not cluster.capabilities.recreates_nodes:
         pytest.skip(f"the {type(cluster).__name__} cannot make a deleted node again, so this case would leave "
@@ -147,10 +154,7 @@ def test_a_deleted_node_lets_its_disks_go_and_its_pods_return_to_their_zones(pla
     replicas, before, victim, on_victim = spread_with_a_victim(env, random.Random(f"{seed}-node-deleted"))
     log.info("releasing %s with %s on it, then deleting its Node", victim, ", ".join(sorted(on_victim.values())))
     with node_gone(env, victim):
-        # PodGC deletes the pods of a node that is gone (after 40 s); the StatefulSet makes
-        # them again, and their disks attach once detached from the gone node.
-        timeout = 120 + (FORCE_DETACH_AFTER if cluster.capabilities.runs_kubelets else 0)
-        after = wait_running(env, replicas, not_uids=set(on_victim), timeout=timeout)
+        after = wait_running(env, replicas, not_uids=set(on_victim), timeout=after_node_gone(cluster))
         wait_placed(env, replicas)
         assert after == before, f"zones changed after node {victim} was deleted: {before} -> {after}"
         env.wait_for(lambda: (not (left := [va.metadata.name for va in attachments_to(env, victim)]), left),
@@ -273,7 +277,7 @@ def test_a_node_made_again_in_another_zone_names_only_its_new_zone(placement, cl
     new_zone = rng.choice(sorted(z for z in cluster.spec.zones if z != old_zone))
     new_instance = instance_id(cluster.spec.name, cluster.spec.region, f"{victim}@{new_zone}")
     with node_gone(env, victim):
-        after = wait_running(env, replicas, not_uids=set(on_victim))
+        after = wait_running(env, replicas, not_uids=set(on_victim), timeout=after_node_gone(cluster))
         wait_placed(env, replicas)
         assert after == before, f"zones changed after node {victim} was deleted: {before} -> {after}"
         log.info("making %s again as %s in %s (it was in %s)", victim, new_instance, new_zone, old_zone)
