@@ -5,7 +5,8 @@ import re
 import pytest
 
 from zoneproof import labels
-from zoneproof.cluster.nodes import instance_id, node_manifest, plan_nodes
+from zoneproof.cluster.errors import ClusterError
+from zoneproof.cluster.nodes import instance_id, machine_made_again, node_manifest, plan_nodes
 from zoneproof.cluster.spec import ClusterSpec
 
 
@@ -51,3 +52,23 @@ def test_a_nodes_instance_is_its_label_else_its_provider_id_as_model_or_as_sent(
     assert instance_of(modelled, required=False) == ""
     with pytest.raises(ClusterError, match="node n-2 names no ECS instance"):
         instance_of(modelled)
+
+
+def test_a_node_is_made_again_as_planned_or_as_another_machine_in_another_zone():
+    spec = ClusterSpec(name="zp", zones=("za", "zb"), nodes_per_zone=1)
+    planned = plan_nodes(spec)
+    assert machine_made_again(planned, spec, "za-node-0") == planned[0]
+    moved = machine_made_again(planned, spec, "za-node-0", "zb", "i-new")
+    assert (moved.name, moved.zone, moved.instance_id, moved.region) == ("za-node-0", "zb", "i-new", spec.region)
+
+
+@pytest.mark.parametrize("name, zone, instance, message", [
+    ("zc-node-0", "", "", "no node 'zc-node-0' is planned"),
+    ("za-node-0", "zc", "i-new", "zone 'zc' is not a zone of cluster 'zp' (za, zb)"),
+    ("za-node-0", "zb", "", "give its zone and instance id"),
+    ("za-node-0", "", "i-new", "give its zone and instance id"),
+])
+def test_a_node_made_again_wrongly_is_refused_naming_why(name, zone, instance, message):
+    spec = ClusterSpec(name="zp", zones=("za", "zb"), nodes_per_zone=1)
+    with pytest.raises(ClusterError, match=re.escape(message)):
+        machine_made_again(plan_nodes(spec), spec, name, zone, instance)

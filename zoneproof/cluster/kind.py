@@ -42,7 +42,7 @@ from zoneproof.cluster.blockdev import release_under
 from zoneproof.cluster.docker import Docker
 from zoneproof.cluster.local import state_root
 from zoneproof.cluster.nodeimage import BUSYBOX_IMAGE, NodeImageBuilder
-from zoneproof.cluster.nodes import PlannedNode, instance_id
+from zoneproof.cluster.nodes import PlannedNode, instance_id, machine_made_again
 from zoneproof.cluster.spec import NODE_IMAGE_CHOICES, PRIVILEGED_CHOICES, ClusterSpec
 from zoneproof.ecs.catalog import INSTANCE_TYPE
 from zoneproof.processes import kill_processes_under
@@ -461,14 +461,7 @@ class KindProvider(OwnClusterMixin, ClusterProvider):
         as planned, or, given ``zone`` and ``instance_id``, another machine in another zone.
         The kubelet registers the Node anew with those labels and providerID, and the node
         plugin's DaemonSet comes back on it."""
-        planned = {worker.name: worker for worker in plan_workers(self.spec)}
-        if name not in planned:
-            raise ClusterError(f"no worker {name!r} is planned in kind cluster {self.spec.name!r}")
-        if zone and zone not in self.spec.zones:
-            raise ClusterError(f"zone {zone!r} is not one of cluster {self.spec.name!r}'s: {', '.join(self.spec.zones)}")
-        if bool(zone) != bool(instance_id):
-            raise ClusterError("a node made again in another zone is another machine: give its zone and instance id")
-        worker = replace(planned[name], zone=zone, instance_id=instance_id) if zone else planned[name]
+        worker = machine_made_again(plan_workers(self.spec), self.spec, name, zone, instance_id)
         container, docker = self._container(name), self._docker()
         # kubeadm wrote the kubelet's flags once, at join; docker cp reaches a stopped container
         # too, so the kubelet reads the new ones at its first start.

@@ -20,7 +20,6 @@ import shutil
 import subprocess
 import tempfile
 import time
-from dataclasses import replace
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
@@ -32,7 +31,7 @@ from tenacity import retry, retry_if_exception, stop_after_attempt, wait_fixed
 
 from zoneproof import labels, toolchain
 from zoneproof.cluster.base import Capabilities, ClusterError, ClusterProvider, OwnClusterMixin, is_conflict
-from zoneproof.cluster.nodes import node_manifest, plan_nodes
+from zoneproof.cluster.nodes import machine_made_again, node_manifest, plan_nodes
 from zoneproof.cluster.spec import ClusterSpec
 from zoneproof.processes import kill_processes_under
 
@@ -295,14 +294,7 @@ class LocalProvider(OwnClusterMixin, ClusterProvider):
 
 
     def recreate_node(self, name: str, *, zone: str = "", instance_id: str = "") -> None:
-        planned = {node.name: node for node in plan_nodes(self.spec)}
-        if name not in planned:
-            raise ClusterError(f"no node {name!r} is planned in cluster {self.spec.name!r}")
-        if zone and zone not in self.spec.zones:
-            raise ClusterError(f"zone {zone!r} is not one of cluster {self.spec.name!r}'s: {', '.join(self.spec.zones)}")
-        if bool(zone) != bool(instance_id):
-            raise ClusterError("a node made again in another zone is another machine: give its zone and instance id")
-        node = replace(planned[name], zone=zone, instance_id=instance_id) if zone else planned[name]
+        node = machine_made_again(plan_nodes(self.spec), self.spec, name, zone, instance_id)
         self._release_lease(name)  # a Lease held by a power-off would keep the new node NotReady
         self.core.create_node(node_manifest(node))
         self.wait_nodes_ready([name], timeout=60)

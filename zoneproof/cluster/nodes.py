@@ -4,7 +4,7 @@ Alibaba Cloud ACK workers."""
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from zoneproof import labels
 from zoneproof.cluster.errors import ClusterError
@@ -69,6 +69,20 @@ def plan_nodes(spec: ClusterSpec) -> list[PlannedNode]:
         for zone in spec.zones
         for i in range(spec.nodes_per_zone)
     ]
+
+
+def machine_made_again(planned: list[PlannedNode], spec: ClusterSpec, name: str, zone: str = "",
+                       instance_id: str = "") -> PlannedNode:
+    """The planned node ``name`` as it was, or, given ``zone`` and ``instance_id``, as
+    another machine in another zone of the cluster; a ClusterError names what is wrong."""
+    by_name = {node.name: node for node in planned}
+    if name not in by_name:
+        raise ClusterError(f"no node {name!r} is planned in cluster {spec.name!r}")
+    if zone and zone not in spec.zones:
+        raise ClusterError(f"zone {zone!r} is not a zone of cluster {spec.name!r} ({', '.join(spec.zones)})")
+    if bool(zone) != bool(instance_id):
+        raise ClusterError("a node made again in another zone is another machine: give its zone and instance id")
+    return replace(by_name[name], zone=zone, instance_id=instance_id) if zone else by_name[name]
 
 
 def node_manifest(node: PlannedNode) -> dict:
