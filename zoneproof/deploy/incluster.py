@@ -16,7 +16,7 @@ from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from zoneproof import labels
-from zoneproof.deploy.registrar import RegistrationRefused, csinode_drivers
+from zoneproof.deploy.registrar import csinode_drivers
 from zoneproof.ecs.metadata import ADDRESS
 from zoneproof.profile import DriverProfile, NodePlugin
 from zoneproof.waiting import wait_for
@@ -189,6 +189,10 @@ def wait_registered(api: client.ApiClient, profile: DriverProfile, workers: list
 
     wait_for(check, what="the kubelets to register the node plugin", timeout=timeout)
     log.info("the kubelets of %d workers registered %s", len(workers), profile.driver)
+
+
+class RegistrationRefused(RuntimeError):
+    """The kubelet refused to register the node plugin; the message holds its words."""
 
 
 def refuse_at_once(core: client.CoreV1Api, nodes: list[str]) -> None:

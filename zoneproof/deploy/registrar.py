@@ -24,10 +24,6 @@ csi, csi_grpc = load()
 NODE_ID_ANNOTATION = "csi.volume.kubernetes.io/nodeid"
 
 
-class RegistrationRefused(RuntimeError):
-    """What the kubelet refuses to register, as it would say it."""
-
-
 @dataclass(frozen=True)
 class NodeInfo:
     """What NodeGetInfo answers: node id, topology segments, volume limit (0: none)."""
@@ -53,8 +49,12 @@ def register(api: client.ApiClient, node_name: str, driver: str, info: NodeInfo,
     entry = client.V1CSINodeDriver(name=driver, node_id=info.node_id, topology_keys=sorted(segments),
                                    allocatable=client.V1VolumeNodeResources(count=info.max_volumes or None))
     csinode = _own_csinode(storage, node_name, node.metadata.uid)
+    if csinode is not None and identity_changed(csinode, entry):
+        # A restarted plugin naming the node otherwise: the kubelet removed its entry when the
+        # plugin's socket went, and installs the new one when it comes back.
+        unregister(api, node_name, driver)
+        csinode = _own_csinode(storage, node_name, node.metadata.uid)
     if csinode is not None:
-        refuse_changed_identity(node_name, csinode, entry)
         csinode.spec.drivers = [d for d in (csinode.spec.drivers or []) if d.name != driver] + [entry]
         storage.replace_csi_node(node_name, csinode)
     else:
@@ -69,21 +69,12 @@ def register(api: client.ApiClient, node_name: str, driver: str, info: NodeInfo,
     log.debug("registered %s on %s as %s with %s", driver, node_name, info.node_id, segments)
 
 
-def refuse_changed_identity(node_name: str, csinode: client.V1CSINode, entry: client.V1CSINodeDriver) -> None:
-    """A driver registered again on the same Node must name it as before: the API keeps a
-    CSINode driver's node id and topology keys immutable, so the kubelet's update fails."""
-    for held in csinode.spec.drivers or []:
-        if held.name != entry.name:
-            continue
-        changed = {what: (before, now) for what, before, now in (
-            ("node id", held.node_id, entry.node_id),
-            ("topology keys", sorted(held.topology_keys or []), entry.topology_keys)) if before != now}
-        if changed:
-            raise RegistrationRefused(
-                f"node {node_name}: the kubelet refuses {entry.name} registered again with another "
-                + " and another ".join(f"{what} ({now!r}; its CSINode holds {before!r})"
-                                        for what, (before, now) in changed.items())
-                + ": both are immutable while the Node lives")
+def identity_changed(csinode: client.V1CSINode, entry: client.V1CSINodeDriver) -> bool:
+    """Whether the CSINode holds the driver under another node id or other topology keys
+    than ``entry``: both immutable in an update, so the entry must go before it comes back."""
+    return any(held.name == entry.name and (held.node_id != entry.node_id
+                                            or sorted(held.topology_keys or []) != sorted(entry.topology_keys or []))
+               for held in csinode.spec.drivers or [])
 
 
 def _own_csinode(storage: client.StorageV1Api, node_name: str, node_uid: str) -> client.V1CSINode | None:
