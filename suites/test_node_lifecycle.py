@@ -319,9 +319,9 @@ def test_a_restarted_node_plugin_names_the_same_zone_and_its_pods_keep_their_dis
         f"node {victim}, its instance {instance} in {zone} (in ECS), named {named_before} before its node plugin "
         f"restarted and {named} after")
     # Disks are attached under the node's id: a new one strands them and misdirects new attaches.
-    assert node_id_named(env, victim) == id_before, (
-        f"node {victim}'s id for {env.profile.driver} was {id_before!r} before its node plugin restarted and "
-        f"{node_id_named(env, victim)!r} after")
+    id_after = node_id_named(env, victim)
+    assert id_after == id_before, (f"node {victim}'s id for {env.profile.driver} was {id_before!r} before its node "
+                                   f"plugin restarted and {id_after!r} after")
     running = run_a_new_claim_on(env, victim, "after-restart", replicas)
     assert running["after-restart"] == zone, f"a pod on {victim} in {zone} runs in {running['after-restart']}"
     assert {pod: z for pod, z in running.items() if pod != "after-restart"} == before, (

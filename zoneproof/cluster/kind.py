@@ -143,8 +143,7 @@ def kubelet_flags_for(text: str, worker: KindWorker) -> str:
     missing = [flag for flag in wanted if not any(arg.startswith(flag + "=") for arg in args)]
     if missing:
         raise ClusterError(f"{KUBELET_FLAGS_FILE} has no {', '.join(missing)}: {found.group(2)!r}")
-    args = [f"{arg.split('=', 1)[0]}={wanted[arg.split('=', 1)[0]]}" if arg.split("=", 1)[0] in wanted else arg
-            for arg in args]
+    args = [f"{flag}={wanted[flag]}" if (flag := arg.partition("=")[0]) in wanted else arg for arg in args]
     return text[:found.start(2)] + shlex.join(args) + text[found.end(2):]
 
 

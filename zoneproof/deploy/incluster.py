@@ -170,11 +170,10 @@ def wait_registered(api: client.ApiClient, profile: DriverProfile, workers: list
     """Until the kubelet of every worker has registered the driver in its CSINode with the
     profile's topology keys; a registration with other keys fails at once."""
     wanted = set(profile.topology_keys)
-
     core = client.CoreV1Api(api)
 
     def check():
-        refuse_at_once(core, workers)
+        refuse_at_once(core.list_namespaced_pod(NAMESPACE, label_selector=f"app={NAME}").items, workers)
         done = []
         for name in workers:
             entry = next((d for d in csinode_drivers(api, name) or [] if d["name"] == profile.driver), None)
@@ -195,11 +194,11 @@ class RegistrationRefused(RuntimeError):
     """The kubelet refused to register the node plugin; the message holds its words."""
 
 
-def refuse_at_once(core: client.CoreV1Api, nodes: list[str]) -> None:
-    """A registrar on one of ``nodes`` that exited with the kubelet's refusal as its
-    termination message (a power cut leaves none): RegistrationRefused, with those words.
-    The kubelet answers every retry the same, so there is nothing to wait for."""
-    for pod in core.list_namespaced_pod(NAMESPACE, label_selector=f"app={NAME}").items:
+def refuse_at_once(pods: list[client.V1Pod], nodes: list[str]) -> None:
+    """A node plugin pod on one of ``nodes`` whose registrar exited with the kubelet's
+    refusal as its termination message (a power cut leaves none): RegistrationRefused, with
+    those words. The kubelet answers every retry the same, so there is nothing to wait for."""
+    for pod in pods:
         if pod.spec.node_name in nodes and (refusal := refusal_of(pod)):
             raise RegistrationRefused(f"node {pod.spec.node_name} ({pod.metadata.name}): {refusal}")
 
@@ -226,9 +225,9 @@ def restart_on(api: client.ApiClient, node: str, timeout: float = 180) -> None:
     core.delete_namespaced_pod(old[0].metadata.name, NAMESPACE)
 
     def ready():
-        refuse_at_once(core, [node])
-        pods = [p for p in core.list_namespaced_pod(NAMESPACE, label_selector=selector).items
-                if p.spec.node_name == node and p.metadata.uid != old[0].metadata.uid]
+        listed = core.list_namespaced_pod(NAMESPACE, label_selector=selector).items
+        refuse_at_once(listed, [node])
+        pods = [p for p in listed if p.spec.node_name == node and p.metadata.uid != old[0].metadata.uid]
         up = [p for p in pods if any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])]
         return bool(up), [f"{p.metadata.name}: {p.status.phase}" for p in pods] or "no new pod yet"
     wait_for(ready, what=f"a new {NAME} pod ready on {node}", timeout=timeout)
