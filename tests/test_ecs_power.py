@@ -392,3 +392,18 @@ def test_delete_instance_releases_a_stopped_instance_and_keeps_its_disks(sdk, se
     [kept] = sdk.call("DescribeDisks", RegionId=REGION, DiskIds=f'["{disk}"]')["Disks"]["Disk"]
     assert (kept["Status"], kept["Attachments"]["Attachment"]) == ("Available", [])
     assert error_of(sdk.call, "DeleteInstance", InstanceId="i-a1").code == "InvalidInstanceId.NotFound"
+
+
+def test_delete_instance_releases_the_disks_attached_with_delete_with_instance(sdk, server, switch):
+    kept, doomed, shared = (sdk.call("CreateDisk", RegionId=REGION, ZoneId=ZONE_A, DiskCategory="cloud_essd", Size=20,
+                                     **extra)["DiskId"] for extra in ({}, {}, {"MultiAttach": "Enabled"}))
+    sdk.call("AttachDisk", DiskId=kept, InstanceId="i-a1")
+    sdk.call("AttachDisk", DiskId=doomed, InstanceId="i-a1", DeleteWithInstance="true")
+    err = error_of(sdk.call, "AttachDisk", DiskId=shared, InstanceId="i-a1", DeleteWithInstance="true")
+    assert (err.code, err.status) == ("InvalidParameter", 400) and "MultiAttach" in err.message
+    described = {d["DiskId"]: d["DeleteWithInstance"] for d in sdk.call("DescribeDisks", RegionId=REGION)["Disks"]["Disk"]}
+    assert described == {kept: False, doomed: True, shared: False}
+    power(sdk, "StopInstances", ["i-a1"])
+    sdk.call("DeleteInstance", InstanceId="i-a1")
+    left = {d["DiskId"]: d["Status"] for d in sdk.call("DescribeDisks", RegionId=REGION)["Disks"]["Disk"]}
+    assert left == {kept: "Available", shared: "Available"}

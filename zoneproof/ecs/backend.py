@@ -318,12 +318,19 @@ class EcsBackend:
 
     def release_instance(self, db, instance_id: str) -> list[Attachment]:
         """An instance released (deleted), as ECS releases one: its data disks are detached
-        at once and kept, and the instance is gone. Returns the attachments it held (the
-        caller unplugs their devices once this is committed)."""
+        at once and kept, but those attached with DeleteWithInstance, which are released with
+        it; and the instance is gone. Returns the attachments it held (the caller unplugs their
+        devices once this is committed)."""
         self._instance(db, instance_id)
         held = self.all_attachments(db, instance_id)
+        doomed = db.execute("SELECT d.disk_id, d.zone FROM disks d JOIN attachments a ON a.disk_id = d.disk_id "
+                            "WHERE a.instance_id = ? AND d.delete_with_instance", (instance_id,)).fetchall()
         db.execute("DELETE FROM attachments WHERE instance_id = ?", (instance_id,))
         db.execute("DELETE FROM instances WHERE instance_id = ?", (instance_id,))
+        for disk in doomed:
+            db.execute("DELETE FROM disks WHERE disk_id = ?", (disk["disk_id"],))
+            if self.storage is not None:  # a released instance is Stopped: its devices are already unplugged
+                self.storage.delete(disk["zone"], disk["disk_id"])
         return held
 
     def power(self, db, instance_ids: tuple[str, ...], on: bool, *, region: str | None = None,
@@ -472,7 +479,7 @@ class EcsBackend:
             self.storage.delete(disk["zone"], disk_id)
         return {}
 
-    def attach_disk(self, db, disk_id: str, instance_id: str) -> dict:
+    def attach_disk(self, db, disk_id: str, instance_id: str, *, delete_with_instance: bool = False) -> dict:
         now = self.clock()
         disk = self.disk(db, disk_id)
         instance = self._instance(db, instance_id)
@@ -491,6 +498,9 @@ class EcsBackend:
         if holders and not disk["multi_attach"] and "multi-attach-without-flag" not in self.config.bugs:
             raise EcsError("IncorrectDiskStatus",
                            f"Disk {disk_id} is {status} on {holders[0]} and does not have MultiAttach enabled.")
+        if delete_with_instance and disk["multi_attach"]:
+            raise EcsError("InvalidParameter", f"DeleteWithInstance must be false for disk {disk_id}: it has "
+                           "MultiAttach enabled.")
         if len(holders) >= catalog.MAX_ATTACHMENTS_MULTI:
             raise EcsError("InvalidOperation.MultiAttachLimitExceeded")
         held = db.execute("SELECT device FROM attachments WHERE instance_id = ?", (instance_id,)).fetchall()
@@ -501,6 +511,7 @@ class EcsBackend:
         latency = self.config.latencies.attach
         db.execute("INSERT INTO attachments VALUES (?, ?, ?, ?, ?, ?)",
                    (disk_id, instance_id, "attaching" if latency > 0 else "attached", now + latency, now, device))
+        db.execute("UPDATE disks SET delete_with_instance = ? WHERE disk_id = ?", (int(delete_with_instance), disk_id))
         if self.devices is None:
             return {}
         return {PENDING_DEVICES: [(True, Attachment(disk_id, disk["zone"], instance_id, device))]}
@@ -570,7 +581,7 @@ class EcsBackend:
                 {"InstanceId": a["instance_id"], "Device": a["device"], "AttachedTime": iso(a["attached_at"])}
                 for a in holders]},
             "Tags": {"Tag": [{"TagKey": k, "TagValue": v} for k, v in json.loads(disk["tags"])]},
-            "Portable": True, "DeleteWithInstance": False, "CreationTime": iso(disk["created"]),
+            "Portable": True, "DeleteWithInstance": bool(disk["delete_with_instance"]), "CreationTime": iso(disk["created"]),
         }
 
     def render_disks(self, db, rows: list[sqlite3.Row]) -> list[dict]:

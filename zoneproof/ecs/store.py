@@ -37,6 +37,8 @@ CREATE TABLE IF NOT EXISTS disks (
     encrypted         INTEGER NOT NULL,
     kms_key_id        TEXT,
     multi_attach      INTEGER NOT NULL,
+    -- released with the instance it is attached to (AttachDisk's DeleteWithInstance)
+    delete_with_instance INTEGER NOT NULL DEFAULT 0,
     created           REAL NOT NULL,
     ready_at          REAL NOT NULL,
     tags              TEXT NOT NULL
