@@ -34,6 +34,7 @@ ROUND_ROBIN_AT_ONCE = "test_placement.py::test_claims_made_at_once_take_the_zone
 CLOUD_ZONE = "test_cloud_rules.py::test_a_disk_attaches_only_to_an_instance_of_its_zone"
 CLOUD_ONE_HOLDER = "test_cloud_rules.py::test_a_disk_without_multiattach_attaches_to_one_instance"
 NODE_DRAIN = "test_chaos.py::test_experiment[node-drain]"
+NODE_DELETED = "test_node_lifecycle.py::test_a_deleted_node_lets_its_disks_go_and_its_pods_return_to_their_zones"
 NODE_MADE_AGAIN = "test_node_lifecycle.py::test_a_node_made_again_in_another_zone_names_only_its_new_zone"
 NODE_PLUGIN_RESTART = ("test_node_lifecycle.py::"
                        "test_a_restarted_node_plugin_names_the_same_zone_and_its_pods_keep_their_disks")
@@ -49,6 +50,7 @@ RULE_FIRST_TERM = f"{RULES}::test_create_volume_stays_in_a_requisite_of_one_zone
 RULE_ONE_HOLDER = f"{RULES}::test_a_single_node_volume_published_elsewhere_is_failed_precondition_and_stays"
 RULE_FAILED_ATTACH = f"{RULES}::test_publish_fails_when_the_cloud_fails_the_attach"
 RULE_RELEASED = f"{RULES}::test_unpublish_from_a_released_instance_succeeds"
+RULE_OUTLIVES = f"{RULES}::test_a_published_volume_outlives_its_released_instance"
 RULE_NAME_ELSEWHERE = f"{RULES}::test_create_volume_again_with_the_same_name_for_another_zone_is_already_exists"
 RULE_ANSWER_LOST = f"{RULES}::test_a_create_whose_answer_was_lost_makes_one_disk"
 NODE_RULES = "../rules/test_node_rules.py"
@@ -157,6 +159,11 @@ CATALOGUE: tuple[Bug, ...] = (
         "VolumeAttachment is never removed and its next attach waits",
         "detach errors on terminated instances that block the replacement pod (big disk drivers' trackers)",
         (RULE_RELEASED,)),
+    Bug("delete-with-instance-on-attach", "controller",
+        "ControllerPublishVolume attaches every disk with DeleteWithInstance, so a node whose instance is released "
+        "(scaled down, replaced) takes its pods' disks and their data with it",
+        "DeleteWithInstance set on attach beyond the categories that live and die with one instance (the upstream "
+        "Alibaba disk plugin sets it for its single-instance categories)", (RULE_OUTLIVES, NODE_DELETED)),
     Bug("publish-ignores-attach-failure", "controller",
         "ControllerPublishVolume answers success although the cloud failed the attach",
         "an attach whose error is logged and dropped", (RULE_FAILED_ATTACH,)),

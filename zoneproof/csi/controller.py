@@ -282,7 +282,8 @@ class ControllerService(csi_grpc.ControllerServicer):
                     self.cloud.call("DetachDisk", DiskId=request.volume_id, InstanceId=holders[0])
                     self.cloud.wait_disk(request.volume_id, {"Available"})
                 try:
-                    self.cloud.call("AttachDisk", DiskId=request.volume_id, InstanceId=request.node_id)
+                    self.cloud.call("AttachDisk", DiskId=request.volume_id, InstanceId=request.node_id,
+                                    DeleteWithInstance="delete-with-instance-on-attach" in self.bugs or None)
                 except CloudError:
                     if "publish-ignores-attach-failure" not in self.bugs:
                         raise

@@ -320,10 +320,9 @@ def test_unpublish_from_a_stopped_instance_detaches(target, volumes):
         target.cloud.call("StartInstances", RegionId=target.region, InstanceId=[node])
 
 
-def test_unpublish_from_a_released_instance_succeeds(target, volumes):
-    """CSI ControllerUnpublishVolume: a node that is gone holds nothing; the call MUST
-    succeed (a driver that fails for ever here blocks the volume's next attach), again
-    when repeated. The instance is released as ECS releases one: its data disks detached."""
+def published_then_released(target, volumes):
+    """A volume published to an instance made for the rule, then that instance released as
+    ECS releases one (what the driver asked at attach decides whether its disk goes too)."""
     key = target.profile.zone_keys[-1]
     zone = target.zones[-1]
     node = f"i-rulesgone{uuid.uuid4().hex[:6]}"
@@ -333,6 +332,26 @@ def test_unpublish_from_a_released_instance_succeeds(target, volumes):
     publish(target, volume.volume_id, node)
     with target.ecs.store.transaction() as db:
         target.ecs.backend.release_instance(db, node)
+    return volume, node
+
+
+def test_a_published_volume_outlives_its_released_instance(target, volumes):
+    """CSI: a volume exists from CreateVolume to DeleteVolume; ControllerPublishVolume makes
+    it available on a node and nothing more. A node's instance released (a node scaled
+    down, a machine replaced) must not take the volume with it: its pod's data is there."""
+    volume, node = published_then_released(target, volumes)
+    disk = target.cloud.describe_disk(volume.volume_id)
+    assert disk is not None, (f"CSI ControllerPublishVolume must not tie volume {volume.volume_id} to node {node}: "
+                              f"releasing the node's instance released the disk too (attached with "
+                              f"DeleteWithInstance?)")
+    assert disk["Status"] == "Available", f"disk {volume.volume_id} is {disk['Status']} after its instance went"
+
+
+def test_unpublish_from_a_released_instance_succeeds(target, volumes):
+    """CSI ControllerUnpublishVolume: a node that is gone holds nothing; the call MUST
+    succeed (a driver that fails for ever here blocks the volume's next attach), again
+    when repeated. The instance is released as ECS releases one: its data disks detached."""
+    volume, node = published_then_released(target, volumes)
     for attempt in ("", " again"):
         try:
             unpublish(target, volume.volume_id, node)
