@@ -296,6 +296,11 @@ def test_a_selected_node_made_again_after_the_pv_says_nothing_of_where_the_claim
     ("node zone key missing", lambda s: s.nodes["a-0"]["metadata"]["labels"].pop(labels.DISK_ZONE), False),
     ("disk attached elsewhere", lambda s: s.disks["d-0"]["Attachments"]["Attachment"].append({"InstanceId": "i-b0"}),
      False),
+    ("disk gone from the cloud", lambda s: s.disks.pop("d-0"), True),
+    ("disk gone, its claim being deleted", lambda s: (s.disks.pop("d-0"), s.pvcs[("ns", "disk-ssd-web-0")][
+        "metadata"].update(deletionTimestamp="2026-12-06T07:00:00Z")), False),
+    ("disk gone, its pod being deleted", lambda s: (s.disks.pop("d-0"), s.pods[0]["metadata"].update(
+        deletionTimestamp="2026-12-06T07:00:00Z")), False),
 ])
 def test_waits_fail_at_once_only_on_what_cannot_heal(what, change, lasting):
     snap = copy.deepcopy(good())

@@ -347,7 +347,11 @@ def _check_pod(pod: dict, snap: Snapshot, driver: str, zones_with_room: set[str]
         vol.disk = csi.get("volumeHandle", "")
         disk = snap.disks.get(vol.disk)
         if disk is None:
-            v.problems.append(f"disk {vol.disk} of PV {vol.pv} does not exist in ECS")
+            # A disk goes only after its claim (DeleteVolume of a released PV), and the pod was
+            # read first: while neither is being deleted, nothing brings the disk back.
+            leaving = v.terminating or bool(((pvc or {}).get("metadata") or {}).get("deletionTimestamp"))
+            (v.problems.append if leaving else v.lasting_problem)(f"disk {vol.disk} of PV {vol.pv} does not "
+                                                                  "exist in ECS")
             continue
         vol.disk_zone = disk["ZoneId"]
         vol.attached_to = [a["InstanceId"] for a in disk["Attachments"]["Attachment"]]
