@@ -241,13 +241,37 @@ def test_a_lost_answer_leaves_the_call_carried_out(sdk, server):
     assert create(sdk, ClientToken="lost-answer-1") == made[0]  # the token answers the disk the lost call made
 
 
+def test_a_cut_after_a_call_loses_its_answer_and_cuts_what_mentions_the_text_until_removed(sdk, server):
+    fault = server.faults.add({"kind": "cut_after", "action": "CreateDisk", "match": "claim-7"})
+    create(sdk, DiskName="other-disk")  # mentions another text: not the call the cut comes after
+    with pytest.raises(Exception) as lost:
+        create(sdk, DiskName="pvc-claim-7", ClientToken="cut-1")
+    assert getattr(lost.value, "status", None) is None, f"an error answer ({lost.value!r}), not a lost one"
+
+    def named(name):
+        return sdk.call("DescribeDisks", RegionId=REGION, DiskName=name)["Disks"]["Disk"]
+    assert len(named("other-disk")) == 1  # calls that do not mention the text go on
+    with pytest.raises(Exception) as cut:
+        named("pvc-claim-7")
+    assert getattr(cut.value, "status", None) is None, f"an error answer ({cut.value!r}), not a cut call"
+    with pytest.raises(Exception):  # cut before it reaches ECS: the token's disk is not made again, nor a new one
+        create(sdk, DiskName="pvc-claim-7", ClientToken="cut-2")
+    server.faults.remove(fault.id)
+    made = named("pvc-claim-7")
+    assert [d["DiskName"] for d in made] == ["pvc-claim-7"], made  # the first call's disk, and only it
+    assert create(sdk, DiskName="pvc-claim-7", ClientToken="cut-1") == made[0]["DiskId"]
+
+
 @pytest.mark.parametrize("spec, named", [
+    ({"kind": "cut_after", "match": "x"}, "needs 'action'"),
+    ({"kind": "cut_after", "action": "CreateDisk", "match": ""}, "match must be a non-empty string"),
+    ({"kind": "fail_next", "action": "CreateDisk", "count": 1, "match": "x"}, "takes no match"),
     ({"kind": "lose_answer", "action": "CreateDisk"}, "needs 'count'"),
     ({"kind": "lose_answer", "action": "CreateDisk", "count": 0}, "count must be a positive integer"),
     ({"kind": "lose_answer", "count": 1}, "needs 'action'"),
     ({"kind": "lose_answer", "action": "CreateDisk", "count": 1, "code": "Throttling"}, "takes no code"),
 ])
-def test_a_bad_lost_answer_fault_is_refused_by_name(server, spec, named):
+def test_a_bad_lost_answer_or_cut_fault_is_refused_by_name(server, spec, named):
     with pytest.raises(ValueError, match=named):
         server.faults.add(spec)
 

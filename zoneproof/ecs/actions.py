@@ -415,7 +415,7 @@ class Dispatcher:
             version = raw.get("Version", API_VERSION)
             if version != API_VERSION:
                 raise EcsError("InvalidVersion", f"Version {version!r} is not served; use {API_VERSION}.")
-            delay = self.backend.faults.before_call(action)
+            delay = self.backend.faults.before_call(action, params)
             if delay:
                 time.sleep(delay)
         except EcsError as err:
@@ -445,7 +445,7 @@ class Dispatcher:
         devices = result.pop(PENDING_DEVICES, None)
         if devices:
             self._switch_devices(devices, seq)
-        if self.backend.faults.answer_lost(action):
+        if self.backend.faults.answer_lost(action, params):
             raise AnswerLost(f"{action} {request_id} carried out; its answer is lost")
         return {"RequestId": request_id, **result}
 

@@ -20,8 +20,9 @@ class EcsError(Exception):
 
 
 class AnswerLost(Exception):
-    """The call was carried out, and its answer is to be lost: the connection closes with
-    nothing sent (a ``lose_answer`` fault)."""
+    """The connection closes with nothing sent: the call was carried out and its answer is
+    lost (``lose_answer``, the call a ``cut_after`` fault cuts after), or the call is cut
+    off before it reaches ECS (``cut_after`` once it has begun)."""
 
 
 CATALOG: dict[str, tuple[int, str]] = {

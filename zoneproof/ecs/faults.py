@@ -12,6 +12,10 @@ Kinds:
 - ``lose_answer`` {action, count}: the next ``count`` calls of the action are carried out,
   and then their connection closes without an answer, as when a network drops the
   response: the client cannot tell whether the call happened (what idempotency is for).
+- ``cut_after`` {action, match?}: the next call of the action that mentions ``match`` (a
+  text any of its parameters contains; any call without one) is carried out and its answer
+  lost; from then on every call that mentions it is cut unanswered, without reaching ECS,
+  until the fault is removed: a network that fails just after a request got through.
 
 Faults are kept in memory: a restarted service starts healthy.
 """
@@ -23,9 +27,9 @@ import random
 import threading
 from dataclasses import asdict, dataclass
 
-from zoneproof.ecs.errors import CATALOG, EcsError
+from zoneproof.ecs.errors import CATALOG, AnswerLost, EcsError
 
-KINDS = ("zone_outage", "no_stock", "throttle", "latency", "fail_next", "lose_answer")
+KINDS = ("zone_outage", "no_stock", "throttle", "latency", "fail_next", "lose_answer", "cut_after")
 
 
 @dataclass
@@ -39,6 +43,11 @@ class Fault:
     seconds: float | None = None
     count: int | None = None
     code: str | None = None
+    match: str | None = None
+    tripped: bool | None = None  # cut_after: whether its call went through and the cut began
+
+    def mentioned_by(self, params: dict) -> bool:
+        return self.match is None or any(self.match in str(value) for value in params.values())
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -57,7 +66,7 @@ def parse_fault(spec: dict, fault_id: int) -> Fault:
     kind = spec.get("kind")
     if kind not in KINDS:
         raise ValueError(f"unknown fault kind {kind!r}; known: {', '.join(KINDS)}")
-    unknown = set(spec) - {"kind", "zone", "category", "action", "rate", "seconds", "count", "code"}
+    unknown = set(spec) - {"kind", "zone", "category", "action", "rate", "seconds", "count", "code", "match"}
     if unknown:
         raise ValueError(f"fault {kind!r}: unknown field(s) {', '.join(sorted(unknown))}")
     fault = Fault(id=fault_id, kind=kind)
@@ -81,6 +90,13 @@ def parse_fault(spec: dict, fault_id: int) -> Fault:
         if not isinstance(count, int) or isinstance(count, bool) or count < 1:
             raise ValueError(f"fault {kind!r}: count must be a positive integer, got {count!r}")
         fault.action, fault.count = str(_require(spec, "action", kind)), count
+    elif kind == "cut_after":
+        match = spec.get("match")
+        if match is not None and (not isinstance(match, str) or not match):
+            raise ValueError(f"fault 'cut_after': match must be a non-empty string, got {match!r}")
+        fault.action, fault.match, fault.tripped = str(_require(spec, "action", kind)), match, False
+    if spec.get("match") is not None and kind != "cut_after":
+        raise ValueError(f"fault {kind!r} takes no match: only cut_after is scoped to the calls that mention a text")
     if kind == "fail_next":
         code = spec.get("code") or "InternalError"
         if code not in CATALOG:
@@ -119,9 +135,13 @@ class Faults:
         with self._lock:
             return [f.to_dict() for f in self._faults.values()]
 
-    def before_call(self, action: str) -> float:
-        """Seconds to delay this call; raises the error of a fail_next or throttle fault."""
+    def before_call(self, action: str, params: dict) -> float:
+        """Seconds to delay this call; raises the error of a fail_next or throttle fault, and
+        AnswerLost for a call a tripped cut_after fault cuts off."""
         with self._lock:
+            for f in self._faults.values():
+                if f.kind == "cut_after" and f.tripped and f.mentioned_by(params):
+                    raise AnswerLost(f"{action} cut off (fault {f.id}: cut after {f.action})")
             delay = sum(f.seconds for f in self._faults.values() if f.kind == "latency" and f.action == action)
             for f in list(self._faults.values()):
                 if f.kind == "fail_next" and f.action == action:
@@ -134,7 +154,7 @@ class Faults:
                     raise EcsError("Throttling")
         return delay
 
-    def answer_lost(self, action: str) -> bool:
+    def answer_lost(self, action: str, params: dict) -> bool:
         """Whether the answer to this call of the action, carried out, is to be lost."""
         with self._lock:
             for f in list(self._faults.values()):
@@ -142,6 +162,9 @@ class Faults:
                     f.count -= 1
                     if f.count <= 0:
                         del self._faults[f.id]
+                    return True
+                if f.kind == "cut_after" and not f.tripped and f.action == action and f.mentioned_by(params):
+                    f.tripped = True
                     return True
         return False
 

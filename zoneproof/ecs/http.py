@@ -272,7 +272,7 @@ class _Handler(BaseHTTPRequestHandler):
             status, doc, request_id = self.server.routes.api(req)
             self._send(status, doc, request_id)
         except AnswerLost as lost:
-            log.info("fake ECS: %s (lose_answer fault): closing the connection unanswered", lost)
+            log.info("fake ECS: %s: closing the connection unanswered", lost)
             self.close_connection = True
         except (ConnectionError, TimeoutError):
             raise  # the client went away: EcsHttpServer.handle_error says so in one line
