@@ -2,6 +2,8 @@
 word on a pod, the provisioner's refusal of a claim with the driver's gRPC code, an attach
 error of the namespace's VolumeAttachment; nothing for what is fine or not the test's."""
 
+import pytest
+
 from zoneproof.obstacles import allowed_zones, final_refusals, lasting_refusals, obstacles
 from zoneproof.watcher import Change
 
@@ -121,15 +123,21 @@ def refused(at, claim_name, message=REFUSED):
                                      "ProvisioningFailed", message))
 
 
-def test_a_claim_refused_with_invalid_argument_for_a_zone_its_class_allows_cannot_heal():
-    history = [change(1, "PersistentVolumeClaim", claim("now", "every-zone")), refused(2, "now"),
-               change(3, "PersistentVolumeClaim", claim("later", "wffc", selected="n-b")), refused(4, "later")]
+@pytest.mark.parametrize("message", [
+    REFUSED,
+    # The claim's name taken by a disk made for it in another zone (a lost answer's, before the
+    # claim went to another node): the driver answers so for as long as that disk exists.
+    "failed to provision volume with StorageClass: rpc error: code = AlreadyExists desc = pvc-1 exists in zone-c",
+], ids=["invalid-argument", "already-exists"])
+def test_a_claim_refused_for_a_zone_its_class_allows_with_a_final_code_cannot_heal(message):
+    history = [change(1, "PersistentVolumeClaim", claim("now", "every-zone")), refused(2, "now", message),
+               change(3, "PersistentVolumeClaim", claim("later", "wffc", selected="n-b")), refused(4, "later", message)]
     found = refusals(history, [storage_class("every-zone", zone_ids="zone-a,zone-c"), storage_class("wffc")])
     assert found == [
         "claim later of StorageClass wffc is refused for node n-b in zone-b, a zone its class allows, and "
-        f"csi-provisioner repeats the request unchanged: ProvisioningFailed: {REFUSED}",
+        f"csi-provisioner repeats the request unchanged: ProvisioningFailed: {message}",
         "claim now of StorageClass every-zone is refused although its class allows zone-a, zone-c, and "
-        f"csi-provisioner repeats the request unchanged: ProvisioningFailed: {REFUSED}"]
+        f"csi-provisioner repeats the request unchanged: ProvisioningFailed: {message}"]
 
 
 def test_a_refusal_that_is_due_or_may_heal_is_no_violation():

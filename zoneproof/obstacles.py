@@ -93,10 +93,12 @@ def obstacles(changes: Iterable[RecordedChange], namespace: str) -> list[str]:
     return found
 
 
-# A refusal the provisioner repeats unchanged: the CSI spec's INVALID_ARGUMENT tells the
-# caller to fix its request before retrying, and csi-provisioner retries the same request
-# (it hands a claim back to the scheduler only on RESOURCE_EXHAUSTED).
-FINAL_REFUSAL = "code = InvalidArgument"
+# Refusals the provisioner repeats unchanged: the CSI spec's INVALID_ARGUMENT tells the
+# caller to fix its request before retrying, ALREADY_EXISTS that the volume's name is taken
+# by a volume the request does not fit (the name is the claim's, so it never changes), and
+# csi-provisioner retries the same request (it hands a claim back to the scheduler only on
+# RESOURCE_EXHAUSTED, or when its selected node is gone).
+FINAL_REFUSALS = ("code = InvalidArgument", "code = AlreadyExists")
 
 
 def allowed_zones(storage_class: dict, zones: Iterable[str], zone_keys: Iterable[str],
@@ -127,7 +129,8 @@ def final_refusals(changes: Iterable[RecordedChange], namespace: str) -> dict[st
         if (pvc["metadata"].get("namespace") or namespace) != namespace:
             continue
         event = warnings.get(("PersistentVolumeClaim", name))
-        if event and event.get("reason") == "ProvisioningFailed" and FINAL_REFUSAL in event.get("message", ""):
+        if event and event.get("reason") == "ProvisioningFailed" and any(
+                code in event.get("message", "") for code in FINAL_REFUSALS):
             found[name] = (pvc, event)
     return found
 
