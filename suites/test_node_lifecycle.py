@@ -169,54 +169,68 @@ def selected_node(env, claim_name: str) -> str:
 
 def test_a_claim_provisioning_for_a_deleted_node_ends_with_one_disk_where_its_pod_runs(placement, cluster, profile,
                                                                                       seed):
-    """The claim's selected node goes while the cloud fails its CreateDisk. Either the
-    provisioner hands the claim back to the scheduler, which selects a node that exists, or
-    (the driver's error being one that may still succeed) it makes the disk for the gone
-    node's zone once the cloud recovers; both ways the pod must run on a node that exists,
-    in its disk's zone, and the claim must have made exactly one disk."""
+    """A WaitForFirstConsumer claim's disk is made in its selected node's zone, the answer is
+    lost and the cloud stays out of the controller's reach for that claim; meanwhile the node
+    goes. The call may have made the disk, so the driver's error must say "may still be in
+    progress": the provisioner then keeps the claim in that zone and, once the cloud is back,
+    ends with that one disk, the pod on another node of the zone. A driver that answers a
+    final error lets the claim go to a node of another zone (the pod prefers one), where the
+    disk made for it is refused; one that retries without idempotency makes a second disk."""
     require_recreatable_nodes(cluster)
     env = placement("topology")
     if env.cloud.admin is None:
-        pytest.skip("needs the fake ECS's fault injection, to hold the claim's provisioning while its node goes")
+        pytest.skip("needs the fake ECS's fault injection, to lose the claim's CreateDisk answer while its node goes")
     storage_class = wffc_class(env)
     # A node the pod can run on: one with a machine in ECS (kind's control plane has none, and a taint).
     workers = sorted(n.metadata.name for n in cluster.core.list_node().items if instance_of(n, required=False))
     victim = random.Random(f"{seed}-selected-node-deleted").choice(workers)
-    # Every CreateDisk fails until the node is gone, as a cloud's transient error does.
-    failing = env.cloud.admin.add_fault("fail_next", action="CreateDisk", count=1_000_000, code="InternalError")
+    zone = cluster.core.read_node(victim).metadata.labels[labels.ZONE]
+    sts = manifests.statefulset(1, storage_class, profile.size)
+    # The victim first, as long as it exists; then any node outside its zone.
+    sts["spec"]["template"]["spec"]["affinity"] = {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+        {"weight": 100, "preference": {"matchExpressions": [
+            {"key": labels.HOSTNAME, "operator": "In", "values": [victim]}]}},
+        {"weight": 10, "preference": {"matchExpressions": [
+            {"key": labels.ZONE, "operator": "NotIn", "values": [zone]}]}}]}}
+    # The claim made ahead of the StatefulSet (which adopts it by name), for its uid: the
+    # volume's name, and so every call of the driver's about it, carries that uid.
+    template = sts["spec"]["volumeClaimTemplates"][0]
+    claim_name = f"{template['metadata']['name']}-{sts['metadata']['name']}-0"
+    claim = cluster.core.create_namespaced_persistent_volume_claim(env.namespace, {
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "spec": template["spec"],
+        "metadata": {"name": claim_name, "labels": sts["spec"]["selector"]["matchLabels"]}})
+    cut = env.cloud.admin.add_fault("cut_after", action="CreateDisk", match=claim.metadata.uid)
     try:
-        # A StatefulSet: a pod bound to the gone node is deleted by the pod GC and made again.
-        sts = manifests.statefulset(1, storage_class, profile.size)
-        # The victim first, as long as it exists; any node once it is gone.
-        sts["spec"]["template"]["spec"]["affinity"] = {"nodeAffinity": {
-            "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "preference": {"matchExpressions": [
-                {"key": labels.HOSTNAME, "operator": "In", "values": [victim]}]}}]}}
         cluster.core.create_namespaced_service(env.namespace, manifests.service())
         client.AppsV1Api(cluster.api_client).create_namespaced_stateful_set(env.namespace, env.runnable(sts))
-        claim_name = f"{sts['spec']['volumeClaimTemplates'][0]['metadata']['name']}-{sts['metadata']['name']}-0"
-        failure = wait_events(env, [claim_name], {"ProvisioningFailed"}, f"a CreateDisk for claim {claim_name} to fail")
+        failure = wait_events(env, [claim_name], {"ProvisioningFailed"}, f"a CreateVolume for claim {claim_name} to fail")
         assert selected_node(env, claim_name) == victim, (f"claim {claim_name} was selected for "
                                                           f"{selected_node(env, claim_name)!r}, not the preferred "
                                                           f"{victim}: {failure}")
-        log.info("claim %s, selected for %s, failed to provision (%s); deleting the node", claim_name, victim,
-                 failure[claim_name])
+        made = [(d["DiskId"], d["ZoneId"]) for d in disks_created_for(env.cloud, env.namespace)]
+        assert [z for _, z in made] == [zone], (f"claim {claim_name}, selected for {victim} in {zone}: its first "
+                                                f"CreateDisk, whose answer was lost, made {made}; expected one disk "
+                                                f"in {zone} ({failure[claim_name]})")
+        log.info("claim %s: disk %s made in %s, the answer lost (%s); deleting node %s", claim_name, made[0][0], zone,
+                 failure[claim_name], victim)
         with node_gone(env, victim):
-            env.cloud.admin.remove_fault(failing["id"])
-            failing = None
+            env.cloud.admin.remove_fault(cut["id"])
+            cut = None
             wait_running(env, 1, timeout=240)
             wait_placed(env, 1)
             pod = cluster.core.list_namespaced_pod(env.namespace).items[0]
             assert pod.spec.node_name in cluster.nodes(), f"pod {pod.metadata.name} runs on {pod.spec.node_name}, " \
                                                           "which does not exist"
-            zone = cluster.core.read_node(pod.spec.node_name).metadata.labels[labels.ZONE]
-            made = [(d["DiskId"], d["ZoneId"]) for d in disks_created_for(env.cloud, env.namespace)]
-            assert len(made) == 1 and made[0][1] == zone, \
-                f"claim {claim_name}, its pod on {pod.spec.node_name} in {zone}, has disks {made}: expected one, in {zone}"
-            log.info("claim %s provisioned for %s, pod on %s", claim_name, selected_node(env, claim_name) or "-",
-                     pod.spec.node_name)
+            pod_zone = cluster.core.read_node(pod.spec.node_name).metadata.labels[labels.ZONE]
+            now = [(d["DiskId"], d["ZoneId"]) for d in disks_created_for(env.cloud, env.namespace)]
+            assert now == made and pod_zone == zone, (
+                f"claim {claim_name}, whose disk {made[0][0]} was made in {zone}: its pod runs on "
+                f"{pod.spec.node_name} in {pod_zone}, and the claim has disks {now}; expected the one disk, the pod "
+                f"in {zone}")
+            log.info("claim %s bound to the disk of its lost answer, pod on %s", claim_name, pod.spec.node_name)
     finally:
-        if failing is not None:
-            env.cloud.admin.remove_fault(failing["id"])
+        if cut is not None:
+            env.cloud.admin.remove_fault(cut["id"])
 
 
 def test_a_cut_off_node_keeps_its_disks_until_it_is_declared_out_of_service(placement, cluster, profile, seed):

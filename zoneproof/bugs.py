@@ -35,6 +35,8 @@ CLOUD_ZONE = "test_cloud_rules.py::test_a_disk_attaches_only_to_an_instance_of_i
 CLOUD_ONE_HOLDER = "test_cloud_rules.py::test_a_disk_without_multiattach_attaches_to_one_instance"
 NODE_DRAIN = "test_chaos.py::test_experiment[node-drain]"
 NODE_DELETED = "test_node_lifecycle.py::test_a_deleted_node_lets_its_disks_go_and_its_pods_return_to_their_zones"
+SELECTED_NODE_DELETED = ("test_node_lifecycle.py::"
+                         "test_a_claim_provisioning_for_a_deleted_node_ends_with_one_disk_where_its_pod_runs")
 NODE_MADE_AGAIN = "test_node_lifecycle.py::test_a_node_made_again_in_another_zone_names_only_its_new_zone"
 NODE_PLUGIN_RESTART = ("test_node_lifecycle.py::"
                        "test_a_restarted_node_plugin_names_the_same_zone_and_its_pods_keep_their_disks")
@@ -53,6 +55,7 @@ RULE_RELEASED = f"{RULES}::test_unpublish_from_a_released_instance_succeeds"
 RULE_OUTLIVES = f"{RULES}::test_a_published_volume_outlives_its_released_instance"
 RULE_NAME_ELSEWHERE = f"{RULES}::test_create_volume_again_with_the_same_name_for_another_zone_is_already_exists"
 RULE_ANSWER_LOST = f"{RULES}::test_a_create_whose_answer_was_lost_makes_one_disk"
+RULE_ANSWER_LOST_CODE = f"{RULES}::test_a_create_whose_answer_was_lost_fails_as_still_in_progress"
 NODE_RULES = "../rules/test_node_rules.py"
 RULE_NODE_ZONE = f"{NODE_RULES}::test_node_get_info_names_its_instances_zone_under_every_zone_key"
 RULE_NODE_LIMIT = f"{NODE_RULES}::test_node_get_info_limits_the_node_to_what_its_instance_can_hold"
@@ -175,7 +178,14 @@ CATALOGUE: tuple[Bug, ...] = (
         "CreateVolume neither looks for the disk of the volume's name nor sends ECS a client token, so a call "
         "retried after its answer was lost makes a second disk and the first one leaks",
         "creates without an idempotency token (why EBS and ECS take one; leaked volumes in drivers' trackers)",
-        (RULE_ANSWER_LOST,)),
+        (RULE_ANSWER_LOST, SELECTED_NODE_DELETED)),
+    Bug("lost-answer-is-final", "controller",
+        "CreateVolume answers INTERNAL when ECS's answer to a call was lost, so csi-provisioner takes the call as "
+        "over: once the claim's selected node is gone it hands the claim to the scheduler, which picks a node of "
+        "another zone, and the disk the lost call made keeps that claim refused for ever",
+        "drivers that answer every cloud error with INTERNAL, where the sidecars take only UNAVAILABLE, "
+        "DEADLINE_EXCEEDED, ABORTED and CANCELLED as still in progress (claims stuck on a deleted selected node "
+        "in drivers' trackers)", (RULE_ANSWER_LOST_CODE, SELECTED_NODE_DELETED)),
     Bug("well-known-key-ignored", "controller",
         "CreateVolume reads a requisite zone only under the driver's own key, so a StorageClass whose "
         "allowedTopologies name a zone under topology.kubernetes.io/zone gets its disks in the controller's zone",

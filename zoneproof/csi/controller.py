@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from typing import NoReturn
 
 import grpc
 
@@ -120,11 +121,18 @@ class ControllerService(csi_grpc.ControllerServicer):
         disk = self._create_disk(context, request, p, zone, size)
         return self._response(context, disk)
 
+    def _create_failed(self, context, err: CloudError, doing: str) -> NoReturn:
+        """A cloud error as CreateVolume's answer; a call that got no answer may yet have been
+        carried out, which UNAVAILABLE says to csi-provisioner (it then keeps the claim's node)."""
+        if err.code == "ConnectionFailure" and "lost-answer-is-final" in self.bugs:
+            abort(context, grpc.StatusCode.INTERNAL, f"{doing}: {err.message}")
+        abort_cloud(context, err, doing)
+
     def _find_by_name(self, context, name: str) -> dict | None:
         try:
             found = self.cloud.describe_disks(Tag=[{"Key": VOLUME_NAME_TAG, "Value": name}])
         except CloudError as err:
-            abort_cloud(context, err, f"looking up volume {name}")
+            self._create_failed(context, err, f"looking up volume {name}")
         return found[0] if found else None
 
     def _choose_zone(self, context, p, requirement) -> str:
@@ -155,7 +163,7 @@ class ControllerService(csi_grpc.ControllerServicer):
         try:
             return self.cloud.zone_ids()
         except CloudError as err:
-            abort_cloud(context, err, "listing zones")
+            self._create_failed(context, err, "listing zones")
 
     def _next_zone(self, context, zone: str) -> str:
         """The zone after ``zone`` in the region (what the throttling-rezone bug retries in)."""
@@ -207,12 +215,12 @@ class ControllerService(csi_grpc.ControllerServicer):
                     found = self._find_by_name(context, request.name)
                     if found:
                         return found
-                abort_cloud(context, err, f"creating a {category} disk in {zone}")
+                self._create_failed(context, err, f"creating a {category} disk in {zone}")
             log.info("CreateVolume %s: disk %s (%s, %d GiB) in %s", request.name, disk_id, category, size, zone)
             try:
                 return self.cloud.wait_disk(disk_id, {"Available"})
             except CloudError as err:
-                abort_cloud(context, err, f"waiting for disk {disk_id}")
+                self._create_failed(context, err, f"waiting for disk {disk_id}")
         abort(context, grpc.StatusCode.OUT_OF_RANGE if all("below its minimum" in r for r in reasons)
               else grpc.StatusCode.INVALID_ARGUMENT,
               f"no disk type of {','.join(p.types)} can hold {size} GiB in {zone}: " + "; ".join(reasons))

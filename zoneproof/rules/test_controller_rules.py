@@ -3,6 +3,7 @@ calls the controller as the sidecars would, and looks in ECS for what the call d
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 import grpc
@@ -13,6 +14,9 @@ from zoneproof.rules.calls import create, delete, made_in, publish, unpublish
 
 csi, _ = load()
 NOWHERE = "nowhere-zone-1"  # a zone the cloud does not have
+# The codes csi-provisioner takes as "the operation may still be in progress".
+IN_PROGRESS = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "ABORTED", "CANCELLED")
+log = logging.getLogger(__name__)
 
 
 def zones_named(volume, profile) -> set[str]:
@@ -174,11 +178,10 @@ def test_create_volume_again_with_the_same_name_for_another_zone_is_already_exis
         f"answer ALREADY_EXISTS and make nothing; it answered {answer}, and ECS made {made}")
 
 
-def test_a_create_whose_answer_was_lost_makes_one_disk(target, volumes):
-    """CSI CreateVolume is idempotent, so the CO retries a call that got no answer with the
-    same name. ECS carries out the first CreateDisk and its answer is lost: the retries
-    MUST end with the disk that call made (ECS's client token, or a look-up by name), not
-    with a second one and the first leaked."""
+def created_after_a_lost_answer(target, volumes) -> tuple[object, list[str], list[str]]:
+    """CreateVolume retried, as the provisioner retries a failed call, after ECS carried out
+    its first CreateDisk and the answer was lost: the volume, the failed calls' codes, and
+    the disks ECS made."""
     key = target.profile.zone_keys[0]
     requisite = [{key: target.zones[-1]}]
     name = f"pvc-rules-{uuid.uuid4().hex[:12]}"
@@ -186,7 +189,7 @@ def test_a_create_whose_answer_was_lost_makes_one_disk(target, volumes):
     fault = target.ecs.faults.add({"kind": "lose_answer", "action": "CreateDisk", "count": 1})
     answers = []
     try:
-        for _ in range(5):  # as the provisioner retries a failed call
+        for _ in range(5):
             try:
                 volume = create(target, requisite=requisite, name=name)
                 break
@@ -200,10 +203,34 @@ def test_a_create_whose_answer_was_lost_makes_one_disk(target, volumes):
     made = disks_made_since(target, before)
     volumes.extend(d for d in made if d not in volumes)
     assert lost, "no CreateDisk was called, so no answer was lost and no retry was tested"
+    return volume, answers, made
+
+
+def test_a_create_whose_answer_was_lost_makes_one_disk(target, volumes):
+    """CSI CreateVolume is idempotent, so the CO retries a call that got no answer with the
+    same name. ECS carries out the first CreateDisk and its answer is lost: the retries
+    MUST end with the disk that call made (ECS's client token, or a look-up by name), not
+    with a second one and the first leaked."""
+    volume, answers, made = created_after_a_lost_answer(target, volumes)
     assert made == [volume.volume_id], (
-        f"CSI CreateVolume {name}, retried after ECS's answer to its CreateDisk was lost (answers: "
+        f"CSI CreateVolume, retried after ECS's answer to its CreateDisk was lost (answers: "
         f"{', '.join(answers) or 'none, the driver retried itself'}): MUST end with the one disk; ECS made {made}, "
         f"the volume is {volume.volume_id}")
+
+
+def test_a_create_whose_answer_was_lost_fails_as_still_in_progress(target, volumes):
+    """A CreateVolume that cannot tell whether its disk was made MUST NOT answer a final
+    error: csi-provisioner takes only UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED and CANCELLED
+    as "may still be in progress" and then keeps a WaitForFirstConsumer claim's selected
+    node; on any other code it may hand the claim to another node, maybe of another zone,
+    while the disk made for it sits in the first one."""
+    volume, answers, _ = created_after_a_lost_answer(target, volumes)
+    final = [a for a in answers if a not in IN_PROGRESS]
+    assert not final, (f"CSI CreateVolume {volume.volume_id}: ECS's answer to its CreateDisk was lost, and the "
+                       f"driver answered {', '.join(answers)}: {', '.join(sorted(set(final)))} tells the CO the call "
+                       f"is over, while the disk may exist; expected one of {', '.join(IN_PROGRESS)}")
+    if not answers:
+        log.info("the driver retried the lost call itself and answered with volume %s", volume.volume_id)
 
 
 def test_no_capacity_in_the_requisite_is_resource_exhausted(target, volumes):
