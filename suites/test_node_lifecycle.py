@@ -203,7 +203,8 @@ def test_a_claim_provisioning_for_a_deleted_node_ends_with_one_disk_where_its_po
     try:
         cluster.core.create_namespaced_service(env.namespace, manifests.service())
         client.AppsV1Api(cluster.api_client).create_namespaced_stateful_set(env.namespace, env.runnable(sts))
-        failure = wait_events(env, [claim_name], {"ProvisioningFailed"}, f"a CreateVolume for claim {claim_name} to fail")
+        failure = wait_events(env, [claim_name], {"ProvisioningFailed"},
+                              f"a CreateVolume for claim {claim_name} to fail")
         assert selected_node(env, claim_name) == victim, (f"claim {claim_name} was selected for "
                                                           f"{selected_node(env, claim_name)!r}, not the preferred "
                                                           f"{victim}: {failure}")

@@ -581,7 +581,8 @@ class EcsBackend:
                 {"InstanceId": a["instance_id"], "Device": a["device"], "AttachedTime": iso(a["attached_at"])}
                 for a in holders]},
             "Tags": {"Tag": [{"TagKey": k, "TagValue": v} for k, v in json.loads(disk["tags"])]},
-            "Portable": True, "DeleteWithInstance": bool(disk["delete_with_instance"]), "CreationTime": iso(disk["created"]),
+            "Portable": True, "DeleteWithInstance": bool(disk["delete_with_instance"]),
+            "CreationTime": iso(disk["created"]),
         }
 
     def render_disks(self, db, rows: list[sqlite3.Row]) -> list[dict]:
