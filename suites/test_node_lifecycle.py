@@ -194,11 +194,10 @@ def test_a_claim_provisioning_for_a_deleted_node_ends_with_one_disk_where_its_po
             {"key": labels.ZONE, "operator": "NotIn", "values": [zone]}]}}]}}
     # The claim made ahead of the StatefulSet (which adopts it by name), for its uid: the
     # volume's name, and so every call of the driver's about it, carries that uid.
-    template = sts["spec"]["volumeClaimTemplates"][0]
-    claim_name = f"{template['metadata']['name']}-{sts['metadata']['name']}-0"
-    claim = cluster.core.create_namespaced_persistent_volume_claim(env.namespace, {
-        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "spec": template["spec"],
-        "metadata": {"name": claim_name, "labels": sts["spec"]["selector"]["matchLabels"]}})
+    claim_name = f"{sts['spec']['volumeClaimTemplates'][0]['metadata']['name']}-{sts['metadata']['name']}-0"
+    body = workloads.claim(claim_name, storage_class, profile.size)
+    body["metadata"]["labels"] = sts["spec"]["selector"]["matchLabels"]
+    claim = cluster.core.create_namespaced_persistent_volume_claim(env.namespace, body)
     cut = env.cloud.admin.add_fault("cut_after", action="CreateDisk", match=claim.metadata.uid)
     try:
         cluster.core.create_namespaced_service(env.namespace, manifests.service())
