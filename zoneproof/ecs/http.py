@@ -15,6 +15,7 @@ length, an unread body read as the next request) is closed off here.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import re
@@ -167,10 +168,9 @@ class _Handler(BaseHTTPRequestHandler):
     def setup(self):
         self.timeout = self.server.idle_timeout  # applied to the socket by StreamRequestHandler
         super().setup()
-
-    def handle_one_request(self):
+        self.rfile.close()
+        self.rfile = io.BufferedReader(_BusyOnRead(self.connection, self.server))
         self.server.between_requests(self.connection)  # until a request line arrives
-        super().handle_one_request()
 
     def parse_request(self):
         self.server.in_request(self.connection)
@@ -204,6 +204,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("x-acs-request-id", request_id)
         if self.close_connection:
             self.send_header("Connection", "close")
+        else:
+            # Idle from the moment its answer leaves: the order in which clients got their
+            # answers is the order in which their connections fell idle.
+            self.server.between_requests(self.connection)
         self.end_headers()
         self.wfile.write(body)
 
@@ -281,6 +285,25 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error(500, EcsError("InternalError"))
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
+
+
+class _BusyOnRead(socket.SocketIO):
+    """A connection's reads: each waits for bytes, marks the connection in a request, and
+    only then takes them. Taken first, a request line read but not yet parsed would leave
+    the connection idle with nothing waiting on it, for making room to close."""
+
+    def __init__(self, connection: socket.socket, server: EcsHttpServer):
+        super().__init__(connection, "rb")
+        self._server = server
+
+    def readinto(self, buffer) -> int:
+        poller = select.poll()
+        poller.register(self._sock, select.POLLIN)
+        timeout = self._sock.gettimeout()
+        if not poller.poll(None if timeout is None else timeout * 1000):
+            raise TimeoutError("timed out")  # as the socket's own read would, at the idle timeout
+        self._server.in_request(self._sock)
+        return super().readinto(buffer)
 
 
 def _request_arriving(connection: socket.socket) -> bool:
