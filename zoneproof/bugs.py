@@ -56,6 +56,7 @@ RULE_OUTLIVES = f"{RULES}::test_a_published_volume_outlives_its_released_instanc
 RULE_NAME_ELSEWHERE = f"{RULES}::test_create_volume_again_with_the_same_name_for_another_zone_is_already_exists"
 RULE_ANSWER_LOST = f"{RULES}::test_a_create_whose_answer_was_lost_makes_one_disk"
 RULE_ANSWER_LOST_CODE = f"{RULES}::test_a_create_whose_answer_was_lost_fails_as_still_in_progress"
+RULE_ROUND_ROBIN = f"{RULES}::test_a_zone_list_taken_in_turn_stays_even_when_volumes_are_created_at_once"
 NODE_RULES = "../rules/test_node_rules.py"
 RULE_NODE_ZONE = f"{NODE_RULES}::test_node_get_info_names_its_instances_zone_under_every_zone_key"
 RULE_NODE_LIMIT = f"{NODE_RULES}::test_node_get_info_limits_the_node_to_what_its_instance_can_hold"
@@ -82,7 +83,7 @@ CATALOGUE: tuple[Bug, ...] = (
     Bug("round-robin-unlocked", "controller",
         "round-robin over zoneId reads its counter before a cloud call and writes it after, unlocked: claims "
         "made at once take the same zone",
-        "an unsynchronised zone counter in a round-robin provisioner", (ROUND_ROBIN_AT_ONCE,)),
+        "an unsynchronised zone counter in a round-robin provisioner", (RULE_ROUND_ROBIN, ROUND_ROBIN_AT_ONCE)),
     Bug("no-accessible-topology", "controller",
         "CreateVolume returns no accessible topology, so PVs carry no nodeAffinity",
         "drivers that forget Volume.accessible_topology (PVs schedulable anywhere)", (DYNAMIC,)),

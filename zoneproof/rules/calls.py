@@ -19,7 +19,9 @@ def capability():
 
 
 def create(target, *, requisite: list[dict], preferred: list[dict] = (), name: str = "",
-           parameters: dict[str, str] | None = None):
+           parameters: dict[str, str] | None = None, controller=None):
+    """CreateVolume of the profile's smallest disk, to ``controller`` (by default the
+    target's)."""
     request = csi.CreateVolumeRequest(
         name=name or f"pvc-rules-{uuid.uuid4().hex[:12]}", volume_capabilities=[capability()],
         capacity_range=csi.CapacityRange(required_bytes=target.profile.min_size_gib * GIB),
@@ -27,7 +29,7 @@ def create(target, *, requisite: list[dict], preferred: list[dict] = (), name: s
         accessibility_requirements=csi.TopologyRequirement(
             requisite=[csi.Topology(segments=s) for s in requisite],
             preferred=[csi.Topology(segments=s) for s in preferred]))
-    return target.controller.CreateVolume(request, timeout=120).volume
+    return (controller or target.controller).CreateVolume(request, timeout=120).volume
 
 
 def delete(target, volume_id: str) -> None:

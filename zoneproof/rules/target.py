@@ -43,10 +43,24 @@ class RulesTarget:
     profile: DriverProfile
     ecs: EcsServer
     cloud: EcsApi
-    controller: object  # csi_grpc.ControllerStub
+    controller: object  # csi_grpc.ControllerStub, run with the profile's first zone policy
     zones: tuple[str, ...]
     instances: dict[str, list[str]] = field(default_factory=dict)  # zone -> instance ids
     nodes: dict[str, object] = field(default_factory=dict)  # instance id -> csi_grpc.NodeStub
+    start_controller: object = None  # zone policy -> csi_grpc.ControllerStub, started on first use
+    _by_policy: dict[str, object] = field(default_factory=dict)
+
+    def controller_for(self, policy: str):
+        """A controller run with zone ``policy`` (one of the profile's), started the first
+        time a rule asks for it and kept for the session."""
+        if policy not in self.profile.zone_policies:
+            raise ValueError(f"profile {self.profile.name!r} offers zone policies {list(self.profile.zone_policies)}, "
+                             f"not {policy!r}")
+        if policy == self.profile.zone_policies[0]:
+            return self.controller
+        if policy not in self._by_policy:
+            self._by_policy[policy] = self.start_controller(policy)
+        return self._by_policy[policy]
 
     @property
     def region(self) -> str:
@@ -95,19 +109,25 @@ def rules_target(profile: DriverProfile, workdir: Path, *, zones: tuple[str, ...
                     ecs.backend.register_instance(db, instance_id, zone)
         key_id, secret = next(iter(DEFAULT_CREDENTIALS.items()))
         cloud = EcsApi(EcsSettings(ecs.endpoint, key_id, secret, region))
-        socket = workdir / "controller.sock"
         values = {"python": sys.executable, "driver": profile.driver, "driver_binary": driver_binary or "",
-                  "endpoint": f"unix://{socket}", "socket": str(socket), "ecs_endpoint": ecs.endpoint,
-                  "region": region, "kubeconfig": kubeconfig or "", "access_key_id": key_id,
-                  "access_key_secret": secret, "zone_policy": profile.zone_policies[0], "controller_zone": zones[0],
-                  "workdir": str(workdir)}
-        args, env = render(profile.run.controller, values)
-        env[bug_catalogue.ENV] = ",".join(in_driver)
-        running = {"csi-controller": start_process("csi-controller", args, workdir, dict(os.environ, **env))}
-        channels = []
+                  "ecs_endpoint": ecs.endpoint, "region": region, "kubeconfig": kubeconfig or "",
+                  "access_key_id": key_id, "access_key_secret": secret, "zone_policy": profile.zone_policies[0],
+                  "controller_zone": zones[0], "workdir": str(workdir)}
+        running, channels = {}, []
+
+        def start_controller(policy: str):
+            """The profile's controller, run with zone ``policy``, answering on its own socket."""
+            name = "csi-controller" if policy == profile.zone_policies[0] else f"csi-controller-{policy}"
+            path = workdir / f"{name}.sock"
+            args, env = render(profile.run.controller, {**values, "zone_policy": policy, "endpoint": f"unix://{path}",
+                                                        "socket": str(path)})
+            env[bug_catalogue.ENV] = ",".join(in_driver)
+            running[name] = start_process(name, args, workdir, dict(os.environ, **env))
+            channels.append(grpc.insecure_channel(f"unix://{path}"))
+            wait_answering(channels[-1], running[name], f"the {profile.name} controller ({policy} zones)", workdir)
+            return csi_grpc.ControllerStub(channels[-1])
         try:
-            channels.append(grpc.insecure_channel(f"unix://{socket}"))
-            wait_answering(channels[-1], running["csi-controller"], f"the {profile.name} controller", workdir)
+            controller = start_controller(profile.zone_policies[0])
             nodes = {}
             if profile.run.node_command is not None:
                 sockets = _start_node_endpoints(profile.run.node_command, values, workdir, in_driver,
@@ -118,8 +138,7 @@ def rules_target(profile: DriverProfile, workdir: Path, *, zones: tuple[str, ...
                     wait_answering(channels[-1], process, f"the {profile.name} node endpoint of {instance_id}",
                                    workdir)
                     nodes[instance_id] = csi_grpc.NodeStub(channels[-1])
-            yield RulesTarget(profile, ecs, cloud, csi_grpc.ControllerStub(channels[0]), tuple(zones), instances,
-                              nodes)
+            yield RulesTarget(profile, ecs, cloud, controller, tuple(zones), instances, nodes, start_controller)
         finally:
             for channel in channels:
                 channel.close()
