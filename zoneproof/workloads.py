@@ -149,6 +149,17 @@ def remove_workload(api: client.ApiClient, namespace: str, *, static_pvs: tuple[
         return [va.metadata.name for va in storage.list_volume_attachment().items
                 if va.spec.source.persistent_volume_name in volumes]
 
+    # An attachment that never attached (its attach refused) would wait for the
+    # attach-detach controller's maximum wait for unmount (6 min, kubernetes#117042) with its
+    # pod gone: delete it, and csi-attacher runs ControllerUnpublish as it would then.
+    for va in storage.list_volume_attachment().items:
+        if (va.spec.source.persistent_volume_name in volumes and not va.metadata.deletion_timestamp
+                and not (va.status and va.status.attached)):
+            try:
+                storage.delete_volume_attachment(va.metadata.name)
+            except ApiException as err:
+                if err.status != 404:
+                    raise
     # Detached first: csi-provisioner does not delete a volume still attached, and tries
     # again only a second later.
     wait_for(lambda: (not (left := attachments()), f"attachments {left}"),
