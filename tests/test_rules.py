@@ -50,7 +50,15 @@ CAUGHT = {
     "node-info-empty-zone": "accessible_topology names {'topology.diskplugin.csi.alibabacloud.com/zone': ''}",
     "attach-limit-over-reported": "max_volumes_per_node is 32",
     "round-robin-unlocked": "the turn is not kept under concurrent calls",
+    "well-known-key-ignored": "the first preferred topology (topology.kubernetes.io/zone=",
+    "topology-foreign-key": "the volume says [{'topology.disk.example.com/zone'",
+    "topology-region-only": "the volume says [{'topology.kubernetes.io/region'",
 }
+
+
+def test_every_bug_of_the_controller_has_a_rule_it_breaks():
+    controller = {bug.name for bug in bug_catalogue.CATALOGUE if bug.layer == "controller"}
+    assert controller <= set(CAUGHT), f"controller bugs no rule is shown to catch: {sorted(controller - set(CAUGHT))}"
 
 
 @pytest.mark.parametrize("bug", sorted(CAUGHT))

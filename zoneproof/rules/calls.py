@@ -56,3 +56,15 @@ def made_in(target, volumes: list[str], **kwargs) -> tuple[object, str]:
                              ) from err
     volumes.append(volume.volume_id)
     return volume, target.disk(volume.volume_id)["ZoneId"]
+
+
+def volume_in(target, volumes: list[str], zone: str, key: str | None = None):
+    """The set-up of a rule about what follows CreateVolume: a volume made for ``zone``
+    alone (under ``key``, by default the profile's first zone key), whose disk must be
+    there; where the driver puts it elsewhere the rule cannot be checked, and says why."""
+    key = key or target.profile.zone_keys[0]
+    volume, disk_zone = made_in(target, volumes, requisite=[{key: zone}])
+    if disk_zone != zone:
+        raise AssertionError(f"set-up: CreateVolume for requisite {key}={zone} made a disk in {disk_zone}, so this "
+                             "rule cannot be checked (the CreateVolume rules say what is wrong)")
+    return volume

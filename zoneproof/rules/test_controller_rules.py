@@ -12,7 +12,7 @@ import grpc
 import pytest
 
 from zoneproof.csi.proto import load
-from zoneproof.rules.calls import create, delete, made_in, publish, unpublish
+from zoneproof.rules.calls import create, delete, made_in, publish, unpublish, volume_in
 
 csi, _ = load()
 NOWHERE = "nowhere-zone-1"  # a zone the cloud does not have
@@ -291,9 +291,8 @@ def test_publish_to_an_instance_of_another_zone_fails_and_attaches_nothing(targe
     """CSI ControllerPublishVolume: a volume is published only to a node it is accessible
     from; a cloud disk attaches only in its own zone. The call MUST fail and leave the
     disk unattached."""
-    key = target.profile.zone_keys[0]
     home, away = target.zones[0], target.zones[1]
-    volume, _ = made_in(target, volumes, requisite=[{key: home}])
+    volume = volume_in(target, volumes, home)
     with pytest.raises(grpc.RpcError) as refused:
         publish(target, volume.volume_id, target.instances[away][0])
     assert target.holders(volume.volume_id) == [], (
@@ -305,10 +304,9 @@ def test_a_single_node_volume_published_elsewhere_is_failed_precondition_and_sta
     """CSI ControllerPublishVolume: a volume published to one node with a single-node
     access mode, asked for another, MUST answer FAILED_PRECONDITION; the node holding it
     keeps it (no detaching it from under its pod)."""
-    key = target.profile.zone_keys[0]
     zone = target.zones[0]
     holder, other = target.instances[zone]
-    volume, _ = made_in(target, volumes, requisite=[{key: zone}])
+    volume = volume_in(target, volumes, zone)
     publish(target, volume.volume_id, holder)
     rule = (f"CSI ControllerPublishVolume of a SINGLE_NODE_WRITER volume published to {holder}, asked for {other}: "
             "MUST be FAILED_PRECONDITION")
@@ -327,9 +325,8 @@ def test_a_single_node_volume_published_elsewhere_is_failed_precondition_and_sta
 def test_publish_fails_when_the_cloud_fails_the_attach(target, volumes):
     """CSI ControllerPublishVolume: success means the volume is available on the node. When
     the cloud fails the attach the call MUST NOT succeed."""
-    key = target.profile.zone_keys[0]
     zone = target.zones[0]
-    volume, _ = made_in(target, volumes, requisite=[{key: zone}])
+    volume = volume_in(target, volumes, zone)
     fault = target.ecs.faults.add({"kind": "fail_next", "action": "AttachDisk", "count": 1000,
                                    "code": "InternalError"})
     try:
@@ -347,10 +344,9 @@ def test_publish_fails_when_the_cloud_fails_the_attach(target, volumes):
 def test_the_publish_context_names_the_disks_serial_or_device(target, volumes):
     """CSI ControllerPublishVolume: publish_context is what the node needs to find the
     volume; what it says of the disk (its serial number, its device) MUST be that disk's."""
-    key = target.profile.zone_keys[0]
     zone = target.zones[0]
     node = target.instances[zone][0]
-    volume, _ = made_in(target, volumes, requisite=[{key: zone}])
+    volume = volume_in(target, volumes, zone)
     context = dict(publish(target, volume.volume_id, node).publish_context)
     disk = target.disk(volume.volume_id)
     device = next(a["Device"] for a in disk["Attachments"]["Attachment"] if a["InstanceId"] == node)
@@ -366,10 +362,9 @@ def test_unpublish_from_a_stopped_instance_detaches(target, volumes):
     """CSI ControllerUnpublishVolume: once it succeeds the volume is no longer on the node.
     The node's instance is stopped (its power cut): the call MUST succeed and the disk
     be free, and again when repeated (the call is idempotent)."""
-    key = target.profile.zone_keys[0]
     zone = target.zones[0]
     node = target.instances[zone][1]
-    volume, _ = made_in(target, volumes, requisite=[{key: zone}])
+    volume = volume_in(target, volumes, zone)
     publish(target, volume.volume_id, node)
     target.cloud.call("StopInstances", RegionId=target.region, InstanceId=[node], ForceStop=True)
     try:
@@ -385,12 +380,11 @@ def test_unpublish_from_a_stopped_instance_detaches(target, volumes):
 def published_then_released(target, volumes):
     """A volume published to an instance made for the rule, then that instance released as
     ECS releases one (what the driver asked at attach decides whether its disk goes too)."""
-    key = target.profile.zone_keys[-1]
     zone = target.zones[-1]
     node = f"i-rulesgone{uuid.uuid4().hex[:6]}"
     with target.ecs.store.transaction() as db:
         target.ecs.backend.register_instance(db, node, zone)
-    volume, _ = made_in(target, volumes, requisite=[{key: zone}])
+    volume = volume_in(target, volumes, zone, key=target.profile.zone_keys[-1])
     publish(target, volume.volume_id, node)
     with target.ecs.store.transaction() as db:
         target.ecs.backend.release_instance(db, node)
@@ -428,10 +422,9 @@ def test_delete_of_a_volume_still_attached_does_what_the_profile_states(target, 
     """CSI DeleteVolume of a volume still published: the spec leaves it to the plugin
     (FAILED_PRECONDITION, or detaching first), which must say; the profile states it
     (``delete_attached_volume``). Refused, the disk MUST stay, attached where it was."""
-    key = target.profile.zone_keys[0]
     zone = target.zones[0]
     node = target.instances[zone][0]
-    volume, _ = made_in(target, volumes, requisite=[{key: zone}])
+    volume = volume_in(target, volumes, zone)
     publish(target, volume.volume_id, node)
     stated = target.profile.delete_attached_volume
     if stated == "refused":
@@ -451,8 +444,7 @@ def test_delete_of_a_volume_still_attached_does_what_the_profile_states(target, 
 def test_delete_of_a_free_volume_deletes_its_disk(target, volumes):
     """CSI DeleteVolume: once it succeeds the volume no longer exists; asked again it
     succeeds (the call is idempotent)."""
-    key = target.profile.zone_keys[0]
-    volume, _ = made_in(target, volumes, requisite=[{key: target.zones[0]}])
+    volume = volume_in(target, volumes, target.zones[0])
     for attempt in ("", " again"):
         delete(target, volume.volume_id)
         assert target.cloud.describe_disk(volume.volume_id) is None, (

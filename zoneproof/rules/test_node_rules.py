@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from zoneproof.csi.proto import load
-from zoneproof.rules.calls import made_in, publish
+from zoneproof.rules.calls import publish, volume_in
 
 csi, _ = load()
 
@@ -57,10 +57,9 @@ def test_node_get_info_limits_the_node_to_what_its_instance_can_hold(target, nod
 def test_the_node_id_is_what_publishes_to_the_nodes_instance(target, volumes, nodes):
     """CSI NodeGetInfo: node_id is what the CO passes to ControllerPublishVolume to reach
     the node. Published to that id, the disk MUST be attached to the node's own instance."""
-    key = target.profile.zone_keys[0]
     for instance_id, endpoint in nodes.items():
         zone = target.cloud.describe_instance(instance_id)["ZoneId"]
-        volume, _ = made_in(target, volumes, requisite=[{key: zone}])
+        volume = volume_in(target, volumes, zone)
         node_id = node_info(endpoint).node_id
         publish(target, volume.volume_id, node_id)
         assert target.holders(volume.volume_id) == [instance_id], (
