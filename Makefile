@@ -54,9 +54,10 @@ tools: setup
 
 # The tests that need no resource marker of conftest.py: no cluster, no Go build, no wheel.
 # Four workers on any machine: most of their time is spent waiting on child processes.
+# Property tests draw a quarter of their examples here (the quick profile); make test, all.
 UNIT_MARKS := not (cluster or kind or toolchain or packaging or browser or driver)
 unit: setup
-	@$(call run_pytest,tests -m '$(UNIT_MARKS)' -n 4)
+	@$(call run_pytest,tests -m '$(UNIT_MARKS)' -n 4 --hypothesis-profile=quick)
 
 # The kind provider's test needs Docker, mmdebstrap and Debian's static busybox: installed
 # here when missing (as root, from Debian's packages), else named.

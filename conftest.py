@@ -5,6 +5,10 @@ team's pytest sees are the scheduling ones of the public plugin (zoneproof.pytes
 from __future__ import annotations
 
 import pytest
+from hypothesis import settings
+
+# make unit's property tests: a quarter of the examples make test draws (tests/examples.py).
+settings.register_profile("quick", max_examples=25)
 
 RESOURCE_MARKERS = {
     "cluster": "needs a real cluster (started once per test session)",

@@ -15,6 +15,8 @@ from zoneproof.csi.server import build_server
 from zoneproof.ecs.backend import EcsConfig
 from zoneproof.ecs.server import DEFAULT_CREDENTIALS, EcsServer
 
+# csi-sanity is a Go tool of the toolchain, built on first use.
+pytestmark = pytest.mark.toolchain
 log = logging.getLogger(__name__)
 REPORT = Path(__file__).resolve().parent.parent / "reports" / "csi-sanity.txt"
 REGION = "cn-beijing"

@@ -15,6 +15,7 @@ from zoneproof.ecs.catalog import INSTANCE_TYPE
 from zoneproof.ecs.server import EcsServer
 from zoneproof.processes import stop_groups, start_process, start_time
 
+pytestmark = pytest.mark.driver  # the reference driver's node process
 ZONE_KEY = "topology.diskplugin.csi.alibabacloud.com/zone"
 
 

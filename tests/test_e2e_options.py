@@ -3,12 +3,13 @@ reports of a run that did not happen."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
 import pytest
+from click.testing import CliRunner
 
+from zoneproof.commands.run import e2e
 from zoneproof.e2e import PHASE_MARKS
 from zoneproof_chaos import running
 
@@ -22,13 +23,11 @@ from zoneproof_chaos import running
     (["--kubeconfig", "kubeconfig.yaml"], "--kubeconfig and --context go with --provider existing"),
     (["--profile", "no-such-profile"], "no driver profile 'no-such-profile'"),
 ])
-def test_bad_options_are_refused_before_anything_starts(tmp_path, args, message):
+def test_bad_options_are_refused_before_anything_starts(tmp_path, monkeypatch, args, message):
     state = tmp_path / "state"
-    run = subprocess.run([sys.executable, "-m", "zoneproof.cli", "e2e", "--name", "zp-refused",
-                          "--reports", str(tmp_path / "reports"), *args],
-                         env=dict(os.environ, ZONEPROOF_STATE_DIR=str(state)), capture_output=True, text=True,
-                         timeout=60)
-    assert run.returncode in (1, 2), run.stdout + run.stderr
+    monkeypatch.setenv("ZONEPROOF_STATE_DIR", str(state))
+    run = CliRunner().invoke(e2e, ["--name", "zp-refused", "--reports", str(tmp_path / "reports"), *args])
+    assert run.exit_code in (1, 2), run.output
     assert message in run.stderr, run.stderr
     assert not state.exists(), "a cluster was started for a run that was refused"
     assert not (tmp_path / "reports").exists(), "reports were touched for a run that was refused"

@@ -23,6 +23,7 @@ from darabonba.request import DaraRequest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.examples import examples
 from zoneproof.ecs.auth import SignedRequest, Verified, Verifier
 from zoneproof.ecs.errors import EcsError
 
@@ -200,7 +201,7 @@ SDK_ADDED_PARAMS = {
 }
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(
     st.dictionaries(
         st.from_regex(r"[A-Z][A-Za-z0-9.]{0,12}", fullmatch=True).filter(lambda k: k not in SDK_ADDED_PARAMS),
@@ -478,7 +479,7 @@ v3_headers = some_of(
 extra_pairs = st.lists(st.tuples(any_text, any_text), max_size=3)
 
 
-@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(500), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     method=maybe("GET", "POST"),
     path=maybe("/", ""),

@@ -32,6 +32,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.ecs_clients import SDKS
+from tests.examples import examples
 from zoneproof.ecs.actions import ACTIONS, API_VERSION, COMMON
 from zoneproof.ecs.backend import EcsConfig
 from zoneproof.ecs.catalog import CATEGORIES, PERFORMANCE_LEVELS
@@ -404,7 +405,7 @@ def raw_requests(draw):
 
 # ---------------------------------------------------------------- the fuzz tests
 def test_signed_requests_with_malformed_content(server):
-    @settings(FUZZ, max_examples=300)
+    @settings(FUZZ, max_examples=examples(300))
     @given(signed_requests(server))
     def fuzz(request):
         method, params, body_params = request
@@ -416,7 +417,7 @@ def test_signed_requests_with_malformed_content(server):
 
 
 def test_raw_garbage(server):
-    @settings(FUZZ, max_examples=200)
+    @settings(FUZZ, max_examples=examples(200))
     @given(raw_requests())
     def fuzz(request):
         method, raw = request

@@ -7,6 +7,8 @@ import hypothesis.strategies as st
 from hypothesis import settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from tests.examples import examples
+
 from zoneproof.ecs import catalog
 from zoneproof.ecs.actions import Dispatcher, new_request_id
 from zoneproof.ecs.backend import EcsBackend, EcsConfig
@@ -165,4 +167,4 @@ class EcsRules(RuleBasedStateMachine):
 
 
 TestEcsRules = EcsRules.TestCase
-TestEcsRules.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
+TestEcsRules.settings = settings(max_examples=examples(60), stateful_step_count=40, deadline=None)
