@@ -25,7 +25,7 @@ endef
 help:
 	@echo "make e2e          local cluster + suites + report (reports/); E2E_WORKERS=n workers,\n                 PROVIDER=kind for the kind cluster"
 	@echo "make test         the project's own tests (unit + real local clusters)"
-	@echo "make unit         the tests that need no cluster, Go build, wheel, browser or driver process (about a minute)"
+	@echo "make unit         the tests that need no cluster, Go build, wheel, browser or driver process (about half a minute)"
 	@echo "make tools        build the Go tools into $(CACHE_DIR)/tools (no-op when cached)"
 	@echo "make cluster-up   start the default local cluster; cluster-down stops it"
 	@echo "make bench        bring-up and failure-detection benchmark"
