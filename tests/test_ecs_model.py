@@ -8,7 +8,6 @@ from hypothesis import settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from tests.examples import examples
-
 from zoneproof.ecs import catalog
 from zoneproof.ecs.actions import Dispatcher, new_request_id
 from zoneproof.ecs.backend import EcsBackend, EcsConfig
