@@ -48,7 +48,7 @@ class RulesTarget:
     instances: dict[str, list[str]] = field(default_factory=dict)  # zone -> instance ids
     nodes: dict[str, object] = field(default_factory=dict)  # instance id -> csi_grpc.NodeStub
     start_controller: object = None  # zone policy -> csi_grpc.ControllerStub, started on first use
-    _by_policy: dict[str, object] = field(default_factory=dict)
+    _by_policy: dict[str, object] = field(default_factory=dict, init=False, repr=False)
 
     def controller_for(self, policy: str):
         """A controller run with zone ``policy`` (one of the profile's), started the first
