@@ -127,6 +127,14 @@ def disks_created_for(cloud, namespace: str) -> list[dict]:
     return cloud.api.describe_disks(Tag=[{"Key": PVC_NAMESPACE_TAG, "Value": namespace}])
 
 
+def _delete_unless_gone(delete: Callable[[str], object], name: str) -> None:
+    """Delete a cluster-scoped object by name; one already gone is what was wanted."""
+    try:
+        delete(name)
+    except ApiException as err:
+        if err.status != 404:
+            raise
+
 
 def remove_workload(api: client.ApiClient, namespace: str, *, static_pvs: tuple[str, ...] = (),
                     timeout: float = 120, wake: Changes | None = None,
@@ -145,32 +153,26 @@ def remove_workload(api: client.ApiClient, namespace: str, *, static_pvs: tuple[
     claims = core.list_namespaced_persistent_volume_claim(namespace).items
     volumes = {c.spec.volume_name for c in claims if c.spec.volume_name} | set(static_pvs)
 
-    def attachments() -> list[str]:
-        return [va.metadata.name for va in storage.list_volume_attachment().items
+    def of_these_volumes() -> list:
+        return [va for va in storage.list_volume_attachment().items
                 if va.spec.source.persistent_volume_name in volumes]
+
+    def attachments() -> list[str]:
+        return [va.metadata.name for va in of_these_volumes()]
 
     # An attachment that never attached (its attach refused) would wait for the
     # attach-detach controller's maximum wait for unmount (6 min, kubernetes#117042) with its
     # pod gone: delete it, and csi-attacher runs ControllerUnpublish as it would then.
-    for va in storage.list_volume_attachment().items:
-        if (va.spec.source.persistent_volume_name in volumes and not va.metadata.deletion_timestamp
-                and not (va.status and va.status.attached)):
-            try:
-                storage.delete_volume_attachment(va.metadata.name)
-            except ApiException as err:
-                if err.status != 404:
-                    raise
+    for va in of_these_volumes():
+        if not va.metadata.deletion_timestamp and not (va.status and va.status.attached):
+            _delete_unless_gone(storage.delete_volume_attachment, va.metadata.name)
     # Detached first: csi-provisioner does not delete a volume still attached, and tries
     # again only a second later.
     wait_for(lambda: (not (left := attachments()), f"attachments {left}"),
              what=f"volumes of {namespace} to detach", timeout=timeout, wake=wake, explain=explain)
     core.delete_collection_namespaced_persistent_volume_claim(namespace)
     for name in static_pvs:
-        try:
-            core.delete_persistent_volume(name)
-        except ApiException as err:
-            if err.status != 404:
-                raise
+        _delete_unless_gone(core.delete_persistent_volume, name)
 
     def released():
         left = attachments()
